@@ -1,0 +1,183 @@
+"""The one feature-name module: Spark, Beam, Feast, the models and serving all import these names.
+
+A feature view is described once here -- its entity, its fields and their types -- and every
+component derives what it needs from it (Feast schemas, Spark output columns, Beam push rows,
+model inputs, serving look-ups), so training and serving cannot drift apart.
+
+Types are written as Feast primitive names: ``Int64``, ``Float32``, ``Float64``, ``String``,
+``Bool``, ``UnixTimestamp`` and ``Array(<type>)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+USER_ID = "user_id"
+ITEM_ID = "item_id"
+EVENT_TIMESTAMP = "event_timestamp"  # the timestamp column of every feature row (point-in-time joins)
+CREATED = "created"  # when the row was written (tie-breaker for rows with equal event_timestamp)
+
+NO_TIME_DAYS = 365.0  # "never happened" for days-since features
+HISTORY_LENGTH = 50  # items kept in the compact per-user history
+RECENT_LENGTH = 20  # items kept in the real-time recent-items list
+TOP_CATEGORIES = 5  # categories kept in the category-affinity feature
+
+
+@dataclass(frozen=True)
+class FeatureField:
+    name: str
+    dtype: str
+    description: str
+
+
+@dataclass(frozen=True)
+class FeatureViewSpec:
+    name: str
+    entity: str  # join key: USER_ID or ITEM_ID
+    fields: tuple[FeatureField, ...]
+    description: str
+    streaming: bool = False  # True: a push source feeds it too (the Beam job)
+    ttl_days: int = 90
+
+    @property
+    def names(self) -> list[str]:
+        return [f.name for f in self.fields]
+
+    def ref(self, feature: str) -> str:
+        """A Feast feature reference ``view:feature``."""
+        if feature not in self.names:
+            raise KeyError(f"{feature!r} is not a feature of {self.name}")
+        return f"{self.name}:{feature}"
+
+
+F = FeatureField
+
+USER_PROFILE = FeatureViewSpec(
+    name="user_profile",
+    entity=USER_ID,
+    description="Per-user behaviour aggregates and profile attributes, computed nightly by Spark.",
+    fields=(
+        F("purchase_count_30d", "Int64", "purchases (retail) or approvals (banking) in the last 30 days"),
+        F("purchase_frequency_30d", "Float32", "purchases per active day in the last 30 days"),
+        F("avg_basket_value", "Float32", "mean purchase value over the user's lifetime"),
+        F("lifetime_events", "Int64", "all non-impression events of the user"),
+        F("lifetime_purchases", "Int64", "all purchases/approvals of the user"),
+        F("active_days_30d", "Int64", "days with at least one event in the last 30 days"),
+        F("days_since_last_purchase", "Float32", f"days since the last purchase ({NO_TIME_DAYS} if never)"),
+        F("days_since_last_session", "Float32", f"days since the last event ({NO_TIME_DAYS} if never)"),
+        F("tenure_days", "Float32", "days since sign-up"),
+        F("top_categories", "Array(String)", f"the user's {TOP_CATEGORIES} highest-affinity categories"),
+        F("top_category_scores", "Array(Float32)", "affinity of each top category (share of weighted events)"),
+        F("country", "String", "retail: country"),
+        F("age_band", "String", "retail: age band"),
+        F("age", "Int64", "banking: age in years"),
+        F("income", "Float32", "banking: yearly income"),
+        F("credit_score", "Int64", "banking: credit score"),
+        F("dti", "Float32", "banking: debt-to-income ratio"),
+        F("has_arrears", "Bool", "banking: any payment in arrears"),
+        F("products_held", "Array(String)", "banking: item_ids of products held"),
+        F("num_products_held", "Int64", "banking: number of products held"),
+        F("applications_90d", "Int64", "banking: application starts in the last 90 days"),
+        F("approvals_total", "Int64", "banking: approved applications, lifetime"),
+        F("declines_total", "Int64", "declines (banking: refused applications; retail: dismissed items), lifetime"),
+    ),
+)
+
+USER_HISTORY = FeatureViewSpec(
+    name="user_history",
+    entity=USER_ID,
+    description=(
+        "Compact per-user interaction history from which user x item and user x category cross features "
+        "are computed for every candidate, so ranking 500 candidates needs one online read, not 500."
+    ),
+    fields=(
+        F("hist_item_ids", "Array(String)", f"the last {HISTORY_LENGTH} distinct items interacted with, newest first"),
+        F("hist_item_last_ts", "Array(Int64)", "epoch seconds of the last interaction with each history item"),
+        F("hist_item_views", "Array(Int64)", "views+clicks of each history item"),
+        F("hist_item_purchases", "Array(Int64)", "purchases/approvals of each history item"),
+        F("hist_item_declines", "Array(Int64)", "declines of each history item"),
+        F("cat_keys", "Array(String)", "categories interacted with"),
+        F("cat_views", "Array(Int64)", "views+clicks per category"),
+        F("cat_purchases", "Array(Int64)", "purchases/approvals per category"),
+        F("cat_last_ts", "Array(Int64)", "epoch seconds of the last interaction per category"),
+    ),
+)
+
+USER_ACTIVITY = FeatureViewSpec(
+    name="user_activity",
+    entity=USER_ID,
+    streaming=True,
+    ttl_days=30,
+    description="Real-time user activity: batch-initialised by Spark, then pushed by the Beam streaming job.",
+    fields=(
+        F("session_depth", "Int64", "events in the user's current session"),
+        F("last_event_ts", "Int64", "epoch seconds of the user's last event"),
+        F("last_purchase_ts", "Int64", "epoch seconds of the user's last purchase/approval (0 if never)"),
+        F("recent_item_ids", "Array(String)", f"the last {RECENT_LENGTH} items interacted with, newest first"),
+        F("recent_category_keys", "Array(String)", "categories of recent interactions"),
+        F("recent_category_counts", "Array(Int64)", "recent interactions per category"),
+    ),
+)
+
+ITEM_FEATURES = FeatureViewSpec(
+    name="item_features",
+    entity=ITEM_ID,
+    description="Item attributes and slow-moving popularity, computed nightly by Spark.",
+    fields=(
+        F("price", "Float32", "list price"),
+        F("price_bucket", "Int64", "price decile within the domain (0-9)"),
+        F("category", "String", "full taxonomy path"),
+        F("category_l1", "String", "top level of the taxonomy"),
+        F("margin", "Float32", "margin as a fraction of price"),
+        F("launched_ts", "Int64", "epoch seconds of launch"),
+        F("popularity_7d", "Int64", "positive events in the last 7 days"),
+        F("popularity_30d", "Int64", "positive events in the last 30 days"),
+        F("ctr_7d", "Float32", "smoothed click-through rate over 7 days"),
+        F("ctr_30d", "Float32", "smoothed click-through rate over 30 days"),
+    ),
+)
+
+ITEM_STATS = FeatureViewSpec(
+    name="item_stats",
+    entity=ITEM_ID,
+    streaming=True,
+    ttl_days=30,
+    description="Fast-moving item state: batch-initialised by Spark, then pushed by the Beam streaming job.",
+    fields=(
+        F("popularity_1d", "Int64", "positive events in the last 24 hours"),
+        F("impressions_1d", "Int64", "impressions in the last 24 hours"),
+        F("ctr_1d", "Float32", "smoothed click-through rate over the last 24 hours"),
+        F("inventory", "Int64", "units in stock"),
+        F("in_stock", "Bool", "inventory > 0"),
+    ),
+)
+
+REQUEST_CONTEXT = FeatureViewSpec(
+    name="request_context",
+    entity="",
+    description="On-demand features of the request itself (computed at request time, never stored).",
+    fields=(
+        F("hour_of_day", "Int64", "0-23, UTC"),
+        F("day_of_week", "Int64", "0=Monday"),
+        F("is_weekend", "Bool", "Saturday or Sunday"),
+        F("device_type", "String", "normalised device: web, ios, android or other"),
+    ),
+)
+REQUEST_INPUTS = (FeatureField("request_ts", "Int64", "epoch seconds of the request"),
+                  FeatureField("device", "String", "the device the request came from"))
+
+BATCH_VIEWS = (USER_PROFILE, USER_HISTORY, USER_ACTIVITY, ITEM_FEATURES, ITEM_STATS)
+ALL_VIEWS = (*BATCH_VIEWS, REQUEST_CONTEXT)
+
+# Versioned feature services: which views each model consumes.
+FEATURE_SERVICES: dict[str, tuple[FeatureViewSpec, ...]] = {
+    "retrieval_v1": (USER_PROFILE, USER_ACTIVITY),
+    "ranking_v1": (USER_PROFILE, USER_HISTORY, USER_ACTIVITY, ITEM_FEATURES, ITEM_STATS, REQUEST_CONTEXT),
+}
+
+
+def view(name: str) -> FeatureViewSpec:
+    for spec in ALL_VIEWS:
+        if spec.name == name:
+            return spec
+    raise KeyError(f"unknown feature view {name!r}")

@@ -1,0 +1,65 @@
+"""The on-disk layout (local default). Everything lives under one data root and one artifact root.
+
+``RECSYS_DATA_DIR`` / ``RECSYS_ARTIFACTS_DIR`` override the defaults (``./data`` and ``./artifacts``).
+
+Layout under the data root::
+
+    lake/events/domain=<d>/date=<YYYY-MM-DD>/part-*.parquet   the event lake (Hive partitions)
+    lake/catalog/domain=<d>/catalog.parquet                   item catalog per domain
+    lake/users/domain=<d>/users.parquet                       user profiles per domain
+    incoming/<d>/*.jsonl                                      events waiting for the streaming job
+    dead_letter/<source>/date=<YYYY-MM-DD>/*.jsonl            rejected records with their reason
+    world/<d>/                                                the synthetic world's hidden truth
+    features/<view>/...                                       Feast offline sources (Parquet)
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class DataPaths:
+    root: Path
+
+    @classmethod
+    def default(cls) -> DataPaths:
+        return cls(Path(os.environ.get("RECSYS_DATA_DIR", REPO_ROOT / "data")).resolve())
+
+    @property
+    def lake(self) -> Path:
+        return self.root / "lake"
+
+    @property
+    def events(self) -> Path:
+        return self.lake / "events"
+
+    def events_partition(self, domain: str, date: str) -> Path:
+        return self.events / f"domain={domain}" / f"date={date}"
+
+    def catalog(self, domain: str) -> Path:
+        return self.lake / "catalog" / f"domain={domain}" / "catalog.parquet"
+
+    def users(self, domain: str) -> Path:
+        return self.lake / "users" / f"domain={domain}" / "users.parquet"
+
+    def incoming(self, domain: str | None = None) -> Path:
+        return self.root / "incoming" if domain is None else self.root / "incoming" / domain
+
+    def dead_letter(self, source: str) -> Path:
+        return self.root / "dead_letter" / source
+
+    def world(self, domain: str) -> Path:
+        return self.root / "world" / domain
+
+    @property
+    def features(self) -> Path:
+        return self.root / "features"
+
+
+def artifacts_root() -> Path:
+    return Path(os.environ.get("RECSYS_ARTIFACTS_DIR", REPO_ROOT / "artifacts")).resolve()

@@ -1,0 +1,105 @@
+"""Reading and writing the local event lake (Parquet, Hive-partitioned by domain and date).
+
+The same layout is read by Spark (``spark.read.parquet(paths.events)`` discovers ``domain`` and
+``date`` as partition columns) and written here by the simulator and the import command.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from common.paths import DataPaths
+from common.schemas import CATALOG_ARROW_SCHEMA, EVENT_ARROW_SCHEMA, USER_ARROW_SCHEMA
+
+_PARTITIONING = ds.partitioning(pa.schema([("domain", pa.string()), ("date", pa.string())]), flavor="hive")
+
+
+def _conform(data: pa.Table | pd.DataFrame, schema: pa.Schema) -> pa.Table:
+    """Cast a frame/table to the contract's Arrow schema (missing optional columns become null)."""
+    table = data if isinstance(data, pa.Table) else pa.Table.from_pandas(data, preserve_index=False)
+    columns = []
+    for field in schema:
+        if field.name in table.column_names:
+            columns.append(table[field.name].cast(field.type))
+        else:
+            columns.append(pa.nulls(len(table), type=field.type))
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def write_events(
+    data: pa.Table | pd.DataFrame, paths: DataPaths, basename: str = "part-{i}", replace_partitions: bool = True
+) -> int:
+    """Write events to ``lake/events/domain=*/date=*/``; returns the number of rows written.
+
+    ``replace_partitions=True`` replaces the partitions being written (idempotent regeneration);
+    ``False`` adds files beside existing ones (use a unique ``basename`` per batch).
+    """
+    table = _conform(data, EVENT_ARROW_SCHEMA)
+    if table.num_rows == 0:
+        return 0
+    date = pc.strftime(table["timestamp"], format="%Y-%m-%d")
+    table = table.append_column("date", date)
+    paths.events.mkdir(parents=True, exist_ok=True)
+    ds.write_dataset(
+        table,
+        paths.events,
+        format="parquet",
+        partitioning=_PARTITIONING,
+        basename_template=basename + ".parquet",
+        existing_data_behavior="delete_matching" if replace_partitions else "overwrite_or_ignore",
+        max_rows_per_group=256_000,
+    )
+    return table.num_rows
+
+
+def read_events(paths: DataPaths, domain: str, columns: list[str] | None = None) -> pd.DataFrame:
+    """All events of one domain as a DataFrame (small data: tests, summaries, offline evaluation)."""
+    root = paths.events / f"domain={domain}"
+    if not root.exists():
+        return pd.DataFrame(columns=columns or EVENT_ARROW_SCHEMA.names)
+    dataset = ds.dataset(root, format="parquet", partitioning=ds.partitioning(pa.schema([("date", pa.string())]), flavor="hive"))
+    wanted = columns or EVENT_ARROW_SCHEMA.names
+    frame = dataset.to_table(columns=[c for c in wanted if c != "domain"]).to_pandas()
+    if "domain" in wanted:  # a partition column: stored in the path, not in the files
+        frame.insert(min(wanted.index("domain"), len(frame.columns)), "domain", domain)
+    return frame
+
+
+def _write_single(data: pa.Table | pd.DataFrame, schema: pa.Schema, path: Path) -> int:
+    table = _conform(data, schema)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    pq.write_table(table, tmp)
+    tmp.replace(path)
+    return table.num_rows
+
+
+def write_catalog(data: pa.Table | pd.DataFrame, paths: DataPaths, domain: str) -> int:
+    return _write_single(data, CATALOG_ARROW_SCHEMA, paths.catalog(domain))
+
+
+def write_users(data: pa.Table | pd.DataFrame, paths: DataPaths, domain: str) -> int:
+    return _write_single(data, USER_ARROW_SCHEMA, paths.users(domain))
+
+
+def read_catalog(paths: DataPaths, domain: str) -> pd.DataFrame:
+    return pq.read_table(paths.catalog(domain)).to_pandas()
+
+
+def read_users(paths: DataPaths, domain: str) -> pd.DataFrame:
+    return pq.read_table(paths.users(domain)).to_pandas()
+
+
+def lake_domains(paths: DataPaths) -> list[str]:
+    return sorted(p.name.split("=", 1)[1] for p in paths.events.glob("domain=*")) if paths.events.exists() else []
+
+
+def event_partitions(paths: DataPaths, domain: str) -> Iterable[str]:
+    return sorted(p.name.split("=", 1)[1] for p in (paths.events / f"domain={domain}").glob("date=*"))

@@ -4,13 +4,15 @@
 
 Layout under the data root::
 
-    lake/events/domain=<d>/date=<YYYY-MM-DD>/part-*.parquet   the event lake (Hive partitions)
+    lake/events/domain=<d>/date=<YYYY-MM-DD>/part-*.parquet   raw event landing zone (simulator, import, stream)
+    lake/compacted/domain=<d>/date=<YYYY-MM-DD>/              validated, deduplicated events (Spark compaction)
     lake/catalog/domain=<d>/catalog.parquet                   item catalog per domain
     lake/users/domain=<d>/users.parquet                       user profiles per domain
     incoming/<d>/*.jsonl                                      events waiting for the streaming job
     dead_letter/<source>/date=<YYYY-MM-DD>/*.jsonl            rejected records with their reason
     world/<d>/                                                the synthetic world's hidden truth
-    features/<view>/...                                       Feast offline sources (Parquet)
+    features/<view>/...                                       Feast offline sources (Parquet, written by Spark)
+    training/<domain>/<name>/                                 training sets built by Spark
 """
 
 from __future__ import annotations
@@ -41,6 +43,10 @@ class DataPaths:
     def events_partition(self, domain: str, date: str) -> Path:
         return self.events / f"domain={domain}" / f"date={date}"
 
+    @property
+    def compacted_events(self) -> Path:
+        return self.lake / "compacted"
+
     def catalog(self, domain: str) -> Path:
         return self.lake / "catalog" / f"domain={domain}" / "catalog.parquet"
 
@@ -59,6 +65,12 @@ class DataPaths:
     @property
     def features(self) -> Path:
         return self.root / "features"
+
+    def feature_source(self, view: str) -> Path:
+        return self.features / view
+
+    def training(self, domain: str, name: str) -> Path:
+        return self.root / "training" / domain / name
 
 
 def artifacts_root() -> Path:

@@ -1,6 +1,7 @@
 """``recsys``: the platform's command line. Every command has ``--help``.
 
 Each package contributes its own Typer sub-app; this module only wires them together.
+Heavy libraries (TensorFlow, PySpark, Beam) are imported inside the commands, so ``--help`` is fast.
 """
 
 from __future__ import annotations
@@ -8,6 +9,8 @@ from __future__ import annotations
 import typer
 
 import common  # noqa: F401  (sets TF_USE_LEGACY_KERAS before anything imports TensorFlow)
+from cli.run import run
+from cli.summary import summary
 
 app = typer.Typer(
     name="recsys",
@@ -16,3 +19,5 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.command()(run)
+app.command()(summary)

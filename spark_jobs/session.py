@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import common  # noqa: F401
 
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
-def build_session(app_name: str, master: str | None = None, shuffle_partitions: int | None = None):
+
+def build_session(app_name: str, master: str | None = None, shuffle_partitions: int | None = None) -> SparkSession:
     """A SparkSession with UTC time and the venv's Python on the executors.
 
     Under ``spark-submit`` the master comes from the command line (``master=None`` keeps it).
@@ -32,3 +38,18 @@ def build_session(app_name: str, master: str | None = None, shuffle_partitions: 
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel("WARN")
     return session
+
+
+@contextmanager
+def job_session(app_name: str, master: str | None = None) -> Iterator[SparkSession]:
+    """The session a job's ``main`` runs in: the caller's active session if there is one (tests, the CLI
+    running several jobs), else a new one that is stopped when the job ends."""
+    from pyspark.sql import SparkSession
+
+    existing = SparkSession.getActiveSession()
+    session = existing or build_session(app_name, master)
+    try:
+        yield session
+    finally:
+        if existing is None:
+            session.stop()

@@ -1,0 +1,274 @@
+"""Online feature access for serving (reads) and the streaming job (pushes).
+
+``OnlineFeatures`` wraps a Feast ``FeatureStore`` (built by ``feature_repo.store.get_store``) and reads
+the online store directly, one round trip per feature view:
+
+- ``user_features(user_id)``: every user-keyed view of the feature services, for one user;
+- ``item_features(item_ids)``: every item-keyed view, for up to ``MAX_ITEMS`` items, as columns;
+- ``push_user_activity(rows)`` / ``push_item_stats(rows)``: batch pushes to the push sources.
+
+Missing entities and null values get the default of their dtype (0, 0.0, "", False, []), except the
+"days since" features whose default is ``NO_TIME_DAYS``; ``found`` says which entities were present.
+
+``request_context_values`` is the request-context computation, shared by the Feast on-demand view
+``request_context`` and serving.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from feast import FeatureStore
+from feast.data_source import PushMode
+from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+from feast.protos.feast.types.Value_pb2 import Value
+
+from common.features import (
+    EVENT_TIMESTAMP,
+    FEATURE_SERVICES,
+    ITEM_ID,
+    ITEM_STATS,
+    NO_TIME_DAYS,
+    REQUEST_CONTEXT,
+    USER_ACTIVITY,
+    USER_ID,
+    USER_PROFILE,
+    FeatureField,
+    FeatureViewSpec,
+)
+
+MAX_ITEMS = 500
+_SCALAR_DEFAULTS: dict[str, Any] = {
+    "Int64": 0,
+    "UnixTimestamp": 0,
+    "Float32": 0.0,
+    "Float64": 0.0,
+    "String": "",
+    "Bool": False,
+}
+_NUMPY_DTYPES = {
+    "Int64": np.int64,
+    "UnixTimestamp": np.int64,
+    "Float32": np.float32,
+    "Float64": np.float64,
+    "Bool": np.bool_,
+}
+_DEFAULT_OVERRIDES: dict[str, Any] = {
+    USER_PROFILE.ref("days_since_last_purchase"): NO_TIME_DAYS,
+    USER_PROFILE.ref("days_since_last_session"): NO_TIME_DAYS,
+}
+_DEVICE_TYPES = {
+    "web": "web",
+    "desktop": "web",
+    "browser": "web",
+    "mobile_web": "web",
+    "ios": "ios",
+    "iphone": "ios",
+    "ipad": "ios",
+    "android": "android",
+}
+
+
+def request_context_values(request_ts: int, device: str | None) -> dict[str, Any]:
+    """Hour of day and day of week (UTC, 0=Monday), weekend flag and normalised device of one request."""
+    days, seconds = divmod(int(request_ts), 86_400)
+    day_of_week = (days + 3) % 7  # 1970-01-01 was a Thursday
+    return {
+        "hour_of_day": seconds // 3_600,
+        "day_of_week": day_of_week,
+        "is_weekend": day_of_week >= 5,
+        "device_type": _DEVICE_TYPES.get((device or "").strip().lower(), "other"),
+    }
+
+
+def request_context_columns(request_ts: Sequence[int], device: Sequence[str | None]) -> dict[str, list[Any]]:
+    """Column-wise ``request_context_values`` (the shape of a Feast python-mode on-demand view)."""
+    rows = [request_context_values(ts, dev) for ts, dev in zip(request_ts, device, strict=True)]
+    return {name: [row[name] for row in rows] for name in REQUEST_CONTEXT.names}
+
+
+def push_source_name(spec: FeatureViewSpec) -> str:
+    """The push source of a streaming view: ``user_activity`` -> ``user_activity_push``."""
+    return f"{spec.name}_push"
+
+
+def default_value(spec: FeatureViewSpec, field: FeatureField) -> Any:
+    """What a reader gets for ``field`` when the entity or the value is missing."""
+    if field.dtype.startswith("Array("):
+        return []
+    return _DEFAULT_OVERRIDES.get(spec.ref(field.name), _SCALAR_DEFAULTS[field.dtype])
+
+
+def served_views(join_key: str) -> tuple[FeatureViewSpec, ...]:
+    """Views keyed by ``join_key`` used by any feature service, in first-use order."""
+    specs = [s for group in FEATURE_SERVICES.values() for s in group if s.entity == join_key]
+    return tuple(dict.fromkeys(specs))
+
+
+def _python_value(value: Value | None, default: Any) -> Any:
+    """A Feast ``ValueProto`` (or None) -> a Python value; lists for the ``*_list_val`` kinds."""
+    kind = None if value is None else value.WhichOneof("val")
+    if kind is None or kind == "null_val":
+        return default
+    payload = getattr(value, kind)
+    return list(payload.val) if kind.endswith("_list_val") else payload
+
+
+def _has_data(row: Mapping[str, Value] | None) -> bool:
+    """SQLite returns no row for a missing entity, Redis a row of empty values: both are "not found"."""
+    return bool(row) and any(v.WhichOneof("val") not in (None, "null_val") for v in row.values())
+
+
+def _as_column(dtype: str, values: Sequence[Any]) -> Any:
+    if dtype in _NUMPY_DTYPES:
+        return np.asarray(values, dtype=_NUMPY_DTYPES[dtype])
+    if dtype == "String":
+        return np.asarray(values, dtype=object)
+    return list(values)
+
+
+@dataclass(frozen=True)
+class UserFeatures:
+    user_id: str
+    values: dict[str, Any]  # feature name -> value, for every user-keyed served view
+    found: dict[str, bool]  # view name -> the user has a row in that view
+
+
+@dataclass(frozen=True)
+class ItemFeatures:
+    item_ids: list[str]
+    columns: dict[str, Any]  # numeric/bool: numpy arrays; String: object arrays; Array(...): lists of lists
+    found: dict[str, np.ndarray]  # view name -> boolean mask over item_ids
+
+
+_ItemRow = tuple[tuple[Any, ...], tuple[bool, ...]]  # values of every item field, found per item view
+
+
+class OnlineFeatures:
+    """Fast online reads and batch pushes over one Feast store.
+
+    Reads go to the online store through the provider (one ``online_read`` per view), skipping the
+    response framing of ``get_online_features`` (2-3x slower for 500 items). ``item_cache_seconds > 0``
+    keeps item rows in process for that long: items are shared by all requests, so a warm cache turns
+    the 500-candidate read into dictionary look-ups, at the price of that much staleness.
+    """
+
+    def __init__(self, store: FeatureStore, item_cache_seconds: float = 0.0) -> None:
+        self.store = store
+        self.item_cache_seconds = item_cache_seconds
+        self._provider = store._get_provider()
+        self._user_specs = served_views(USER_ID)
+        self._item_specs = served_views(ITEM_ID)
+        self._defaults = {
+            s.name: [default_value(s, f) for f in s.fields] for s in (*self._user_specs, *self._item_specs)
+        }
+        self._item_fields = [f for s in self._item_specs for f in s.fields]
+        self._item_cache: dict[str, tuple[float, _ItemRow]] = {}
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Re-read the view definitions from the registry and empty the item cache."""
+        names = [s.name for s in (*self._user_specs, *self._item_specs)]
+        self._views = {name: self.store.get_feature_view(name) for name in names}
+        self._item_cache.clear()
+
+    def _read(self, spec: FeatureViewSpec, ids: Sequence[str]) -> list[tuple[list[Any], bool]]:
+        """Per id: the view's values in field order (defaults where missing) and whether it was found."""
+        keys = [EntityKey(join_keys=[spec.entity], entity_values=[Value(string_val=i)]) for i in ids]
+        rows = self._provider.online_read(self.store.config, self._views[spec.name], keys, spec.names)
+        out = []
+        for _, row in rows:
+            got = row or {}
+            values = [
+                _python_value(got.get(f.name), d)
+                for f, d in zip(spec.fields, self._defaults[spec.name], strict=True)
+            ]
+            out.append((values, _has_data(row)))
+        return out
+
+    def user_features(self, user_id: str) -> UserFeatures:
+        """All user-keyed served features of one user."""
+        values: dict[str, Any] = {}
+        found: dict[str, bool] = {}
+        for spec in self._user_specs:
+            ((view_values, found[spec.name]),) = self._read(spec, [user_id])
+            values.update(zip(spec.names, view_values, strict=True))
+        return UserFeatures(user_id=user_id, values=values, found=found)
+
+    def _fetch_items(self, ids: list[str]) -> dict[str, _ItemRow]:
+        per_view = [self._read(spec, ids) for spec in self._item_specs]
+        return {
+            item_id: (
+                tuple(v for view in per_view for v in view[k][0]),
+                tuple(view[k][1] for view in per_view),
+            )
+            for k, item_id in enumerate(ids)
+        }
+
+    def item_features(self, item_ids: Sequence[str]) -> ItemFeatures:
+        """All item-keyed served features of up to ``MAX_ITEMS`` items, column-wise in ``item_ids`` order."""
+        if len(item_ids) > MAX_ITEMS:
+            raise ValueError(f"at most {MAX_ITEMS} items per read, got {len(item_ids)}")
+        ids = list(item_ids)
+        now = time.monotonic()
+        rows: dict[str, _ItemRow] = {}
+        for item_id in ids:
+            cached = self._item_cache.get(item_id)
+            if cached is not None and cached[0] > now:
+                rows[item_id] = cached[1]
+        misses = [i for i in dict.fromkeys(ids) if i not in rows]
+        if misses:
+            fetched = self._fetch_items(misses)
+            rows.update(fetched)
+            if self.item_cache_seconds > 0:
+                expiry = now + self.item_cache_seconds
+                self._item_cache.update({i: (expiry, row) for i, row in fetched.items()})
+        ordered = [rows[i] for i in ids]
+        value_columns = list(zip(*(r[0] for r in ordered), strict=True)) or [()] * len(self._item_fields)
+        found_columns = list(zip(*(r[1] for r in ordered), strict=True)) or [()] * len(self._item_specs)
+        return ItemFeatures(
+            item_ids=ids,
+            columns={
+                f.name: _as_column(f.dtype, col)
+                for f, col in zip(self._item_fields, value_columns, strict=True)
+            },
+            found={
+                s.name: np.asarray(col, dtype=bool)
+                for s, col in zip(self._item_specs, found_columns, strict=True)
+            },
+        )
+
+    def _push(self, spec: FeatureViewSpec, rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+        frame = pd.DataFrame(list(rows))
+        if frame.empty:
+            return frame
+        missing = [c for c in (spec.entity, EVENT_TIMESTAMP, *spec.names) if c not in frame.columns]
+        if missing:
+            raise KeyError(f"{spec.name} push rows lack {missing}")
+        stamps = frame[EVENT_TIMESTAMP]
+        unit = "s" if pd.api.types.is_numeric_dtype(stamps) else None
+        frame[EVENT_TIMESTAMP] = pd.to_datetime(stamps, utc=True, unit=unit)
+        frame = frame[[spec.entity, EVENT_TIMESTAMP, *spec.names]]
+        self.store.push(push_source_name(spec), frame, to=PushMode.ONLINE)
+        return frame
+
+    def push_user_activity(self, rows: Iterable[Mapping[str, Any]]) -> int:
+        """Write ``user_activity`` rows (``user_id``, ``event_timestamp`` as datetime or epoch seconds,
+        every field) to the online store in one push; returns the number of rows pushed.
+
+        Online only: the offline record of streamed events is the raw lake, from which Spark rebuilds
+        the batch source nightly. A row older than the stored one for the same user still overwrites it.
+        """
+        return len(self._push(USER_ACTIVITY, rows))
+
+    def push_item_stats(self, rows: Iterable[Mapping[str, Any]]) -> int:
+        """Write ``item_stats`` rows to the online store in one push (see ``push_user_activity``)."""
+        frame = self._push(ITEM_STATS, rows)
+        for item_id in frame.get(ITEM_ID, ()):
+            self._item_cache.pop(item_id, None)
+        return len(frame)

@@ -1,0 +1,74 @@
+"""Training frames -> batched ``tf.data`` datasets of feature dicts (plus labels and position).
+
+Numeric features become float32 (missing values stay NaN; the model maps them to 0), categorical
+features strings (missing -> ``""``), labels float32 and the position int32.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from models.ranking.config import CLICK_LABEL, CONVERSION_LABEL, POSITION, RankerConfig
+
+TrainingData = pd.DataFrame | tf.data.Dataset
+
+
+def required_columns(config: RankerConfig) -> list[str]:
+    """Columns a training frame must hold for ``config``."""
+    extra = [CLICK_LABEL]
+    if config.position_correction:
+        extra.append(POSITION)
+    if config.conversion_head:
+        extra.append(CONVERSION_LABEL)
+    return [*config.features, *extra]
+
+
+def categorical_array(values: pd.Series | np.ndarray | list) -> np.ndarray:
+    """Strings for a categorical feature; missing values become the empty string."""
+    series = pd.Series(values, dtype=object)
+    return series.where(series.notna(), "").astype(str).to_numpy(dtype=object)
+
+
+def _check_columns(frame: pd.DataFrame, columns: list[str]) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise KeyError(f"frame lacks columns {missing}")
+
+
+def feature_arrays(frame: pd.DataFrame, config: RankerConfig) -> dict[str, np.ndarray]:
+    """The model's features from ``frame``, as the typed arrays a :class:`Scorer` takes."""
+    _check_columns(frame, config.features)
+    out: dict[str, np.ndarray] = {n: frame[n].to_numpy(dtype=np.float32) for n in config.numeric}
+    out.update({n: categorical_array(frame[n]) for n in config.categorical})
+    return out
+
+
+def frame_to_tensors(frame: pd.DataFrame, config: RankerConfig) -> dict[str, np.ndarray]:
+    """Features, labels and position of a training frame, as typed NumPy arrays."""
+    _check_columns(frame, required_columns(config))
+    out = feature_arrays(frame, config)
+    labels = [CLICK_LABEL] + ([CONVERSION_LABEL] if config.conversion_head else [])
+    for label in labels:
+        values = frame[label].to_numpy(dtype=np.float32)
+        if not np.isin(values, (0.0, 1.0)).all():
+            raise ValueError(f"label {label!r} must be 0/1")
+        out[label] = values
+    if config.position_correction:
+        out[POSITION] = frame[POSITION].to_numpy(dtype=np.int32)
+    return out
+
+
+def as_dataset(data: TrainingData, config: RankerConfig, shuffle: bool) -> tf.data.Dataset:
+    """A batched dataset of dicts. A ``tf.data.Dataset`` is taken as already batched."""
+    if isinstance(data, tf.data.Dataset):
+        missing = [c for c in required_columns(config) if c not in data.element_spec]
+        if missing:
+            raise KeyError(f"training dataset lacks features {missing}")
+        return data
+    tensors = frame_to_tensors(data, config)
+    ds = tf.data.Dataset.from_tensor_slices(tensors)
+    if shuffle:
+        ds = ds.shuffle(len(data), seed=config.seed, reshuffle_each_iteration=True)
+    return ds.batch(config.batch_size).prefetch(tf.data.AUTOTUNE)

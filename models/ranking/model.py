@@ -1,0 +1,141 @@
+"""DCN-v2 ranker (TFRS) trained with a position-bias shallow tower.
+
+Architecture
+------------
+``x0`` = standardised numeric features ++ categorical embeddings (:mod:`models.ranking.encoder`).
+Cross layers (``tfrs.layers.dcn.Cross``: ``x_{l+1} = x0 * (W x_l + b) + x_l``, full-rank or low-rank
+``W = U V``) model explicit bounded-degree feature interactions; a ReLU MLP models implicit ones.
+
+* STACKED: ``x0 -> cross layers -> deep layers -> heads``.
+* PARALLEL: ``concat(cross layers(x0), deep layers(x0)) -> heads``.
+
+The click head gives the logit ``f(x)``. The optional conversion head gives ``h(x)`` and is trained
+ESMM-style over all impressions: ``P(click and convert | x) = sigmoid(f) * sigmoid(h)``, so the
+conversion factor is learned on the entire impression space and not only on the clicked rows.
+
+Position-bias correction (shallow tower, as in PAL / "Recommending What Video to Watch Next")
+-------------------------------------------------------------------------------------------------
+Logged clicks mix two things: whether the user *examined* the slot, which depends mostly on the
+position, and whether the item is *relevant*. The logging policy put the items it believed best at
+the top, so in the log position and item features are confounded: a model trained on raw clicks
+credits the features the old policy ranked by with the examination boost of the top slots, and then
+keeps repeating the old policy's choices.
+
+PAL factorises ``P(click | x, pos) = P(seen | pos) * P(click | x, seen)`` and trains both factors
+jointly; serving uses only the relevance factor. We use the additive form of the same idea: a
+separate shallow tower ``g(pos)`` (a one-unit embedding of the position bucket, i.e. one-hot -> 1
+unit) is ADDED to the click logit during training, ``logit = f(x) + g(pos)``. Because ``g`` sees
+nothing but the position, it is the cheapest way for the model to explain the part of the click
+rate that varies with the slot, and ``f`` is left to explain what varies with the item at a fixed
+slot (the logging policy's randomness shows the same items in different slots, which identifies
+the two). At serving the tower is dropped -- every candidate is scored as if shown in the same
+slot -- so the ranking follows ``f(x)``, the de-biased relevance. The serving tower
+(:class:`DCNScorer`) has no position input at all; only :class:`DCNRanker` (training) holds the
+position tower.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+import tensorflow_recommenders as tfrs
+
+from models.ranking.config import CLICK_LABEL, CONVERSION_LABEL, POSITION, RankerConfig, Structure
+from models.ranking.encoder import FeatureEncoder, PreprocessingStats
+
+
+def serving_outputs(logits: dict[str, tf.Tensor], rank_by: str) -> dict[str, tf.Tensor]:
+    """Probabilities served: ``p_click``, ``p_conversion`` (P(click and convert)) and the ranking ``score``."""
+    p_click = tf.sigmoid(logits["click"])
+    out = {"p_click": p_click}
+    if "conversion" in logits:
+        out["p_conversion"] = p_click * tf.sigmoid(logits["conversion"])
+    out["score"] = out["p_conversion"] if rank_by == "conversion" else p_click
+    return out
+
+
+class DCNScorer(tf.keras.Model):
+    """The serving tower: features -> ``{"click": logit[, "conversion": logit]}``. No position input."""
+
+    def __init__(self, config: RankerConfig, stats: PreprocessingStats, structure: Structure, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.structure = structure
+        self.encoder = FeatureEncoder(config, stats)
+        self.cross = [
+            tfrs.layers.dcn.Cross(projection_dim=config.projection_dim, kernel_initializer="glorot_uniform")
+            for _ in range(config.cross_layers)
+        ]
+        self.deep = [tf.keras.layers.Dense(units, activation="relu") for units in config.deep_layers]
+        self.click_head = tf.keras.layers.Dense(1, name="click_head")
+        self.conversion_head = tf.keras.layers.Dense(1, name="conversion_head") if config.conversion_head else None
+
+    def call(self, features: dict[str, tf.Tensor], training: bool = False) -> dict[str, tf.Tensor]:
+        x0 = self.encoder(features)
+        crossed = x0
+        for layer in self.cross:
+            crossed = layer(x0, crossed)
+        deep = crossed if self.structure == "stacked" else x0
+        for layer in self.deep:
+            deep = layer(deep)
+        hidden = deep if self.structure == "stacked" else tf.concat([crossed, deep], axis=1)
+        out = {"click": tf.squeeze(self.click_head(hidden), axis=1)}
+        if self.conversion_head is not None:
+            out["conversion"] = tf.squeeze(self.conversion_head(hidden), axis=1)
+        return out
+
+
+class PositionTower(tf.keras.Model):
+    """Shallow tower: position bucket (0 = unknown, 1..max_position, clipped) -> one logit offset."""
+
+    def __init__(self, max_position: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.max_position = max_position
+        self.bias = tf.keras.layers.Embedding(max_position + 1, 1, embeddings_initializer="zeros")
+
+    def call(self, position: tf.Tensor) -> tf.Tensor:
+        bucket = tf.clip_by_value(tf.cast(tf.reshape(position, [-1]), tf.int32), 0, self.max_position)
+        return tf.squeeze(self.bias(bucket), axis=1)
+
+
+class DCNRanker(tfrs.models.Model):
+    """Training model: the serving tower plus (optionally) the position tower, the tasks and metrics."""
+
+    def __init__(self, config: RankerConfig, stats: PreprocessingStats, structure: Structure, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.config = config
+        self.scorer = DCNScorer(config, stats, structure)
+        self.position_tower = PositionTower(config.max_position) if config.position_correction else None
+        self.click_task = tfrs.tasks.Ranking(
+            loss=tf.keras.losses.BinaryCrossentropy(from_logits=True),
+            metrics=[
+                tf.keras.metrics.AUC(from_logits=True, name="auc"),
+                tf.keras.metrics.BinaryCrossentropy(from_logits=True, name="logloss"),
+            ],
+        )
+        self.conversion_task = (
+            tfrs.tasks.Ranking(
+                loss=tf.keras.losses.BinaryCrossentropy(),
+                metrics=[
+                    tf.keras.metrics.AUC(name="conversion_auc"),
+                    tf.keras.metrics.BinaryCrossentropy(name="conversion_logloss"),
+                ],
+            )
+            if config.conversion_head else None
+        )
+
+    def call(self, features: dict[str, tf.Tensor], training: bool = False) -> dict[str, tf.Tensor]:
+        """Serving-time predictions (no position): see :func:`serving_outputs`."""
+        return serving_outputs(self.scorer(features, training=training), self.config.rank_by)
+
+    def compute_loss(self, inputs: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
+        logits = self.scorer(inputs, training=training)
+        click_logit = logits["click"]
+        if self.position_tower is not None:
+            click_logit = click_logit + self.position_tower(inputs[POSITION])
+        click_logit = tf.expand_dims(click_logit, 1)
+        loss = self.click_task(labels=tf.reshape(inputs[CLICK_LABEL], [-1, 1]), predictions=click_logit)
+        if self.conversion_task is not None:
+            p_click_and_convert = tf.sigmoid(click_logit) * tf.sigmoid(tf.expand_dims(logits["conversion"], 1))
+            loss += self.config.conversion_weight * self.conversion_task(
+                labels=tf.reshape(inputs[CONVERSION_LABEL], [-1, 1]), predictions=p_click_and_convert
+            )
+        return loss

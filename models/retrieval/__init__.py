@@ -1,0 +1,15 @@
+"""Candidate generation models: the two-tower collaborative retriever, the content tower,
+rolling popularity, ScaNN indexes and the retrieval bundle that serving loads.
+
+Modules (import them directly; this package imports nothing heavy on its own):
+
+- ``data``        pandas preparation: implicit interactions, histories, item content, user features
+- ``layers``      shared Keras building blocks (item content encoder, masked mean pooling)
+- ``two_tower``   query/candidate towers trained with ``tfrs.tasks.Retrieval`` (in-batch, logQ)
+- ``content``     content-only item tower (embeds any item, including never-seen ones)
+- ``popularity``  time-decayed popularity per segment: the cold-start fallback
+- ``index``       ScaNN index build/search/serialize and recall against exact search
+- ``export``      write a retrieval bundle to a release dir and load it back as ``Retrievers``
+- ``pipeline``    train everything from DataFrames and export the bundle (what launchers call)
+- ``cli``         the ``recsys retrieval`` Typer sub-app
+"""

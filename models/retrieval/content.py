@@ -1,0 +1,184 @@
+"""Content retriever: an item tower that sees only content, so it embeds ANY item -- one with zero
+interactions, or one launched after training -- and a parameter-free user side.
+
+Item tower: taxonomy levels + title/description tokens + price bucket -> MLP -> unit vector
+(``ItemContentEncoder``; no item id anywhere). Training objective: next-item retrieval from history.
+The query of an interaction is the normalised mean of the content vectors of the user's previous
+items; its positive is the item interacted with; negatives are in-batch with the logQ correction (see
+``two_tower``). Items consumed by the same people are pulled together *through their content*, so the
+geometry transfers to items nobody has touched yet: a brand-new trail shoe lands beside trail shoes.
+
+User preference embedding = normalised mean of the content vectors of the recent history (exactly the
+training query), optionally blended with the centroids of the categories of the user's profile
+(category -> affinity, e.g. the ``top_categories`` feature), so a user with no history but known
+tastes still gets a content query. The user side has no weights: serving computes it in numpy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+import tensorflow_recommenders as tfrs
+
+from models.retrieval.data import (
+    CATEGORY_LEVELS,
+    HISTORY_LENGTH,
+    ITEM_INPUTS,
+    PAD,
+    item_content_inputs,
+    sampling_probabilities,
+    with_histories,
+)
+from models.retrieval.layers import ItemContentEncoder, embed_in_batches, l2_normalize, masked_mean
+
+
+@dataclass(frozen=True)
+class ContentConfig:
+    embedding_dim: int = 64
+    hidden: int = 128
+    history_length: int = HISTORY_LENGTH
+    temperature: float = 0.1
+    batch_size: int = 512
+    epochs: int = 5
+    learning_rate: float = 0.005
+    seed: int = 0
+
+
+class ContentItemTower(tf.keras.Model):
+    """Item content inputs (``cat_l1..3``, ``text``, ``price``) -> unit vectors."""
+
+    def __init__(self, content: Mapping[str, np.ndarray], config: ContentConfig) -> None:
+        super().__init__(name="content_item_tower")
+        self.encoder = ItemContentEncoder(content, config.embedding_dim, config.hidden)
+
+    def call(self, inputs: Mapping[str, tf.Tensor], training: bool = False) -> tf.Tensor:
+        return l2_normalize(self.encoder(inputs, training=training))
+
+
+class ContentModel(tfrs.models.Model):
+    """History -> next item, both sides built from the same content tower over catalog rows."""
+
+    def __init__(self, item_tower: ContentItemTower, content: Mapping[str, np.ndarray], temperature: float) -> None:
+        super().__init__()
+        self.item_tower = item_tower
+        self.catalog = {name: tf.constant(content[name]) for name in ITEM_INPUTS}
+        self.task = tfrs.tasks.Retrieval(temperature=temperature, remove_accidental_hits=True)
+
+    def compute_loss(self, features: Mapping[str, tf.Tensor], training: bool = False) -> tf.Tensor:
+        history, target = features["history_rows"], features["item_row"]  # catalog rows; -1 pads history
+        valid = history >= 0
+        flat = tf.concat([tf.reshape(tf.maximum(history, 0), [-1]), target], axis=0)
+        unique, position = tf.unique(flat)  # encode each distinct item of the batch once
+        vectors = self.item_tower({k: tf.gather(v, unique) for k, v in self.catalog.items()}, training=training)
+        slots = tf.size(history)
+        history_vectors = tf.reshape(tf.gather(vectors, position[:slots]), [-1, tf.shape(history)[1], tf.shape(vectors)[1]])
+        queries = l2_normalize(masked_mean(history_vectors, valid))
+        return self.task(
+            queries,
+            tf.gather(vectors, position[slots:]),
+            sample_weight=features["weight"],
+            candidate_sampling_probability=features["candidate_prob"],
+            candidate_ids=target,
+            compute_metrics=False,
+        )
+
+
+@dataclass
+class ContentTower:
+    """A trained content tower; ``item_embeddings`` embeds any catalog, including unseen items."""
+
+    item_tower: ContentItemTower
+    config: ContentConfig
+    losses: list[float] = field(default_factory=list)
+
+    def item_embeddings(self, catalog: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        content = item_content_inputs(catalog)
+        return content["item_id"], embed_in_batches(self.item_tower, {k: content[k] for k in ITEM_INPUTS})
+
+    def describe(self) -> dict:
+        return {"config": asdict(self.config), "losses": self.losses}
+
+
+def content_features(interactions: pd.DataFrame, catalog: pd.DataFrame, history_length: int) -> dict[str, np.ndarray]:
+    """One row per interaction on a catalog item that has at least one earlier catalog item in its history."""
+    content = item_content_inputs(catalog)
+    row_of = {item: row for row, item in enumerate(content["item_id"])}
+    examples = with_histories(interactions, history_length)
+    target = np.array([row_of.get(str(i), -1) for i in examples["item_id"]], dtype="int32")
+    history = np.full((len(examples), history_length), -1, dtype="int32")
+    for i, items in enumerate(examples["history"]):
+        rows = [r for r in (row_of.get(str(x), -1) for x in items) if r >= 0]
+        history[i, : len(rows)] = rows
+    keep = (target >= 0) & (history[:, 0] >= 0)
+    return {
+        "history_rows": history[keep],
+        "item_row": target[keep],
+        "weight": examples["weight"].to_numpy(dtype="float32")[keep],
+        "candidate_prob": sampling_probabilities(examples["item_id"][keep]),
+    }
+
+
+def train_content_tower(
+    interactions: pd.DataFrame,
+    catalog: pd.DataFrame,
+    config: ContentConfig | None = None,
+    log_dir: str | None = None,
+    verbose: int = 2,
+) -> ContentTower:
+    """Fit the content tower on history -> next-item pairs (Keras progress per epoch, TensorBoard logs)."""
+    config = config or ContentConfig()
+    tf.keras.utils.set_random_seed(config.seed)
+    features = content_features(interactions, catalog, config.history_length)
+    if len(features["item_row"]) == 0:
+        raise ValueError("no interaction has a catalog item before it: nothing to train the content tower on")
+    content = item_content_inputs(catalog)
+    item_tower = ContentItemTower(content, config)
+    model = ContentModel(item_tower, content, config.temperature)
+    model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
+    dataset = (
+        tf.data.Dataset.from_tensor_slices(features)
+        .shuffle(len(features["item_row"]), seed=config.seed, reshuffle_each_iteration=True)
+        .batch(config.batch_size)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    callbacks = [tf.keras.callbacks.TensorBoard(log_dir, write_graph=False, profile_batch=0)] if log_dir else []
+    fitted = model.fit(dataset, epochs=config.epochs, verbose=verbose, callbacks=callbacks)
+    return ContentTower(item_tower, config, [float(v) for v in fitted.history["loss"]])
+
+
+def category_centroids(catalog: pd.DataFrame, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(keys, unit centroids)`` of the content vectors for every taxonomy prefix ("A", "A>B", ...)."""
+    content = item_content_inputs(catalog)
+    keys: list[str] = []
+    centroids: list[np.ndarray] = []
+    for level in range(1, CATEGORY_LEVELS + 1):
+        labels = pd.Series(content[f"cat_l{level}"])
+        for key, rows in labels.groupby(labels).groups.items():
+            if key != PAD:
+                keys.append(str(key))
+                centroids.append(embeddings[np.asarray(rows)].mean(axis=0))
+    matrix = np.asarray(centroids, dtype="float32").reshape(len(keys), embeddings.shape[1])
+    return np.asarray(keys, dtype=object), _unit(matrix)
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(x, axis=-1, keepdims=True)
+    return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
+
+
+def content_query(history_vectors: np.ndarray, profile_vectors: np.ndarray, profile_weights: np.ndarray) -> np.ndarray | None:
+    """The user's content preference vector, or ``None`` when there is neither history nor profile.
+
+    History part: normalised mean of the history items' vectors (the training query). Profile part:
+    affinity-weighted mean of category centroids. With both, the two unit vectors count equally.
+    """
+    parts = []
+    if len(history_vectors):
+        parts.append(_unit(history_vectors.mean(axis=0)))
+    if len(profile_vectors) and float(np.sum(profile_weights)) > 0:
+        parts.append(_unit(np.average(profile_vectors, axis=0, weights=profile_weights)))
+    return _unit(np.sum(parts, axis=0)).astype("float32") if parts else None

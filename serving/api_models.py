@@ -1,0 +1,75 @@
+"""Request and response bodies of the HTTP API (pydantic v2; they make the OpenAPI spec)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Context(BaseModel):
+    """The screen the slate is for. Unknown keys are accepted and ignored (bounded by the body size)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    device: str | None = Field(None, max_length=64, examples=["ios"])
+    session_id: str | None = Field(None, min_length=1, max_length=256)
+    page: str | None = Field(None, max_length=128, examples=["home"])
+
+
+class RecommendationRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: str = Field(min_length=1, max_length=256, examples=["r_u000001"])
+    domain: str = Field(min_length=1, max_length=64, examples=["retail"])
+    k: int = Field(10, ge=1, le=100, description="slate size (the server may cap it lower)")
+    context: Context = Context()
+    exclude: list[str] = Field(default_factory=list, description="item ids the client does not want")
+
+
+class SlateEntry(BaseModel):
+    item_id: str
+    score: float | None = Field(description="ranker (or retrieval-fusion) score; null for back-fill items")
+    retrievers: dict[str, float] = Field(description="retrievers that proposed the item, with their scores")
+    reasons: list[str] = Field(description="why the item is here: boosts, diversity, exploration, back-fill")
+    propensity: float = Field(gt=0, le=1, description="probability the policy shows this item in this slot")
+
+
+class RecommendationResponse(BaseModel):
+    request_id: str
+    items: list[SlateEntry]
+    release: str
+    arm: str
+    path: str = Field(description="full | cold_start | retrieval_order | popularity_fallback")
+
+
+class EventBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    events: list[Any] = Field(description="raw event objects; each is validated on its own")
+
+
+class EventRejection(BaseModel):
+    index: int
+    code: str
+    field: str | None
+    detail: str
+
+
+class EventBatchResult(BaseModel):
+    accepted: int
+    rejected: int
+    reasons: dict[str, int]
+    rejections: list[EventRejection]
+
+
+class ErrorBody(BaseModel):
+    error: str
+    details: list[dict[str, str]] = []
+    request_id: str | None = None
+
+
+class Health(BaseModel):
+    status: str
+    releases: dict[str, str] = {}
+    missing: list[str] = []

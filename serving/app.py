@@ -1,0 +1,192 @@
+"""The online service: ``create_app(settings)`` builds the FastAPI application.
+
+Routes: ``POST /v1/recommendations``, ``POST /v1/events`` (API key), ``GET /healthz``,
+``GET /readyz``, ``GET /metrics``. Releases load when the app starts (lifespan) and a background
+watcher hot-swaps new ones; every served slate is logged as impressions after the response is sent.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from fastapi import BackgroundTasks, FastAPI, Header, HTTPException
+from fastapi.responses import ORJSONResponse, Response
+
+from common.deadletter import DeadLetterWriter
+from common.domains import domain as domain_config
+from common.registry import ArtifactRegistry
+from serving.api_models import (
+    ErrorBody,
+    EventBatch,
+    EventBatchResult,
+    EventRejection,
+    Health,
+    RecommendationRequest,
+    RecommendationResponse,
+    SlateEntry,
+)
+from serving.http import BodyLimit, CountRequests, install_error_handlers
+from serving.intake import DEAD_LETTER_SOURCE, ServedSlate, ingest, log_impressions
+from serving.metrics import ServingMetrics
+from serving.online import LazyFeatureReader
+from serving.pipeline import NotReady, Pipeline, Request
+from serving.protocols import FeatureReader
+from serving.releases import ReleaseLoader, ReleaseManager
+from serving.settings import ServingSettings
+from serving.stream import IncomingStreams
+
+log = logging.getLogger(__name__)
+ROUTES = {"/v1/recommendations", "/v1/events", "/healthz", "/readyz", "/metrics"}
+ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 413, 422, 503)}
+
+
+@dataclass
+class Services:
+    """Everything a running app holds; built once per app."""
+
+    settings: ServingSettings
+    metrics: ServingMetrics
+    releases: ReleaseManager
+    pipeline: Pipeline
+    streams: IncomingStreams
+    dead_letters: DeadLetterWriter
+
+
+def open_feature_reader(settings: ServingSettings) -> FeatureReader:
+    """The Feast online store of the data root (SQLite by default, Redis with RECSYS_ONLINE_STORE)."""
+    from common.online_features import OnlineFeatures
+    from feature_repo.store import get_store
+
+    return OnlineFeatures(get_store(settings.data_paths, settings.online_store))
+
+
+def build_services(settings: ServingSettings, features: FeatureReader | None = None) -> Services:
+    metrics = ServingMetrics()
+    features = features or LazyFeatureReader(lambda: open_feature_reader(settings))
+    registry = ArtifactRegistry(settings.artifacts_root)
+    loader = ReleaseLoader(registry, settings.data_paths, features, settings.item_cache_ttl_seconds)
+    releases = ReleaseManager(settings.domains, registry, loader.load, metrics, settings.release_poll_seconds)
+    return Services(
+        settings=settings,
+        metrics=metrics,
+        releases=releases,
+        pipeline=Pipeline(settings, releases, features, metrics),
+        streams=IncomingStreams(settings.data_paths, settings.stream.rotate_bytes, settings.stream.rotate_seconds),
+        dead_letters=DeadLetterWriter(settings.data_paths, DEAD_LETTER_SOURCE),
+    )
+
+
+def _check_request(body: RecommendationRequest, settings: ServingSettings) -> None:
+    if body.domain not in settings.domains:
+        raise HTTPException(422, f"domain {body.domain!r} is not served here; served: {list(settings.domains)}")
+    prefix = domain_config(body.domain).id_prefix
+    if not body.user_id.startswith(prefix):
+        raise HTTPException(422, f"user_id must start with {prefix!r} in domain {body.domain!r}")
+    if body.k > settings.max_k:
+        raise HTTPException(422, f"k must be at most {settings.max_k}")
+    if len(body.exclude) > settings.max_exclude:
+        raise HTTPException(422, f"exclude holds at most {settings.max_exclude} item ids")
+
+
+def create_app(settings: ServingSettings, features: FeatureReader | None = None) -> FastAPI:
+    """The application. ``features`` replaces the online store reader (tests inject faults with it)."""
+    services = build_services(settings, features)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        services.releases.start()
+        try:
+            yield
+        finally:
+            services.releases.stop()
+            services.pipeline.close()
+            services.streams.close()
+
+    app = FastAPI(
+        title="recsys serving", version="1", lifespan=lifespan, default_response_class=ORJSONResponse,
+        description="Real-time recommendations (retail + banking) and event intake.",
+    )
+    app.state.services = services
+    install_error_handlers(app)
+
+    @app.post("/v1/recommendations", response_model=RecommendationResponse, responses=ERRORS)
+    def recommend(body: RecommendationRequest, background: BackgroundTasks) -> RecommendationResponse:
+        """A slate of ``k`` items for one user, with per-item reasons and the degradation path taken."""
+        _check_request(body, settings)
+        request_id = uuid.uuid4().hex
+        request = Request(body.user_id, body.domain, body.k, body.context.device, body.context.session_id,
+                          tuple(body.exclude))
+        served_at = datetime.now(UTC)
+        try:
+            result = services.pipeline.recommend(request, now=served_at)
+        except NotReady:
+            raise HTTPException(503, f"no release is loaded for domain {body.domain!r} yet") from None
+        slate = ServedSlate(body.domain, body.user_id, request_id, settings.default_arm, result.items,
+                            body.context.session_id, body.context.device, served_at)
+        background.add_task(_log_impressions, services, slate)
+        return RecommendationResponse(
+            request_id=request_id,
+            items=[SlateEntry(item_id=i.item_id, score=i.score, retrievers=dict(i.retrievers),
+                              reasons=list(i.reasons), propensity=i.propensity) for i in result.items],
+            release=result.release,
+            arm=settings.default_arm,
+            path=result.path,
+        )
+
+    @app.post("/v1/events", response_model=EventBatchResult, responses=ERRORS)
+    def events(body: EventBatch, x_api_key: str | None = Header(None, alias="X-API-Key")) -> EventBatchResult:
+        """Validate each event on its own; accepted ones join the incoming stream, rejected ones the dead letters."""
+        if settings.api_key is None:
+            raise HTTPException(503, "event intake is disabled: no API key is configured (RECSYS_API_KEY)")
+        if x_api_key is None or not hmac.compare_digest(x_api_key.encode(), settings.api_key.encode()):
+            raise HTTPException(401, "missing or wrong X-API-Key header", headers={"WWW-Authenticate": "ApiKey"})
+        if len(body.events) > settings.max_events_per_batch:
+            raise HTTPException(413, f"at most {settings.max_events_per_batch} events per batch, got {len(body.events)}")
+        result = ingest(body.events, services.streams, services.dead_letters)
+        services.metrics.events.labels("accepted", "").inc(result.accepted)
+        for reason, count in result.reasons.items():
+            services.metrics.events.labels("rejected", reason).inc(count)
+        return EventBatchResult(
+            accepted=result.accepted,
+            rejected=len(result.rejections),
+            reasons=result.reasons,
+            rejections=[EventRejection(index=r.index, code=r.code, field=r.field, detail=r.detail)
+                        for r in result.rejections],
+        )
+
+    @app.get("/healthz", response_model=Health)
+    def healthz() -> Health:
+        """The process is up."""
+        return Health(status="ok", releases=services.releases.versions())
+
+    @app.get("/readyz", response_model=Health, responses={503: {"model": Health}})
+    def readyz() -> Response:
+        """Ready once a release is loaded for every served domain."""
+        missing = services.releases.missing()
+        health = Health(status="ready" if not missing else "not ready", releases=services.releases.versions(),
+                        missing=missing)
+        return ORJSONResponse(health.model_dump(), status_code=503 if missing else 200)
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        """Prometheus exposition."""
+        return Response(services.metrics.render(), media_type=services.metrics.content_type)
+
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(CountRequests, metrics=services.metrics, routes=ROUTES)  # outermost: counts 413s too
+    return app
+
+
+def _log_impressions(services: Services, slate: ServedSlate) -> None:
+    """Runs after the response is sent; a failure loses the impressions of one slate, counted."""
+    try:
+        services.metrics.impressions.labels(slate.domain).inc(log_impressions(slate, services.streams))
+    except OSError:
+        log.exception("could not log the impressions of request %s", slate.request_id)
+        services.metrics.impression_failures.labels(slate.domain).inc(len(slate.items))

@@ -1,0 +1,119 @@
+"""Event intake: validate a batch record by record, append the good ones to the incoming stream,
+dead-letter the bad ones with their reason, and log served slates as impressions.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from common.deadletter import DeadLetterWriter
+from common.domains import domains
+from common.schemas import Event, Reason, Rejection, event_to_json, validate_event
+from serving.reranking import SlateItem
+from serving.stream import IncomingStreams
+
+DEAD_LETTER_SOURCE = "api"
+DOMAIN_READ_ONLY = "domain_read_only"  # not (yet) one of common.schemas.Reason
+
+
+@dataclass(frozen=True)
+class RecordRejection:
+    index: int  # position of the record in the submitted batch
+    code: str
+    field: str | None
+    detail: str
+
+
+@dataclass
+class IntakeResult:
+    accepted: int = 0
+    rejections: list[RecordRejection] = field(default_factory=list)
+
+    @property
+    def reasons(self) -> dict[str, int]:
+        return dict(Counter(r.code for r in self.rejections))
+
+
+def _check(raw: Any, seen: set[str], now: datetime) -> tuple[Event | None, Rejection | None]:
+    event, rejection = validate_event(raw, now=now)
+    if event is None:
+        return None, rejection
+    if domains()[event.domain].read_only:
+        return None, Rejection(DOMAIN_READ_ONLY, "domain", f"domain {event.domain!r} takes no live events")
+    if event.event_id in seen:
+        return None, Rejection(Reason.DUPLICATE_EVENT_ID, "event_id", f"{event.event_id!r} repeats in this batch")
+    seen.add(event.event_id)
+    return event, None
+
+
+def ingest(
+    records: Sequence[Any], streams: IncomingStreams, dead_letters: DeadLetterWriter, now: datetime | None = None
+) -> IntakeResult:
+    """Validate every record; accepted events get ``ingested_at`` and are appended (durably) per domain."""
+    now = now or datetime.now(UTC)
+    seen: set[str] = set()
+    by_domain: dict[str, list[bytes]] = defaultdict(list)
+    result = IntakeResult()
+    rejected: list[tuple[Any, Rejection]] = []
+    for index, raw in enumerate(records):
+        event, rejection = _check(raw, seen, now)
+        if event is None:
+            assert rejection is not None
+            rejected.append((raw, rejection))
+            result.rejections.append(RecordRejection(index, rejection.code, rejection.field, rejection.detail))
+            continue
+        by_domain[event.domain].append(event_to_json(event.model_copy(update={"ingested_at": now})))
+        result.accepted += 1
+    dead_letters.write_many(rejected)
+    for domain_name, lines in by_domain.items():
+        streams.append(domain_name, lines)
+    return result
+
+
+@dataclass(frozen=True)
+class ServedSlate:
+    """What impression logging needs to know about one served response."""
+
+    domain: str
+    user_id: str
+    request_id: str
+    arm: str
+    items: Sequence[SlateItem]
+    session_id: str | None
+    device: str | None
+    served_at: datetime
+
+
+def impression_events(slate: ServedSlate) -> list[Event]:
+    """One ``impression`` event per slot (1-based position), with the arm and the logged propensity."""
+    return [
+        Event(
+            event_id=f"imp-{uuid.uuid4().hex}",
+            domain=slate.domain,
+            user_id=slate.user_id,
+            item_id=item.item_id,
+            event_type="impression",
+            timestamp=slate.served_at,
+            request_id=slate.request_id,
+            position=position,
+            session_id=slate.session_id,
+            device=slate.device,
+            arm=slate.arm,
+            propensity=item.propensity,
+            ingested_at=slate.served_at,
+        )
+        for position, item in enumerate(slate.items, start=1)
+    ]
+
+
+def log_impressions(slate: ServedSlate, streams: IncomingStreams) -> int:
+    """Append the slate's impressions to the incoming stream; returns how many were written."""
+    events = impression_events(slate)
+    if events:
+        streams.append(slate.domain, [event_to_json(e) for e in events])
+    return len(events)

@@ -1,0 +1,51 @@
+"""Prometheus metrics of the serving process, on a registry of their own (one per app instance)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0)
+COUNT_BUCKETS = (0, 1, 5, 10, 25, 50, 100, 200, 300, 500, 1000)
+
+
+class ServingMetrics:
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self._versions: dict[str, str] = {}
+        r = self.registry
+        self.requests = Counter("recsys_requests", "HTTP requests by route and status code",
+                                ["route", "status"], registry=r)
+        self.stage_latency = Histogram("recsys_stage_latency_seconds", "Latency of each pipeline stage",
+                                       ["domain", "stage"], buckets=LATENCY_BUCKETS, registry=r)
+        self.candidates = Histogram("recsys_candidates", "Candidates proposed per request by each retriever",
+                                    ["domain", "retriever"], buckets=COUNT_BUCKETS, registry=r)
+        self.filtered = Counter("recsys_filtered_candidates", "Candidates removed by each hard-filter rule",
+                                ["domain", "rule"], registry=r)
+        self.paths = Counter("recsys_serving_path", "Responses by degradation path (full, retrieval_order, ...)",
+                             ["domain", "path"], registry=r)
+        self.stage_failures = Counter("recsys_stage_failures", "Pipeline stages that failed or ran over budget",
+                                      ["domain", "stage", "kind"], registry=r)
+        self.release_info = Gauge("recsys_release_info", "1 for the release version serving each domain",
+                                  ["domain", "version"], registry=r)
+        self.release_loads = Counter("recsys_release_loads", "Release load attempts by outcome",
+                                     ["domain", "outcome"], registry=r)
+        self.events = Counter("recsys_events", "Events received on /v1/events by outcome and reason",
+                              ["outcome", "reason"], registry=r)
+        self.impressions = Counter("recsys_impressions_logged", "Impression events written to the stream",
+                                   ["domain"], registry=r)
+        self.impression_failures = Counter("recsys_impressions_lost", "Impressions that could not be written",
+                                           ["domain"], registry=r)
+
+    def set_release(self, domain: str, version: str) -> None:
+        """Point the release info gauge of ``domain`` at ``version`` (one series per domain)."""
+        previous = self._versions.get(domain)
+        if previous is not None and previous != version:
+            self.release_info.remove(domain, previous)
+        self._versions[domain] = version
+        self.release_info.labels(domain, version).set(1)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,240 @@
+"""One recommendation request, stage by stage, each stage under its own deadline.
+
+    user features -> retrievers -> merge (provenance kept) -> item + cross features -> ranker (one
+    batch) -> re-ranking -> slate
+
+Degradation paths (the response says which one was taken; ``/metrics`` counts them):
+
+- ``full``: everything worked;
+- ``cold_start``: the user has no history -- popularity for their segment + content picks by profile,
+  then ranked as usual;
+- ``retrieval_order``: the ranker failed or ran over budget, or item features are unavailable --
+  the merged retrieval order (reciprocal-rank fusion) is re-ranked instead of the ranker's order;
+- ``popularity_fallback``: the online store is unreachable (or no retriever answered) -- popular
+  items with default user features; eligibility rules then only pass products without constraints.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import numpy as np
+
+from common.online_features import MAX_ITEMS, UserFeatures
+from serving.features import history_row, ranker_batch, recent_history, user_context
+from serving.metrics import ServingMetrics
+from serving.protocols import FeatureReader, Retrieved
+from serving.releases import Release, ReleaseManager
+from serving.reranking import Candidates, SlateItem, rerank
+from serving.settings import ServingSettings
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+FULL, COLD_START, RETRIEVAL_ORDER, POPULARITY_FALLBACK = "full", "cold_start", "retrieval_order", "popularity_fallback"
+PATHS = (FULL, COLD_START, RETRIEVAL_ORDER, POPULARITY_FALLBACK)
+RRF_K = 60.0  # reciprocal-rank fusion constant
+
+
+class NotReady(Exception):
+    """No release is loaded for the requested domain."""
+
+
+class StageFailed(Exception):
+    """A stage raised or ran over its budget (the pipeline degrades; never surfaces to clients)."""
+
+
+@dataclass(frozen=True)
+class Request:
+    user_id: str
+    domain: str
+    k: int
+    device: str | None = None
+    session_id: str | None = None
+    exclude: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Result:
+    items: tuple[SlateItem, ...]
+    release: str
+    path: str
+    timings_ms: dict[str, float]
+
+
+def merge(results: dict[str, Retrieved], release: Release, limit: int = MAX_ITEMS) -> Candidates:
+    """Union of the retrievers' lists in reciprocal-rank-fusion order, keeping each one's score."""
+    fused: dict[int, float] = {}
+    provenance: dict[int, dict[str, float]] = {}
+    for name, (item_ids, scores) in results.items():
+        for rank, (item_id, score) in enumerate(zip(item_ids, np.asarray(scores).tolist(), strict=True)):
+            row = release.catalog.row_of.get(item_id)
+            if row is None:
+                continue
+            fused[row] = fused.get(row, 0.0) + 1.0 / (RRF_K + rank + 1)
+            provenance.setdefault(row, {})[name] = float(score)
+    ranked = sorted(fused, key=lambda r: (-fused[r], r))[:limit]
+    return Candidates(
+        rows=np.asarray(ranked, dtype=np.int64),
+        scores=np.asarray([fused[r] for r in ranked], dtype=np.float64),
+        provenance=tuple(provenance[r] for r in ranked),
+    )
+
+
+class Pipeline:
+    def __init__(
+        self,
+        settings: ServingSettings,
+        releases: ReleaseManager,
+        features: FeatureReader,
+        metrics: ServingMetrics,
+        workers: int = 8,
+    ) -> None:
+        self.settings = settings
+        self.releases = releases
+        self.features = features
+        self.metrics = metrics
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pipeline")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    # ---- stage plumbing ------------------------------------------------------------------------
+
+    def _bounded(self, domain: str, stage: str, budget_ms: float, fn: Callable[[], T]) -> T:
+        """Run ``fn`` on the worker pool; past ``budget_ms`` give up on it (it finishes in the background)."""
+        future: Future[T] = self._pool.submit(fn)
+        try:
+            return future.result(timeout=budget_ms / 1000.0)
+        except FutureTimeout:
+            future.cancel()
+            self.metrics.stage_failures.labels(domain, stage, "timeout").inc()
+            raise StageFailed(f"{stage} exceeded {budget_ms:.0f} ms") from None
+        except Exception as err:
+            self.metrics.stage_failures.labels(domain, stage, "error").inc()
+            log.warning("%s %s failed: %s: %s", domain, stage, type(err).__name__, err)
+            raise StageFailed(f"{stage} failed") from err
+
+    def _timed(self, domain: str, stage: str, started: float, timings: dict[str, float]) -> float:
+        now = time.perf_counter()
+        timings[stage] = (now - started) * 1000.0
+        self.metrics.stage_latency.labels(domain, stage).observe(now - started)
+        return now
+
+    # ---- the request ---------------------------------------------------------------------------
+
+    def recommend(self, request: Request, rng: np.random.Generator | None = None, now: datetime | None = None) -> Result:
+        release = self.releases.get(request.domain)
+        if release is None:
+            raise NotReady(request.domain)
+        budgets, domain = self.settings.budgets_ms, request.domain
+        now_ts = (now or datetime.now(UTC)).timestamp()
+        timings: dict[str, float] = {}
+        start = t = time.perf_counter()
+
+        try:
+            user: UserFeatures | None = self._bounded(
+                domain, "user_features", budgets.user_features, lambda: self.features.user_features(request.user_id)
+            )
+        except StageFailed:
+            user = None
+        t = self._timed(domain, "user_features", t, timings)
+
+        history = recent_history(user)
+        if user is None:
+            path = POPULARITY_FALLBACK
+        else:
+            path = FULL if history or history_row(user) is not None else COLD_START
+        results = self._retrieve(release, request, user, history, path, start)
+        candidates = merge(results, release)
+        for name, (ids, _) in results.items():
+            self.metrics.candidates.labels(domain, name).observe(len(ids))
+        t = self._timed(domain, "retrieval", t, timings)
+        if len(candidates.rows) == 0:
+            path = POPULARITY_FALLBACK
+
+        if path != POPULARITY_FALLBACK:
+            ranked = self._rank(release, request, user, candidates, now_ts, timings, t)
+            t = time.perf_counter()
+            if ranked is None:
+                path = RETRIEVAL_ORDER
+            else:
+                candidates = ranked
+
+        popular = results.get("popular", ((), None))[0]
+        slate = rerank(
+            candidates, release.catalog, user_context(user, request.user_id), self.settings.rules[domain], request.k,
+            in_stock=release.items.in_stock(), backfill_rows=release.catalog.rows_of(popular), now_ts=now_ts,
+            rng=rng or np.random.default_rng(), exclude=request.exclude,
+        )
+        for rule, count in slate.removed.items():
+            self.metrics.filtered.labels(domain, rule).inc(count)
+        self._timed(domain, "reranking", t, timings)
+        self._timed(domain, "total", start, timings)
+        self.metrics.paths.labels(domain, path).inc()
+        return Result(items=slate.items, release=release.version, path=path, timings_ms=timings)
+
+    def _retrieve(
+        self, release: Release, request: Request, user: UserFeatures | None, history: list[str], path: str,
+        start: float,
+    ) -> dict[str, Retrieved]:
+        """Every retriever the path calls, each under what is left of the retrieval budget."""
+        n = self.settings.candidates_per_retriever
+        retrievers = release.retrievers
+        values: dict[str, Any] = {} if user is None else user.values
+        calls: dict[str, Callable[[], Retrieved]] = {}
+        if path == FULL:
+            calls["collaborative"] = lambda: retrievers.collaborative(request.user_id, values, history, n)
+        if path in (FULL, COLD_START):
+            calls["content"] = lambda: retrievers.content(history, values, n)
+        calls["popular"] = lambda: retrievers.popular(retrievers.segment_of(values), n)
+        deadline = time.perf_counter() + self.settings.budgets_ms.retrieval / 1000.0
+        results: dict[str, Retrieved] = {}
+        for name, call in calls.items():
+            left_ms = max((deadline - time.perf_counter()) * 1000.0, 1.0)
+            try:
+                results[name] = self._bounded(request.domain, f"retrieve_{name}", left_ms, call)
+            except StageFailed:
+                continue
+        return results
+
+    def _rank(
+        self, release: Release, request: Request, user: UserFeatures | None, candidates: Candidates, now_ts: float,
+        timings: dict[str, float], t: float,
+    ) -> Candidates | None:
+        """The candidates in the ranker's order, or None when ranking is not possible in budget."""
+        domain, budgets = request.domain, self.settings.budgets_ms
+        rows = candidates.rows
+        try:
+            self._bounded(domain, "item_features", budgets.item_features, lambda: release.items.refresh(rows))
+        except StageFailed:
+            if not release.items.known(rows).all():
+                self._timed(domain, "item_features", t, timings)
+                return None  # never-fetched items would be ranked on defaults: keep the retrieval order
+        t = self._timed(domain, "item_features", t, timings)
+        columns = {name: column[rows] for name, column in release.items.columns.items()}
+        categories = list(release.catalog.categories[rows])
+
+        def score() -> np.ndarray:
+            batch = ranker_batch(release.scorer.config, user, columns, release.catalog.ids(rows), categories, now_ts,
+                                 request.device)
+            return np.asarray(release.scorer.score(batch), dtype=np.float64)
+
+        try:
+            scores = self._bounded(domain, "ranking", budgets.ranking, score)
+        except StageFailed:
+            return None
+        finally:
+            self._timed(domain, "ranking", t, timings)
+        if scores.shape != rows.shape or not np.isfinite(scores).all():
+            self.metrics.stage_failures.labels(domain, "ranking", "bad_output").inc()
+            return None
+        order = np.lexsort((np.arange(len(rows)), -scores))
+        return Candidates(rows[order], scores[order], tuple(candidates.provenance[i] for i in order))

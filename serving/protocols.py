@@ -1,0 +1,60 @@
+"""What serving needs from the components it calls, as structural types.
+
+The real implementations: ``common.online_features.OnlineFeatures`` (a :class:`FeatureReader`),
+``models.retrieval.export.Retrievers`` (:class:`Retrievers`) and ``models.ranking.scoring.Scorer``
+(:class:`RankScorer`). Tests substitute their own only to inject faults (a store that is down, a
+ranker that raises or is slow).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+from common.online_features import ItemFeatures, UserFeatures
+
+
+class FeatureReader(Protocol):
+    def user_features(self, user_id: str) -> UserFeatures:
+        """Every user-keyed served feature of one user (defaults where missing; ``found`` per view)."""
+        ...
+
+    def item_features(self, item_ids: Sequence[str]) -> ItemFeatures:
+        """Every item-keyed served feature of up to 500 items, column-wise."""
+        ...
+
+
+Retrieved = tuple[Sequence[str], np.ndarray]  # item ids (best first) and their scores
+
+
+class Retrievers(Protocol):
+    def collaborative(
+        self, user_id: str, user_features: Mapping[str, Any], history: Sequence[str], k: int
+    ) -> Retrieved: ...
+
+    def content(self, history: Sequence[str], profile: Mapping[str, Any], k: int) -> Retrieved: ...
+
+    def popular(self, segment: str | None, k: int) -> Retrieved: ...
+
+    def segment_of(self, user_features: Mapping[str, Any]) -> str | None:
+        """The popularity segment of a user (``None``: the global list)."""
+        ...
+
+
+class RankerConfig(Protocol):
+    @property
+    def numeric(self) -> list[str]: ...
+
+    @property
+    def categorical(self) -> list[str]: ...
+
+
+class RankScorer(Protocol):
+    @property
+    def config(self) -> RankerConfig: ...
+
+    def score(self, features: Mapping[str, np.ndarray]) -> np.ndarray:
+        """One score per candidate (higher first) for a batch of feature arrays."""
+        ...

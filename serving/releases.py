@@ -1,0 +1,213 @@
+"""Releases: load ``CURRENT`` per domain at start, hot-swap new ones, refuse broken ones.
+
+A release directory ``artifacts/<domain>/<version>/`` (see ``common.registry``) holds, for serving::
+
+    retrieval/      the retrieval bundle (``models.retrieval.export.load_retrievers``)
+    ranker/         the ranker exports (``models.ranking.export``; serving loads the ``fast`` one)
+    catalog.parquet optional catalog snapshot the models were built on (else the lake's catalog)
+
+Loading verifies every checksum of the manifest, loads the retrievers and the ranker, checks that
+serving can produce every feature the ranker wants, scores one smoke batch and warms the item
+feature cache. Any failure refuses the release: it is logged and counted, and the release that was
+serving keeps serving. A swap replaces one dict entry, so a request that already holds the old
+release finishes on it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from common.lake import read_catalog
+from common.paths import DataPaths
+from common.registry import ArtifactRegistry, Manifest
+from serving.catalog import CatalogIndex
+from serving.features import ItemFeatureCache, ranker_batch, servable_features
+from serving.metrics import ServingMetrics
+from serving.protocols import FeatureReader, RankScorer, Retrievers
+
+log = logging.getLogger(__name__)
+
+RETRIEVAL_DIR = "retrieval"
+RANKER_DIR = "ranker"
+CATALOG_FILE = "catalog.parquet"
+
+
+class ReleaseRefused(Exception):
+    """A release that must not serve: it does not verify, does not load or fails its smoke test."""
+
+
+@dataclass(frozen=True)
+class Release:
+    domain: str
+    version: str
+    manifest: Manifest
+    catalog: CatalogIndex
+    retrievers: Retrievers
+    scorer: RankScorer
+    items: ItemFeatureCache
+
+
+def _load_retrievers(path: Path) -> Retrievers:
+    from models.retrieval.export import load_retrievers
+
+    return load_retrievers(path)
+
+
+def _load_scorer(path: Path) -> RankScorer:
+    from models.ranking.export import load_scorer
+
+    return load_scorer(path, "fast")
+
+
+class ReleaseLoader:
+    """Builds a :class:`Release` from a verified release directory."""
+
+    def __init__(
+        self,
+        registry: ArtifactRegistry,
+        paths: DataPaths,
+        features: FeatureReader,
+        item_cache_ttl: float,
+        load_retrievers: Callable[[Path], Retrievers] = _load_retrievers,
+        load_scorer: Callable[[Path], RankScorer] = _load_scorer,
+    ) -> None:
+        self.registry = registry
+        self.paths = paths
+        self.features = features
+        self.item_cache_ttl = item_cache_ttl
+        self._load_retrievers = load_retrievers
+        self._load_scorer = load_scorer
+
+    def _catalog(self, directory: Path, domain: str) -> CatalogIndex:
+        snapshot = directory / CATALOG_FILE
+        frame = pd.read_parquet(snapshot) if snapshot.is_file() else read_catalog(self.paths, domain)
+        if frame.empty:
+            raise ReleaseRefused(f"{domain}: the catalog is empty")
+        return CatalogIndex.from_frame(frame, domain)
+
+    def load(self, domain: str, version: str) -> Release:
+        result = self.registry.verify(domain, version)
+        if not result.ok:
+            raise ReleaseRefused(f"{domain}/{version} does not verify: " + "; ".join(result.problems))
+        directory = self.registry.release_path(domain, version)
+        try:
+            manifest = self.registry.load_manifest(domain, version)
+            catalog = self._catalog(directory, domain)
+            retrievers = self._load_retrievers(directory / RETRIEVAL_DIR)
+            scorer = self._load_scorer(directory / RANKER_DIR)
+        except ReleaseRefused:
+            raise
+        except Exception as err:  # a broken release can fail in any library; all mean "refuse it"
+            raise ReleaseRefused(f"{domain}/{version} does not load: {type(err).__name__}: {err}") from err
+        wanted = set(scorer.config.numeric) | set(scorer.config.categorical)
+        unservable = sorted(wanted - servable_features())
+        if unservable:
+            raise ReleaseRefused(f"{domain}/{version}: the ranker wants features serving cannot provide: {unservable}")
+        items = ItemFeatureCache(catalog, self.features, self.item_cache_ttl)
+        self._smoke_test(domain, version, scorer, items, catalog)
+        return Release(domain, version, manifest, catalog, retrievers, scorer, items)
+
+    def _smoke_test(
+        self, domain: str, version: str, scorer: RankScorer, items: ItemFeatureCache, catalog: CatalogIndex
+    ) -> None:
+        """Warm the item cache (best effort) and score a few catalog items with default user features."""
+        rows = np.arange(len(catalog))
+        try:
+            items.refresh(rows)
+        except Exception as err:  # the store being down must not block a release: the cache stays cold
+            log.warning("release %s/%s: item feature warm-up failed (%s); cache starts cold", domain, version, err)
+        probe = rows[:8]
+        batch = ranker_batch(
+            scorer.config, None, {n: c[probe] for n, c in items.columns.items()}, catalog.ids(probe),
+            list(catalog.categories[probe]), 0.0, None,
+        )
+        try:
+            scores = np.asarray(scorer.score(batch), dtype=np.float64)
+        except Exception as err:
+            raise ReleaseRefused(f"{domain}/{version}: the ranker fails on a smoke batch: {err}") from err
+        if scores.shape != (len(probe),) or not np.isfinite(scores).all():
+            raise ReleaseRefused(f"{domain}/{version}: the ranker returns {scores.shape} non-finite/misshaped scores")
+
+
+class ReleaseManager:
+    """The live release of every served domain, and the watcher that swaps in new ones."""
+
+    def __init__(
+        self,
+        domains: tuple[str, ...],
+        registry: ArtifactRegistry,
+        loader: Callable[[str, str], Release],
+        metrics: ServingMetrics,
+        poll_seconds: float = 1.0,
+    ) -> None:
+        self.domains = domains
+        self.registry = registry
+        self.loader = loader
+        self.metrics = metrics
+        self.poll_seconds = poll_seconds
+        self.refused: dict[str, set[str]] = {d: set() for d in domains}
+        self._live: dict[str, Release] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def get(self, domain: str) -> Release | None:
+        return self._live.get(domain)
+
+    def versions(self) -> dict[str, str]:
+        return {d: r.version for d, r in self._live.items()}
+
+    def missing(self) -> list[str]:
+        return [d for d in self.domains if d not in self._live]
+
+    def poll_once(self) -> dict[str, str]:
+        """Load ``CURRENT`` of every domain where it changed; returns domain -> outcome for those."""
+        outcomes: dict[str, str] = {}
+        for domain in self.domains:
+            wanted = self.registry.current(domain)
+            live = self._live.get(domain)
+            if wanted is None or (live is not None and live.version == wanted) or wanted in self.refused[domain]:
+                continue
+            outcomes[domain] = self._swap(domain, wanted)
+        return outcomes
+
+    def _swap(self, domain: str, version: str) -> str:
+        try:
+            release = self.loader(domain, version)
+        except ReleaseRefused as err:
+            self.refused[domain].add(version)
+            self.metrics.release_loads.labels(domain, "refused").inc()
+            kept = self._live.get(domain)
+            log.error("refused release %s (still serving %s)", err, kept.version if kept else "nothing")
+            return "refused"
+        self._live[domain] = release  # one reference swap: in-flight requests keep their release
+        self.metrics.release_loads.labels(domain, "loaded").inc()
+        self.metrics.set_release(domain, version)
+        log.info("serving %s release %s", domain, version)
+        return "loaded"
+
+    def start(self) -> None:
+        """Load what is current now, then watch ``CURRENT`` in a background thread."""
+        self.poll_once()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._watch, name="release-watcher", daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.poll_seconds):
+            try:
+                self.poll_once()
+            except Exception:  # never let the watcher die: the next poll retries
+                log.exception("release watcher poll failed")
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None

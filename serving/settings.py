@@ -1,0 +1,127 @@
+"""Serving settings: ``config/serving.yaml`` (limits, budgets, re-ranking rules) plus the environment.
+
+The API key is never in a file: it comes from ``RECSYS_API_KEY`` (or is passed explicitly).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from common.domains import domain as domain_config
+from common.domains import writable_domains
+from common.paths import REPO_ROOT, DataPaths, artifacts_root
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FilterRules(_Frozen):
+    out_of_stock: bool = True
+    declined: bool = True
+    eligibility: bool = False  # banking eligibility + responsible lending (catalog rule columns)
+    purchased: bool = True  # derived from the domain's ``repurchase_allowed``, not from serving.yaml
+
+
+class DiversityRules(_Frozen):
+    category_level: int = Field(2, ge=1, le=10)  # taxonomy depth that defines a "product line"
+    max_share: float = Field(0.3, gt=0, le=1)  # of the slate, per product line
+
+
+class BoostRules(_Frozen):
+    """Commercial boosts in rank positions, so the effect on rank is bounded whatever the score scale."""
+
+    high_margin: float = Field(0.35, ge=-1, le=1)
+    margin_lift: int = Field(2, ge=0)
+    new_days: float = Field(30, ge=0)
+    new_lift: int = Field(2, ge=0)
+    max_rank_lift: int = Field(3, ge=0)
+
+
+class ExplorationRules(_Frozen):
+    share: float = Field(0.1, ge=0, le=1)
+    min_position: int = Field(3, ge=0)  # 0-based: slots before it are never exploration slots
+
+
+class RerankRules(_Frozen):
+    filters: FilterRules = FilterRules()
+    diversity: DiversityRules = DiversityRules()
+    boost: BoostRules = BoostRules()
+    exploration: ExplorationRules = ExplorationRules()
+
+
+class Budgets(_Frozen):
+    total: float = Field(100, gt=0)
+    user_features: float = Field(20, gt=0)
+    retrieval: float = Field(40, gt=0)
+    item_features: float = Field(20, gt=0)
+    ranking: float = Field(30, gt=0)
+
+
+class StreamSettings(_Frozen):
+    rotate_bytes: int = Field(16 * 2**20, ge=1024)
+    rotate_seconds: float = Field(60, gt=0)
+
+
+class ServingSettings(_Frozen):
+    domains: tuple[str, ...]
+    data_root: Path
+    artifacts_root: Path
+    api_key: str | None = Field(None, min_length=8, repr=False)
+    budgets_ms: Budgets = Budgets()
+    candidates_per_retriever: int = Field(200, ge=1, le=500)
+    max_k: int = Field(100, ge=1, le=500)
+    max_body_bytes: int = Field(2**20, ge=1024)
+    max_events_per_batch: int = Field(1000, ge=1)
+    max_exclude: int = Field(500, ge=0)
+    stream: StreamSettings = StreamSettings()
+    release_poll_seconds: float = Field(1.0, gt=0)
+    item_cache_ttl_seconds: float = Field(60, ge=0)
+    default_arm: str = "control"
+    online_store: Literal["sqlite", "redis"] = "sqlite"  # RECSYS_ONLINE_STORE; Redis URL: RECSYS_REDIS_URL
+    rules: dict[str, RerankRules] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _rules_for_every_domain(self) -> ServingSettings:
+        missing = [d for d in self.domains if d not in self.rules]
+        if missing:
+            raise ValueError(f"no re-ranking rules for served domain(s) {missing}")
+        return self
+
+    @property
+    def data_paths(self) -> DataPaths:
+        return DataPaths(self.data_root)
+
+
+def serving_file() -> Path:
+    return Path(os.environ.get("RECSYS_SERVING_FILE", REPO_ROOT / "config" / "serving.yaml"))
+
+
+def _domain_rules(name: str, spec: dict) -> RerankRules:
+    rules = RerankRules.model_validate(spec)
+    purchased = not domain_config(name).repurchase_allowed
+    return rules.model_copy(update={"filters": rules.filters.model_copy(update={"purchased": purchased})})
+
+
+def load_settings(
+    domains: list[str] | None = None, api_key: str | None = None, config_path: Path | None = None
+) -> ServingSettings:
+    """Settings for the given domains (default: every writable domain) from the YAML file and the env."""
+    raw = yaml.safe_load((config_path or serving_file()).read_text())
+    served = tuple(domains or writable_domains())
+    for name in served:
+        domain_config(name)  # raises on an unknown domain
+    return ServingSettings(
+        domains=served,
+        data_root=DataPaths.default().root,
+        artifacts_root=artifacts_root(),
+        api_key=api_key or os.environ.get("RECSYS_API_KEY") or None,
+        online_store=os.environ.get("RECSYS_ONLINE_STORE", "sqlite"),
+        rules={name: _domain_rules(name, spec) for name, spec in raw.get("domains", {}).items()},
+        **raw.get("serving", {}),
+    )

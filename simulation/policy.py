@@ -1,0 +1,83 @@
+"""The legacy logging policy that chose the slates in the generated logs.
+
+It is what a pre-ML shop would run: per demographic segment, a popularity score per item (clicks
+and conversions seen in that segment, decayed daily, plus a share of global popularity, seeded
+from the shop's pre-history). A slate is a noisy top-k of the segment's candidate pool (Gumbel
+top-k, i.e. Plackett-Luce sampling proportional to popularity), in that order; then each slot is,
+with probability ``explore_rate``, replaced by an item drawn uniformly from the available catalog.
+It knows nothing about stock or banking eligibility. What it used for every impression is
+recorded (exploration flag and the slot's first-draw probability) beside the truth.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from simulation.truth import GroundTruth, sigmoid
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    explore_rate: float = 0.1  # per-slot probability of a uniformly random available item
+    pool_share: float = 0.06  # candidate pool = this share of the available catalog, by popularity
+    min_pool: int = 20
+    max_pool: int = 300
+    global_weight: float = 0.5  # weight of global popularity in a segment's score
+    decay: float = 0.9  # daily decay of the popularity counts
+    prior_mass: float = 30.0  # pseudo-interactions per item from the pre-history
+    conversion_weight: float = 4.0  # a purchase / approval counts this many clicks
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+@dataclass
+class SlateBatch:
+    items: np.ndarray  # (n, k) item indices
+    explored: np.ndarray  # (n, k) bool: uniformly random slot
+    probability: np.ndarray  # (n, k) probability of drawing this item first into this slot
+
+
+class LoggingPolicy:
+    def __init__(self, truth: GroundTruth, start_us: int, config: PolicyConfig | None = None) -> None:
+        self.config = config or PolicyConfig()
+        n_segments = len(truth.segment_names)
+        # Pre-history: each segment's average member's true click rate on items launched before the start.
+        centroid = np.zeros((n_segments, truth.user_vec.shape[1]))
+        np.add.at(centroid, truth.user_segment, truth.user_vec)
+        centroid /= np.maximum(np.bincount(truth.user_segment, minlength=n_segments), 1)[:, None]
+        rate = sigmoid(truth.params["alpha"] + centroid @ truth.item_vec.T + truth.item_bias)
+        self.counts = self.config.prior_mass * rate * (truth.launched_us < start_us)
+
+    def slates(self, segments: np.ndarray, available: np.ndarray, k: int, rng: np.random.Generator) -> SlateBatch:
+        """One slate of ``k`` available items per request, for requests from the given segments."""
+        cfg = self.config
+        candidates = np.flatnonzero(available)
+        if len(candidates) < k:
+            raise ValueError(f"only {len(candidates)} items are available, fewer than a slate of {k}")
+        scores = self.counts[:, candidates] + cfg.global_weight * self.counts[:, candidates].mean(axis=0) + 1e-6
+        share = scores / scores.sum(axis=1, keepdims=True)
+        pool = int(np.clip(cfg.pool_share * len(candidates), max(cfg.min_pool, k), cfg.max_pool))
+        pool = min(pool, len(candidates))
+        top = np.argpartition(-scores, pool - 1, axis=1)[:, :pool]  # (segments, pool) columns of candidates
+        in_pool = np.take_along_axis(share, top, axis=1)
+        noisy = np.log(in_pool[segments]) + rng.gumbel(size=(len(segments), pool))
+        picked = np.argsort(-noisy, axis=1)[:, :k]
+        columns = np.take_along_axis(top[segments], picked, axis=1)
+        probability = (1 - cfg.explore_rate) * np.take_along_axis(share[segments], columns, axis=1)
+
+        explore = rng.random(columns.shape) < cfg.explore_rate
+        random_cols = rng.integers(0, len(candidates), size=columns.shape)
+        clash = (random_cols[:, :, None] == columns[:, None, :]).any(axis=2)
+        earlier = np.tril((random_cols[:, :, None] == random_cols[:, None, :]) & explore[:, None, :], k=-1).any(axis=2)
+        explore &= ~clash & ~earlier
+        columns = np.where(explore, random_cols, columns)
+        probability = np.where(explore, cfg.explore_rate / len(candidates), probability)
+        return SlateBatch(items=candidates[columns], explored=explore, probability=probability)
+
+    def update(self, segments: np.ndarray, items: np.ndarray, weights: np.ndarray) -> None:
+        """End of day: decay the counts, then add the day's clicks and conversions per segment."""
+        self.counts *= self.config.decay
+        np.add.at(self.counts, (segments, items), weights)

@@ -11,6 +11,7 @@ import typer
 import common  # noqa: F401  (sets TF_USE_LEGACY_KERAS before anything imports TensorFlow)
 from cli.run import run
 from cli.summary import summary
+from ingest.cli import app as data_app
 
 app = typer.Typer(
     name="recsys",
@@ -21,3 +22,4 @@ app = typer.Typer(
 )
 app.command()(run)
 app.command()(summary)
+app.add_typer(data_app, name="data", help="MovieLens, import of your own data, artifact releases.")

@@ -55,6 +55,7 @@ def write_events(
         basename_template=basename + ".parquet",
         existing_data_behavior="delete_matching" if replace_partitions else "overwrite_or_ignore",
         max_rows_per_group=256_000,
+        max_partitions=100_000,
     )
     return table.num_rows
 

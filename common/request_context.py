@@ -1,9 +1,8 @@
 """Request context features (``REQUEST_CONTEXT`` in :mod:`common.features`), computed at request time.
 
-ONE implementation of the rules, shared by serving (per request), Feast's on-demand feature view
-(:func:`request_context_frame`, a pandas transformation) and the Spark training sets (inside
-``mapInPandas``), so the hour/day/device a model is trained on is exactly what serving feeds it.
-Inputs are the ``REQUEST_INPUTS`` of :mod:`common.features`: ``request_ts`` (epoch seconds, UTC) and
+ONE implementation of the rules, shared by serving (per request, scalars in) and the Spark training
+sets (inside ``mapInPandas``, arrays in), so the hour/day/device a model is trained on is exactly what
+serving feeds it. Pure numpy: no Feast, Spark or TensorFlow import. Inputs are the ``REQUEST_INPUTS`` of :mod:`common.features`: ``request_ts`` (epoch seconds, UTC) and
 ``device`` (free text from the client).
 """
 
@@ -13,13 +12,12 @@ from collections.abc import Iterable
 
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
 
-from common.features import REQUEST_CONTEXT, REQUEST_INPUTS
+from common.features import REQUEST_CONTEXT
 
 DEVICE_TYPES = ("web", "ios", "android", "other")
 _DEVICE_ALIASES = {
-    "web": "web", "desktop": "web", "browser": "web", "mobile_web": "web", "mweb": "web",
+    "web": "web", "desktop": "web", "browser": "web", "mobile_web": "web",
     "ios": "ios", "iphone": "ios", "ipad": "ios",
     "android": "android",
 }
@@ -27,7 +25,6 @@ _SECONDS_PER_HOUR = 3600
 _SECONDS_PER_DAY = 86_400
 _EPOCH_WEEKDAY = 3  # 1970-01-01 was a Thursday (0 = Monday)
 
-REQUEST_TS, DEVICE = (f.name for f in REQUEST_INPUTS)
 HOUR_OF_DAY, DAY_OF_WEEK, IS_WEEKEND, DEVICE_TYPE = REQUEST_CONTEXT.names
 
 
@@ -58,17 +55,3 @@ def request_context(
         IS_WEEKEND: day_of_week >= 5,
         DEVICE_TYPE: devices,
     }
-
-
-def request_context_frame(inputs: pd.DataFrame) -> pd.DataFrame:
-    """Pandas form for Feast's on-demand view: ``request_ts``/``device`` columns in, feature columns out."""
-    features = request_context(inputs[REQUEST_TS].to_numpy(), inputs[DEVICE].tolist())
-    return pd.DataFrame(
-        {
-            HOUR_OF_DAY: features[HOUR_OF_DAY].astype(np.int64),
-            DAY_OF_WEEK: features[DAY_OF_WEEK].astype(np.int64),
-            IS_WEEKEND: features[IS_WEEKEND].astype(bool),
-            DEVICE_TYPE: features[DEVICE_TYPE].astype(str),
-        },
-        index=inputs.index,
-    )

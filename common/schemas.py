@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
+import numpy as np
 import orjson
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -81,27 +82,30 @@ def _parse_timestamp(value: Any) -> datetime:
     """ISO-8601 string (naive means UTC), datetime, or epoch seconds/milliseconds -> aware UTC."""
     if isinstance(value, bool):
         raise ValueError("boolean is not a timestamp")
-    if isinstance(value, datetime):
+    if hasattr(value, "to_pydatetime"):  # pandas.Timestamp: a datetime subclass orjson cannot serialise
+        ts = value.to_pydatetime()
+    elif isinstance(value, datetime):
         ts = value
     elif isinstance(value, int | float):
         if not math.isfinite(value):
             raise ValueError("not a finite number")
         seconds = value / 1000.0 if abs(value) > 1e11 else float(value)
-        ts = datetime.fromtimestamp(seconds, tz=UTC)
+        try:
+            ts = datetime.fromtimestamp(seconds, tz=UTC)
+        except (OverflowError, OSError) as err:
+            raise ValueError(f"epoch {value} out of range") from err
     elif isinstance(value, str):
         text = value.strip()
         if text.endswith(("Z", "z")):
             text = text[:-1] + "+00:00"
         ts = datetime.fromisoformat(text)
-    elif hasattr(value, "to_pydatetime"):  # pandas.Timestamp
-        ts = value.to_pydatetime()
     else:
         raise ValueError(f"unsupported type {type(value).__name__}")
     return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
 
 
 class _Record(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True, allow_inf_nan=False)
 
 
 class Event(_Record):
@@ -184,15 +188,17 @@ def _clean(raw: Mapping[str, Any]) -> dict[str, Any]:
     """Missing values from Parquet/pandas (None, NaN, NaT) mean 'absent'; numpy scalars become Python."""
     out: dict[str, Any] = {}
     for key, value in raw.items():
-        if value is None:
+        if value is None or type(value).__name__ in ("NAType", "NaTType"):
             continue
-        if hasattr(value, "item") and not isinstance(value, str | bytes) and getattr(value, "ndim", 0) == 0:
+        if isinstance(value, np.datetime64):  # .item() of a [ns] value is an int of nanoseconds
+            value = value.astype("datetime64[us]").item()  # a datetime; None for NaT
+            if value is None:
+                continue
+        elif hasattr(value, "item") and not isinstance(value, str | bytes) and getattr(value, "ndim", 0) == 0:
             value = value.item()
         elif hasattr(value, "tolist") and not isinstance(value, str | bytes):
             value = value.tolist()
         if isinstance(value, float) and math.isnan(value):
-            continue
-        if type(value).__name__ == "NaTType":
             continue
         out[str(key)] = value
     return out
@@ -219,7 +225,7 @@ def _rejection_from(error: ValidationError) -> Rejection:
 def _check_domain(record: dict[str, Any], id_fields: Iterable[str]) -> Rejection | None:
     name = record.get("domain")
     known = domains()
-    if name not in known:
+    if not isinstance(name, str) or name not in known:
         return Rejection(Reason.UNKNOWN_DOMAIN, "domain", f"domain {name!r} is not one of {sorted(known)}")
     prefix = known[name].id_prefix
     for f in id_fields:

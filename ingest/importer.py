@@ -32,7 +32,7 @@ from pydantic import BaseModel
 
 from common.deadletter import DeadLetterWriter
 from common.domains import domains
-from common.lake import write_catalog, write_users
+from common.lake import write_catalog, write_events, write_users
 from common.paths import DataPaths
 from common.schemas import (
     CATALOG_ARROW_SCHEMA,
@@ -45,7 +45,6 @@ from common.schemas import (
     validate_event,
     validate_user,
 )
-from ingest.lakeio import write_events_by_date_slices
 from ingest.readers import EXTRA_CELLS, read_rows
 
 Validator = Callable[[Any], tuple[BaseModel | None, Rejection | None]]
@@ -152,7 +151,7 @@ def _merge_by_id(existing_path: Path, new: pa.Table, id_field: str, schema: pa.S
 def _write(kind: _Kind, records: list[BaseModel], paths: DataPaths, import_id: str, rep: KindReport) -> None:
     if kind.name == "events":
         table = to_arrow(records, kind.schema)
-        write_events_by_date_slices(table, paths, basename=f"import-{import_id}-{{i}}", replace_partitions=False)
+        write_events(table, paths, basename=f"import-{import_id}-{{i}}", replace_partitions=False)
         rep.lake_paths = [paths.events / f"domain={d}" for d in sorted(rep.accepted_by_domain)]
         return
     by_domain: dict[str, list[BaseModel]] = defaultdict(list)

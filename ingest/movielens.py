@@ -32,10 +32,9 @@ import pandas as pd
 import pyarrow as pa
 
 from common.domains import domain as domain_config
-from common.lake import write_catalog, write_users
+from common.lake import write_catalog, write_events, write_users
 from common.paths import DataPaths
 from common.schemas import Rejection, validate_catalog_item, validate_event, validate_user
-from ingest.lakeio import write_events_by_date_slices
 
 DOMAIN = "movielens"
 PURCHASE_MIN_RATING = 4.0
@@ -221,7 +220,7 @@ def write_movielens(paths: DataPaths, progress: Callable[[str], None] | None = N
     say("writing the lake")
     shutil.rmtree(paths.events / f"domain={DOMAIN}", ignore_errors=True)
     table = pa.Table.from_pandas(data.events, preserve_index=False)
-    write_events_by_date_slices(table, paths, basename="movielens-{i}", replace_partitions=True, progress=say)
+    write_events(table, paths, basename="movielens-{i}", replace_partitions=True)
     write_catalog(data.catalog, paths, DOMAIN)
     write_users(data.users, paths, DOMAIN)
     return summarize(data)

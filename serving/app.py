@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from fastapi import BackgroundTasks, FastAPI, Header, HTTPException
-from fastapi.responses import ORJSONResponse, Response
+from fastapi.responses import JSONResponse, Response
 
 from common.deadletter import DeadLetterWriter
 from common.domains import domain as domain_config
@@ -109,7 +109,7 @@ def create_app(settings: ServingSettings, features: FeatureReader | None = None)
             services.streams.close()
 
     app = FastAPI(
-        title="recsys serving", version="1", lifespan=lifespan, default_response_class=ORJSONResponse,
+        title="recsys serving", version="1", lifespan=lifespan,
         description="Real-time recommendations (retail + banking) and event intake.",
     )
     app.state.services = services
@@ -171,7 +171,7 @@ def create_app(settings: ServingSettings, features: FeatureReader | None = None)
         missing = services.releases.missing()
         health = Health(status="ready" if not missing else "not ready", releases=services.releases.versions(),
                         missing=missing)
-        return ORJSONResponse(health.model_dump(), status_code=503 if missing else 200)
+        return JSONResponse(health.model_dump(), status_code=503 if missing else 200)
 
     @app.get("/metrics")
     def metrics() -> Response:

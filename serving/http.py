@@ -7,7 +7,7 @@ import logging
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import ORJSONResponse
+from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -16,8 +16,8 @@ from serving.metrics import ServingMetrics
 log = logging.getLogger(__name__)
 
 
-def error_response(status: int, error: str, details: list[dict[str, str]] | None = None) -> ORJSONResponse:
-    return ORJSONResponse({"error": error, "details": details or []}, status_code=status)
+def error_response(status: int, error: str, details: list[dict[str, str]] | None = None) -> JSONResponse:
+    return JSONResponse({"error": error, "details": details or []}, status_code=status)
 
 
 class BodyLimit:
@@ -98,20 +98,20 @@ def _field(loc: tuple | list) -> str:
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
-    async def invalid(_: Request, exc: RequestValidationError) -> ORJSONResponse:
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         details = [{"field": _field(e.get("loc", ())), "message": str(e.get("msg", "invalid"))} for e in exc.errors()]
         if any(e.get("type") == "json_invalid" for e in exc.errors()):
             return error_response(400, "request body is not valid JSON", details)
         return error_response(422, "invalid request", details)
 
     @app.exception_handler(HTTPException)
-    async def http_error(_: Request, exc: HTTPException) -> ORJSONResponse:
+    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
         detail = exc.detail if isinstance(exc.detail, str) else orjson.dumps(exc.detail).decode()
         response = error_response(exc.status_code, detail)
         response.headers.update(exc.headers or {})
         return response
 
     @app.exception_handler(Exception)
-    async def crashed(request: Request, exc: Exception) -> ORJSONResponse:
+    async def crashed(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
         return error_response(500, "internal error")

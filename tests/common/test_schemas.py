@@ -236,7 +236,6 @@ def test_pandas_rows_validate() -> None:
 # ---- defects of common/schemas.py (reported to the lead with a fix); strict: they fail once fixed --------
 
 
-@pytest.mark.xfail(strict=True, reason="schemas bug: np.datetime64[ns].item() is an int of ns, read as epoch ms")
 def test_numpy_datetime64_nanoseconds() -> None:
     stamp = pd.Series(pd.to_datetime(["2026-06-01T10:00:00"])).to_numpy()[0]  # as numpy hands it out
     assert isinstance(stamp, np.datetime64)
@@ -244,29 +243,24 @@ def test_numpy_datetime64_nanoseconds() -> None:
     assert rejection is None and event.timestamp == datetime(2026, 6, 1, 10, tzinfo=UTC)
 
 
-@pytest.mark.xfail(strict=True, reason="schemas bug: pandas.NA (nullable dtypes) is not treated as absent")
 def test_pandas_na_is_absent() -> None:
     event, rejection = validate_event(_event(quantity=pd.NA), now=NOW)
     assert rejection is None and event.quantity is None
 
 
-@pytest.mark.xfail(strict=True, reason="schemas bug: pandas.Timestamp stays a Timestamp; event_to_json raises")
 def test_pandas_timestamp_serialises() -> None:
     event, _ = validate_event(_event(timestamp=pd.Timestamp("2026-06-01T10:00:00Z")), now=NOW)
     assert b'"timestamp":"2026-06-01T10:00:00Z"' in event_to_json(event)
 
 
-@pytest.mark.xfail(strict=True, reason="schemas bug: an out-of-range epoch raises OSError instead of a rejection")
 def test_epoch_out_of_range_is_a_rejection() -> None:
     assert validate_event(_event(timestamp=1e20), now=NOW)[1].code == Reason.TIMESTAMP_UNPARSEABLE
 
 
-@pytest.mark.xfail(strict=True, reason="schemas bug: an unhashable domain raises TypeError instead of a rejection")
 def test_unhashable_domain_is_a_rejection() -> None:
     assert validate_event(_event(domain=["retail"]), now=NOW)[1].code == Reason.UNKNOWN_DOMAIN
 
 
-@pytest.mark.xfail(strict=True, reason="schemas bug: infinite numbers are accepted (allow_inf_nan)")
 def test_infinite_value_is_rejected() -> None:
     assert validate_event(_event(value=float("inf")), now=NOW)[1] is not None
 

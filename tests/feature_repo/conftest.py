@@ -1,16 +1,85 @@
-"""Fixtures of the feature-store tests: offline sources, a materialized SQLite store, a real Redis."""
+"""Fixtures of the feature-store tests: offline sources shaped like Spark's output (two daily
+snapshots), a SQLite store with both materialized, and a real Redis server.
+
+Test modules get the data set and its constants through the ``offline`` fixture (with
+``--import-mode=importlib`` they cannot import helper modules beside them).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
+import numpy as np
+import pyarrow as pa
 import pytest
-from feast_testdata import DAY1, DAY2, Offline, build_offline
 
 import common  # noqa: F401  (TF_USE_LEGACY_KERAS before anything imports TensorFlow)
+from common.features import BATCH_VIEWS, USER_HISTORY, USER_ID, FeatureViewSpec
 from common.paths import DataPaths
 from feature_repo.redis_server import local_redis, redis_server_binary
+from feature_repo.sample_data import synthetic_rows, write_source
+
+DAY1 = datetime(2025, 3, 3, 6, tzinfo=UTC)  # older snapshot
+DAY2 = DAY1 + timedelta(days=1)  # latest snapshot
+NAIVE_VIEW = USER_HISTORY  # written with zone-less timestamps, as Spark's default INT96 reads back
+
+
+@dataclass(frozen=True)
+class Offline:
+    paths: DataPaths
+    old: dict[str, dict[str, dict]]  # view -> entity id -> row of the older snapshot
+    new: dict[str, dict[str, dict]]  # view -> entity id -> row of the latest snapshot
+    day1: datetime = DAY1
+    day2: datetime = DAY2
+    users: tuple[str, ...] = ("r_u1", "r_u2", "b_u3")  # b_u3 has no row in the latest snapshot
+    items: tuple[str, ...] = ("r_i1", "r_i2", "b_i3")  # b_i3 likewise
+    user_specs: tuple[FeatureViewSpec, ...] = field(
+        default=tuple(s for s in BATCH_VIEWS if s.entity == USER_ID)
+    )
+    item_specs: tuple[FeatureViewSpec, ...] = field(
+        default=tuple(s for s in BATCH_VIEWS if s.entity != USER_ID)
+    )
+
+    def latest(self, view: str, entity_id: str) -> dict:
+        """What the online store must serve after materializing both snapshots."""
+        return self.new[view].get(entity_id) or self.old[view][entity_id]
+
+    @staticmethod
+    def assert_row_equal(served: dict, expected: dict, names: list[str]) -> None:
+        """Float32 features are compared at float32 precision, everything else exactly."""
+        for name in names:
+            want, got = expected[name], served[name]
+            if isinstance(want, float):
+                assert np.float32(got) == np.float32(want), name
+            elif isinstance(want, list) and want and isinstance(want[0], float):
+                assert np.array_equal(np.float32(got), np.float32(want)), name
+            else:
+                assert got == want, name
+
+
+def _naive(table: pa.Table) -> pa.Table:
+    """The same table with time-zone-less timestamps (values stay UTC wall-clock)."""
+    schema = pa.schema(
+        [f.with_type(pa.timestamp("us")) if pa.types.is_timestamp(f.type) else f for f in table.schema]
+    )
+    return pa.Table.from_arrays(table.columns, schema=schema)
+
+
+def build_offline(paths: DataPaths) -> Offline:
+    """Two part files per view: the older snapshot for all ids, the latest for all but the last id."""
+    rng = np.random.default_rng(7)
+    old: dict[str, dict[str, dict]] = {}
+    new: dict[str, dict[str, dict]] = {}
+    for spec in BATCH_VIEWS:
+        ids = list(Offline.users if spec.entity == USER_ID else Offline.items)
+        older, latest = synthetic_rows(spec, ids, DAY1, rng), synthetic_rows(spec, ids[:-1], DAY2, rng)
+        for table in (older, latest):
+            write_source(paths, spec, _naive(table) if spec is NAIVE_VIEW else table)
+        old[spec.name] = {row[spec.entity]: row for row in older.to_pylist()}
+        new[spec.name] = {row[spec.entity]: row for row in latest.to_pylist()}
+    return Offline(paths, old, new)
 
 
 @pytest.fixture(scope="module")

@@ -29,6 +29,7 @@ from feast.protos.feast.types.EntityKey_pb2 import EntityKey
 from feast.protos.feast.types.Value_pb2 import Value
 
 from common.features import (
+    CREATED,
     EVENT_TIMESTAMP,
     FEATURE_SERVICES,
     ITEM_ID,
@@ -253,13 +254,16 @@ class OnlineFeatures:
         stamps = frame[EVENT_TIMESTAMP]
         unit = "s" if pd.api.types.is_numeric_dtype(stamps) else None
         frame[EVENT_TIMESTAMP] = pd.to_datetime(stamps, utc=True, unit=unit)
-        frame = frame[[spec.entity, EVENT_TIMESTAMP, *spec.names]]
+        if CREATED not in frame.columns:
+            frame[CREATED] = pd.Timestamp.now(tz="UTC")  # processing time: when the row was written
+        frame = frame[[spec.entity, EVENT_TIMESTAMP, CREATED, *spec.names]]
         self.store.push(push_source_name(spec), frame, to=PushMode.ONLINE)
         return frame
 
     def push_user_activity(self, rows: Iterable[Mapping[str, Any]]) -> int:
         """Write ``user_activity`` rows (``user_id``, ``event_timestamp`` as datetime or epoch seconds,
-        every field) to the online store in one push; returns the number of rows pushed.
+        every field, optionally ``created`` -- default: now) to the online store in one push; returns
+        the number of rows pushed.
 
         Online only: the offline record of streamed events is the raw lake, from which Spark rebuilds
         the batch source nightly. A row older than the stored one for the same user still overwrites it.

@@ -55,12 +55,12 @@ def materialize(
     start: datetime = typer.Option(
         ..., formats=DATE_FORMATS, help="Window start (UTC unless an offset is given)."
     ),
-    end: datetime = typer.Option(..., formats=DATE_FORMATS, help="Window end, exclusive."),
+    end: datetime = typer.Option(..., formats=DATE_FORMATS, help="Window end (inclusive)."),
     view: list[str] = typer.Option(None, "--view", help="Only these views (repeatable); default all."),
     online: Online = ONLINE,
     redis_url: str | None = REDIS_URL,
 ) -> None:
-    """Load the latest row per entity with start <= event_timestamp < end into the online store."""
+    """Load the latest row per entity with START <= event_timestamp <= END into the online store."""
     from feature_repo.store import materialize as run
 
     run(_store(online, redis_url), start, end, view or None)

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections import defaultdict
 from datetime import UTC, datetime
 
@@ -27,7 +28,9 @@ def get_store(
 def apply(store: FeatureStore, paths: DataPaths | None = None) -> Definitions:
     """Register every definition (sources over ``paths``) and create the online tables; idempotent."""
     definitions = build_definitions(paths or DataPaths.default())
-    store.apply(definitions.objects())
+    with warnings.catch_warnings():  # Feast flags every on-demand view as "experimental" on apply
+        warnings.filterwarnings("ignore", message="On demand feature view is an experimental feature")
+        store.apply(definitions.objects())
     return definitions
 
 
@@ -36,7 +39,7 @@ def _utc(moment: datetime) -> datetime:
 
 
 def materialize(store: FeatureStore, start: datetime, end: datetime, views: list[str] | None = None) -> None:
-    """Load the latest row per entity with ``start <= event_timestamp < end`` into the online store.
+    """Load the latest row per entity with ``start <= event_timestamp <= end`` into the online store.
 
     Naive datetimes are taken as UTC. ``views`` restricts the run to those view names.
     """

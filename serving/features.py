@@ -131,6 +131,23 @@ def recent_history(features: UserFeatures | None) -> list[str]:
     return list(merged)[:HISTORY_LENGTH]
 
 
+def category_affinity(features: UserFeatures | None) -> dict[str, float]:
+    """The user's top categories and their affinity, the content retriever's profile."""
+    if features is None:
+        return {}
+    keys = _ids(features.values, "top_categories")
+    scores = features.values.get("top_category_scores") or []
+    return {key: float(score) for key, score in zip(keys, scores, strict=False)}
+
+
+def segment_of(features: UserFeatures | None, column: str | None) -> str | None:
+    """The user's popularity segment label (``None``: the global list)."""
+    if features is None or column is None:
+        return None
+    value = features.values.get(column)
+    return str(value) if value not in (None, "") else None
+
+
 def history_row(features: UserFeatures | None) -> dict[str, Any] | None:
     """The ``user_history`` row cross features are computed from (None for an unknown user)."""
     if features is None or not features.found.get(USER_HISTORY.name, False):

@@ -28,7 +28,14 @@ from typing import Any, TypeVar
 import numpy as np
 
 from common.online_features import MAX_ITEMS, UserFeatures
-from serving.features import history_row, ranker_batch, recent_history, user_context
+from serving.features import (
+    category_affinity,
+    history_row,
+    ranker_batch,
+    recent_history,
+    segment_of,
+    user_context,
+)
 from serving.metrics import ServingMetrics
 from serving.protocols import FeatureReader, Retrieved
 from serving.releases import Release, ReleaseManager
@@ -193,8 +200,8 @@ class Pipeline:
         if path == FULL:
             calls["collaborative"] = lambda: retrievers.collaborative(request.user_id, values, history, n)
         if path in (FULL, COLD_START):
-            calls["content"] = lambda: retrievers.content(history, values, n)
-        calls["popular"] = lambda: retrievers.popular(retrievers.segment_of(values), n)
+            calls["content"] = lambda: retrievers.content(history, category_affinity(user), n)
+        calls["popular"] = lambda: retrievers.popular(segment_of(user, release.segment_column), n)
         deadline = time.perf_counter() + self.settings.budgets_ms.retrieval / 1000.0
         results: dict[str, Retrieved] = {}
         for name, call in calls.items():

@@ -30,17 +30,22 @@ Retrieved = tuple[Sequence[str], np.ndarray]  # item ids (best first) and their 
 
 
 class Retrievers(Protocol):
+    """``models.retrieval.export.Retrievers``: each call returns ``(item_ids, scores)``, best first."""
+
+    @property
+    def description(self) -> Mapping[str, Any]:
+        """The bundle's ``retrieval.json`` (``training.segment_column`` names the popularity segment)."""
+        ...
+
     def collaborative(
         self, user_id: str, user_features: Mapping[str, Any], history: Sequence[str], k: int
     ) -> Retrieved: ...
 
-    def content(self, history: Sequence[str], profile: Mapping[str, Any], k: int) -> Retrieved: ...
+    def content(self, history: Sequence[str], profile: Mapping[str, float], k: int) -> Retrieved:
+        """Content neighbours of the history and of ``profile`` (taxonomy prefix -> affinity)."""
+        ...
 
     def popular(self, segment: str | None, k: int) -> Retrieved: ...
-
-    def segment_of(self, user_features: Mapping[str, Any]) -> str | None:
-        """The popularity segment of a user (``None``: the global list)."""
-        ...
 
 
 class RankerConfig(Protocol):

@@ -53,6 +53,11 @@ class Release:
     scorer: RankScorer
     items: ItemFeatureCache
 
+    @property
+    def segment_column(self) -> str | None:
+        """The user feature whose value picks the popularity segment (from the retrieval bundle)."""
+        return (self.retrievers.description.get("training") or {}).get("segment_column")
+
 
 def _load_retrievers(path: Path) -> Retrievers:
     from models.retrieval.export import load_retrievers
@@ -111,13 +116,21 @@ class ReleaseLoader:
         if unservable:
             raise ReleaseRefused(f"{domain}/{version}: the ranker wants features serving cannot provide: {unservable}")
         items = ItemFeatureCache(catalog, self.features, self.item_cache_ttl)
-        self._smoke_test(domain, version, scorer, items, catalog)
-        return Release(domain, version, manifest, catalog, retrievers, scorer, items)
+        release = Release(domain, version, manifest, catalog, retrievers, scorer, items)
+        self._smoke_test(domain, version, release)
+        return release
 
-    def _smoke_test(
-        self, domain: str, version: str, scorer: RankScorer, items: ItemFeatureCache, catalog: CatalogIndex
-    ) -> None:
-        """Warm the item cache (best effort) and score a few catalog items with default user features."""
+    def _smoke_test(self, domain: str, version: str, release: Release) -> None:
+        """Call every retriever once (which also traces their TensorFlow functions, so the first request
+        is not slow), warm the item cache (best effort) and score a few items with default features."""
+        catalog, items, scorer = release.catalog, release.items, release.scorer
+        probe_user = "__release_smoke_test__"
+        try:
+            release.retrievers.collaborative(probe_user, {}, [], 10)
+            release.retrievers.content([], {}, 10)
+            release.retrievers.popular(None, 10)
+        except Exception as err:
+            raise ReleaseRefused(f"{domain}/{version}: a retriever fails on a smoke query: {err}") from err
         rows = np.arange(len(catalog))
         try:
             items.refresh(rows)

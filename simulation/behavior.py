@@ -9,7 +9,7 @@ then approval or refusal (``decline``), never an approval of an ineligible appli
 remembers what it sold / approved (``truth`` is updated), as the next slates must see it.
 
 A closed-loop A/B simulation calls :func:`respond` with the platform's slates and its own
-request ids; the generator uses :func:`respond_indices` and :func:`organic_events`.
+request ids; the generator adds slate responses and organic views to one :class:`EventBuffer`.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.stats import poisson
 
 from simulation.events import EventBuffer, Rows
 from simulation.truth import GroundTruth
@@ -60,6 +61,16 @@ def _seconds(rng: np.random.Generator, bounds: tuple[int, int], n: int) -> np.nd
     return (rng.uniform(*bounds, size=n) * S).astype(np.int64)
 
 
+def _quantity_rate(truth: GroundTruth, items: np.ndarray) -> np.ndarray:
+    """Cheap items are bought in bigger quantities: quantity = 1 + min(Poisson(rate), MAX_QUANTITY - 1)."""
+    return np.where(truth.price_term[items] < -0.4, QUANTITY_RATE_CHEAP, QUANTITY_RATE)
+
+
+def expected_quantity(truth: GroundTruth, items: np.ndarray) -> np.ndarray:
+    rate = _quantity_rate(truth, items)
+    return 1.0 + sum(poisson.sf(j - 1, rate) for j in range(1, MAX_QUANTITY))
+
+
 def _retail_funnel(truth: GroundTruth, buf: EventBuffer, viewed: Rows, rng: np.random.Generator) -> None:
     u, i = viewed.users, viewed.items
     cart = rng.random(len(viewed)) < truth.cart_probability_idx(u, i)
@@ -74,8 +85,7 @@ def _retail_funnel(truth: GroundTruth, buf: EventBuffer, viewed: Rows, rng: np.r
     order = np.argsort(bought.ts_us, kind="stable")
     _, first = np.unique(keys[order], return_index=True)
     bought = bought.take(np.sort(order[first]))
-    cheap = truth.price_term[bought.items] < -0.4
-    quantity = 1 + np.minimum(rng.poisson(np.where(cheap, QUANTITY_RATE_CHEAP, QUANTITY_RATE)), MAX_QUANTITY - 1)
+    quantity = 1 + np.minimum(rng.poisson(_quantity_rate(truth, bought.items)), MAX_QUANTITY - 1)
     buf.add("purchase", bought, value=np.round(truth.price[bought.items] * quantity, 2), quantity=quantity)
     truth.record_purchases(bought.users, bought.items)
 
@@ -108,19 +118,17 @@ def _funnel(truth: GroundTruth, buf: EventBuffer, viewed: Rows, rng: np.random.G
         _banking_funnel(truth, buf, viewed, rng)
 
 
-def respond_indices(truth: GroundTruth, users: np.ndarray, slates: np.ndarray, context: SlateContext,
-                    rng: np.random.Generator, include_impressions: bool = True) -> pd.DataFrame:
-    """:func:`respond` on indices: ``users`` (n,), ``slates`` (n, k) item indices, -1 = empty slot."""
-    n, k = slates.shape
-    shown = slates >= 0
-    row, col = np.nonzero(shown)
+def add_slate_responses(buf: EventBuffer, users: np.ndarray, slates: np.ndarray, context: SlateContext,
+                        rng: np.random.Generator, include_impressions: bool = True) -> None:
+    """Add to ``buf`` the events of ``users`` (n,) shown ``slates`` (n, k) of item indices (-1 = empty slot)."""
+    truth = buf.truth
+    row, col = np.nonzero(slates >= 0)
     position = col + 1
     stems = np.char.add(np.char.add(context.request_ids[row], "-"), np.char.zfill(position.astype(str), 2))
     slots = Rows(users=users[row], items=slates[row, col], ts_us=context.timestamps_us[row], stem=stems,
                  session_id=context.session_ids[row], device=context.devices[row],
                  request_id=context.request_ids[row], position=position,
                  arm=None if context.arms is None else context.arms[row])
-    buf = EventBuffer(truth)
     if include_impressions:
         buf.add("impression", slots)
     examined = rng.random(len(slots)) < truth.examination(position)
@@ -137,7 +145,6 @@ def respond_indices(truth: GroundTruth, users: np.ndarray, slates: np.ndarray, c
         dismissed = slots.take(dismiss)
         buf.add("decline", dismissed.at(dismissed.ts_us + (delay[dismiss] * S).astype(np.int64)))
     _funnel(truth, buf, viewed, rng)
-    return buf.frame()
 
 
 def respond(truth: GroundTruth, user_ids: Sequence[str], slates: Sequence[Sequence[str]], context: SlateContext,
@@ -148,20 +155,22 @@ def respond(truth: GroundTruth, user_ids: Sequence[str], slates: Sequence[Sequen
     padded = np.full((len(slates), width), -1, dtype=np.int64)
     for r, slate in enumerate(slates):
         padded[r, : len(slate)] = truth.item_index(list(slate))
-    return respond_indices(truth, truth.user_index(np.asarray(user_ids)), padded, context, rng, include_impressions)
+    buf = EventBuffer(truth)
+    add_slate_responses(buf, truth.user_index(np.asarray(user_ids)), padded, context, rng, include_impressions)
+    return buf.frame()
 
 
-def organic_events(truth: GroundTruth, session_users: np.ndarray, session_ids: np.ndarray, devices: np.ndarray,
-                   session_start_us: np.ndarray, views_per_session: np.ndarray, popularity: np.ndarray,
-                   rng: np.random.Generator) -> pd.DataFrame:
+def add_organic_views(buf: EventBuffer, session_users: np.ndarray, session_ids: np.ndarray, devices: np.ndarray,
+                      session_start_us: np.ndarray, views_per_session: np.ndarray, popularity: np.ndarray,
+                      rng: np.random.Generator) -> None:
     """Views users find by themselves (search, browsing): per view, ``ORGANIC_CANDIDATES`` items are
     drawn by ``popularity`` (zero = unavailable) and the user opens one with probability
     proportional to its relevance; the domain's funnel follows."""
+    truth = buf.truth
     session = np.repeat(np.arange(len(session_users)), views_per_session)
     n = len(session)
-    buf = EventBuffer(truth)
     if n == 0:
-        return buf.frame()
+        return
     users = session_users[session]
     candidates = rng.choice(len(popularity), size=(n, ORGANIC_CANDIDATES), p=popularity / popularity.sum())
     weight = truth.relevance_idx(users[:, None], candidates)
@@ -173,4 +182,3 @@ def organic_events(truth: GroundTruth, session_users: np.ndarray, session_ids: n
                   session_id=session_ids[session], device=devices[session])
     buf.add("view", viewed)
     _funnel(truth, buf, viewed, rng)
-    return buf.frame()

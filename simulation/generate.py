@@ -26,7 +26,8 @@ from tqdm import tqdm
 from common.lake import write_catalog, write_events, write_users
 from common.paths import DataPaths
 from simulation.banking_world import build_banking_world
-from simulation.behavior import SlateContext, organic_events, respond_indices
+from simulation.behavior import SlateContext, add_organic_views, add_slate_responses
+from simulation.events import EventBuffer
 from simulation.incoming import write_incoming
 from simulation.policy import LoggingPolicy
 from simulation.profiles import Profile, get_profile
@@ -109,11 +110,12 @@ def _simulate_day(world: World, policy: LoggingPolicy, profile: Profile, day_us:
     devices = np.array(DEVICES)
     context = SlateContext(plan.request_ids, plan.session_ids[plan.request_session],
                            devices[plan.request_device], plan.request_ts_us)
-    shown = respond_indices(truth, plan.request_user, batch.items, context, rng)
+    buf = EventBuffer(truth)
+    add_slate_responses(buf, plan.request_user, batch.items, context, rng)
     popularity = (policy.counts.sum(axis=0) + 1.0) * available
-    found = organic_events(truth, plan.session_user, plan.session_ids, devices[plan.session_device],
-                           plan.session_start_us, plan.session_organic, popularity, rng)
-    events = pd.concat([shown, found], ignore_index=True).sort_values(["timestamp", "event_id"], ignore_index=True)
+    add_organic_views(buf, plan.session_user, plan.session_ids, devices[plan.session_device],
+                      plan.session_start_us, plan.session_organic, popularity, rng)
+    events = buf.frame()
     policy.update(*_positives(world, events, policy.config.conversion_weight))
     n, k = batch.items.shape
     record = pa.table({
@@ -121,7 +123,7 @@ def _simulate_day(world: World, policy: LoggingPolicy, profile: Profile, day_us:
         "position": np.tile(np.arange(1, k + 1, dtype=np.int32), n),
         "segment": np.repeat(truth.segment_names[segments], k),
         "explored": batch.explored.ravel(),
-        "probability": batch.probability.ravel(),
+        "popularity_share": batch.popularity_share.ravel(),
     })
     return events, record
 

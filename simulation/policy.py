@@ -3,10 +3,10 @@
 It is what a pre-ML shop would run: per demographic segment, a popularity score per item (clicks
 and conversions seen in that segment, decayed daily, plus a share of global popularity, seeded
 from the shop's pre-history). A slate is a noisy top-k of the segment's candidate pool (Gumbel
-top-k, i.e. Plackett-Luce sampling proportional to popularity), in that order; then each slot is,
+top-k, i.e. Plackett-Luce sampling proportional to popularity ** sharpness), in that order; then each slot is,
 with probability ``explore_rate``, replaced by an item drawn uniformly from the available catalog.
 It knows nothing about stock or banking eligibility. What it used for every impression is
-recorded (exploration flag and the slot's first-draw probability) beside the truth.
+recorded (exploration flag and the item's popularity share in the segment) beside the truth.
 """
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ from simulation.truth import GroundTruth, sigmoid
 @dataclass(frozen=True)
 class PolicyConfig:
     explore_rate: float = 0.1  # per-slot probability of a uniformly random available item
-    pool_share: float = 0.06  # candidate pool = this share of the available catalog, by popularity
+    pool_share: float = 0.2  # candidate pool = this share of the available catalog, by popularity
     min_pool: int = 20
-    max_pool: int = 300
+    max_pool: int = 1000
+    sharpness: float = 0.6  # slates sample items proportionally to popularity ** sharpness
     global_weight: float = 0.5  # weight of global popularity in a segment's score
     decay: float = 0.9  # daily decay of the popularity counts
     prior_mass: float = 30.0  # pseudo-interactions per item from the pre-history
@@ -37,7 +38,7 @@ class PolicyConfig:
 class SlateBatch:
     items: np.ndarray  # (n, k) item indices
     explored: np.ndarray  # (n, k) bool: uniformly random slot
-    probability: np.ndarray  # (n, k) probability of drawing this item first into this slot
+    popularity_share: np.ndarray  # (n, k) the item's share of its segment's popularity score
 
 
 class LoggingPolicy:
@@ -57,16 +58,16 @@ class LoggingPolicy:
         candidates = np.flatnonzero(available)
         if len(candidates) < k:
             raise ValueError(f"only {len(candidates)} items are available, fewer than a slate of {k}")
-        scores = self.counts[:, candidates] + cfg.global_weight * self.counts[:, candidates].mean(axis=0) + 1e-6
-        share = scores / scores.sum(axis=1, keepdims=True)
+        counts = self.counts[:, candidates]
+        scores = counts + cfg.global_weight * counts.mean(axis=0) + 1e-6
         pool = int(np.clip(cfg.pool_share * len(candidates), max(cfg.min_pool, k), cfg.max_pool))
         pool = min(pool, len(candidates))
         top = np.argpartition(-scores, pool - 1, axis=1)[:, :pool]  # (segments, pool) columns of candidates
-        in_pool = np.take_along_axis(share, top, axis=1)
-        noisy = np.log(in_pool[segments]) + rng.gumbel(size=(len(segments), pool))
-        picked = np.argsort(-noisy, axis=1)[:, :k]
+        in_pool = np.take_along_axis(scores, top, axis=1) / scores.sum(axis=1, keepdims=True)
+        noisy = cfg.sharpness * np.log(in_pool[segments]) + rng.gumbel(size=(len(segments), pool))
+        picked = np.argpartition(-noisy, k - 1, axis=1)[:, :k]
+        picked = np.take_along_axis(picked, np.argsort(-np.take_along_axis(noisy, picked, axis=1), axis=1), axis=1)
         columns = np.take_along_axis(top[segments], picked, axis=1)
-        probability = (1 - cfg.explore_rate) * np.take_along_axis(share[segments], columns, axis=1)
 
         explore = rng.random(columns.shape) < cfg.explore_rate
         random_cols = rng.integers(0, len(candidates), size=columns.shape)
@@ -74,8 +75,8 @@ class LoggingPolicy:
         earlier = np.tril((random_cols[:, :, None] == random_cols[:, None, :]) & explore[:, None, :], k=-1).any(axis=2)
         explore &= ~clash & ~earlier
         columns = np.where(explore, random_cols, columns)
-        probability = np.where(explore, cfg.explore_rate / len(candidates), probability)
-        return SlateBatch(items=candidates[columns], explored=explore, probability=probability)
+        share = scores[segments[:, None], columns] / scores.sum(axis=1)[segments][:, None]
+        return SlateBatch(items=candidates[columns], explored=explore, popularity_share=share)
 
     def update(self, segments: np.ndarray, items: np.ndarray, weights: np.ndarray) -> None:
         """End of day: decay the counts, then add the day's clicks and conversions per segment."""

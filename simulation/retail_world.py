@@ -28,7 +28,7 @@ from simulation.world import (
 )
 
 RETAIL_PARAMS: dict[str, float] = {
-    "alpha": -3.6,  # relevance intercept
+    "alpha": -4.6,  # relevance intercept
     "affinity_scale": 5.0,  # affinity = affinity_scale * cosine(taste, item)
     "price_weight": 0.5,
     "owned_penalty": 3.0,  # a purchased item is rarely clicked again

@@ -154,7 +154,7 @@ class EASERecommender(CollaborativeRecommender):
     """
 
     name = "ease"
-    search_space = {"l2": (100.0, 300.0, 1000.0, 3000.0)}
+    search_space = {"l2": (300.0, 1000.0, 3000.0, 10000.0)}
 
     def __init__(self, l2: float = 200.0) -> None:
         super().__init__(l2=l2)

@@ -9,10 +9,12 @@ import typer
 
 from common.paths import REPO_ROOT, DataPaths
 
-app = typer.Typer(
-    help="Offline evaluation: temporal split, full-ranking metrics, baseline recommenders, reports.",
-    no_args_is_help=True,
-)
+app = typer.Typer(no_args_is_help=True)
+
+
+@app.callback()
+def evaluation() -> None:
+    """Offline evaluation: temporal split, full-ranking metrics, baseline recommenders, reports."""
 
 
 @app.command("baselines")

@@ -79,11 +79,11 @@ class EvaluationContext:
         truth, rows = self.ground_truth.restrict(users, items)
         return replace(self, ground_truth=truth, expected=self.expected[rows]), rows
 
-    def evaluate(self, recs: np.ndarray, ks: Iterable[int] = (10, 100)) -> dict[str, float]:
+    def evaluate(self, recs: np.ndarray, ks: Iterable[int] = (10, 100)) -> dict[str, float | int]:
         truth = self.ground_truth
         if recs.shape[0] != len(truth.user_ids):
             raise ValueError(f"recs has {recs.shape[0]} rows for {len(truth.user_ids)} ground-truth users")
-        out: dict[str, float] = {"users": float(len(truth.user_ids))}
+        out: dict[str, float | int] = {"users": len(truth.user_ids)}
         if len(truth.user_ids) == 0:
             return out
         index = truth.items.encode(recs)
@@ -111,7 +111,7 @@ class EvaluationContext:
 
 def evaluate_recommender(
     recs: np.ndarray, ground_truth: GroundTruth, train: pd.DataFrame, catalog: pd.DataFrame, ks: Iterable[int] = (10, 100)
-) -> dict[str, float]:
+) -> dict[str, float | int]:
     """All metrics at every K for ``recs`` (item ids, rows aligned with ``ground_truth.user_ids``)."""
     ks = tuple(ks)
     return EvaluationContext.build(ground_truth, train, catalog, max(ks)).evaluate(recs, ks)

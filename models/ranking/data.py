@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from common.features import EVENT_TIMESTAMP
 from models.ranking.config import CLICK_LABEL, CONVERSION_LABEL, POSITION, RankerConfig
 
 TrainingData = pd.DataFrame | tf.data.Dataset
@@ -72,3 +73,23 @@ def as_dataset(data: TrainingData, config: RankerConfig, shuffle: bool) -> tf.da
     if shuffle:
         ds = ds.shuffle(len(data), seed=config.seed, reshuffle_each_iteration=True)
     return ds.batch(config.batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def holdout_split(frame: pd.DataFrame, valid_fraction: float, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(train, valid): the latest ``valid_fraction`` of rows by ``event_timestamp`` when the frame has
+    one (validation on the future, as serving sees it), else a seeded random split of requests
+    (``request_id``) or rows, so one slate never straddles the two sides."""
+    if not 0.0 < valid_fraction < 1.0:
+        raise ValueError("valid_fraction must be in (0, 1)")
+    if EVENT_TIMESTAMP in frame.columns:
+        cut = frame[EVENT_TIMESTAMP].quantile(1.0 - valid_fraction)
+        is_valid = (frame[EVENT_TIMESTAMP] > cut).to_numpy()
+    else:
+        keys = frame["request_id"] if "request_id" in frame.columns else pd.Series(np.arange(len(frame)))
+        unique = keys.unique()
+        rng = np.random.default_rng(seed)
+        chosen = rng.choice(unique, max(1, round(valid_fraction * len(unique))), replace=False)
+        is_valid = keys.isin(chosen).to_numpy()
+    if is_valid.all() or not is_valid.any():
+        raise ValueError("holdout split left one side empty")
+    return frame[~is_valid], frame[is_valid]

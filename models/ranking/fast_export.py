@@ -66,6 +66,14 @@ def export_numpy(trained: TrainedRanker, path: str | Path) -> Path:
     return path
 
 
+def cross_layer(x0: np.ndarray, x: np.ndarray, kernels: list[np.ndarray], bias: np.ndarray) -> np.ndarray:
+    """DCN-v2 cross: ``x0 * (x W + b) + x``; ``kernels`` is ``[W]`` (Keras layout, in x out) or ``[U, V]``."""
+    projected = x
+    for kernel in kernels:
+        projected = projected @ kernel
+    return x0 * (projected + bias) + x
+
+
 def _sigmoid(z: np.ndarray) -> np.ndarray:
     return np.exp(-np.logaddexp(0.0, -z)).astype(np.float32)
 
@@ -142,10 +150,7 @@ class NumpyScorer(Scorer):
     def _from_x0(self, x0: np.ndarray) -> dict[str, np.ndarray]:
         crossed = x0
         for *kernels, bias in self._cross:
-            projected = crossed
-            for kernel in kernels:  # W, or U then V (low rank)
-                projected = projected @ kernel
-            crossed = x0 * (projected + bias) + crossed
+            crossed = cross_layer(x0, crossed, kernels, bias)
         stacked = self.config.structure == "stacked"
         deep = crossed if stacked else x0
         for kernel, bias in self._deep:

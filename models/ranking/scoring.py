@@ -21,6 +21,7 @@ from models.ranking.config import RankerConfig
 
 META_FILE = "ranker.json"
 FORMAT_VERSION = 1
+PARITY_TOLERANCE = 1e-4  # max |score difference| allowed between exports (float32 NumPy vs TF: ~1e-7)
 
 
 class ExportError(RuntimeError):
@@ -97,3 +98,14 @@ class Scorer(ABC):
         if len(set(sizes.values())) > 1:
             raise ValueError(f"feature arrays differ in length: {sizes}")
         return next(iter(sizes.values()))
+
+
+def compare_scores(reference: np.ndarray, candidate: np.ndarray, k: int = 10) -> dict[str, float | bool]:
+    """Parity of two exports on one candidate set: max absolute score difference, identical top-k order."""
+    reference, candidate = np.asarray(reference), np.asarray(candidate)
+    if reference.shape != candidate.shape:
+        raise ValueError(f"score arrays differ in shape: {reference.shape} vs {candidate.shape}")
+    top = min(k, len(reference))
+    same = bool(np.array_equal(np.argsort(-reference, kind="stable")[:top],
+                               np.argsort(-candidate, kind="stable")[:top]))
+    return {"max_abs_diff": float(np.max(np.abs(reference - candidate), initial=0.0)), f"top{k}_identical": same}

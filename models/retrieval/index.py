@@ -30,7 +30,8 @@ from scann.scann_ops.py import scann_ops_pybind
 class IndexConfig:
     brute_force_below: int = 2_000
     num_leaves: int | None = None  # None: round(sqrt(n))
-    search_fraction: float = 0.1  # share of leaves searched per query
+    search_fraction: float = 0.05  # share of leaves searched per query ...
+    scan_per_neighbour: int = 20  # ... but at least enough leaves to scan this many items per neighbour asked
     dims_per_block: int = 2
     anisotropic_threshold: float = 0.2
     reorder_factor: int = 4
@@ -39,13 +40,23 @@ class IndexConfig:
     training_threads: int = 0  # 0: all cores
 
 
+def _leaves_to_search(config: IndexConfig, leaves: int, size: int, k: int) -> int:
+    """``search_fraction`` of the leaves, or more when that would scan < ``scan_per_neighbour * k`` items."""
+    by_fraction = math.ceil(config.search_fraction * leaves)
+    by_scan = math.ceil(config.scan_per_neighbour * k * leaves / size)
+    return min(leaves, max(1, by_fraction, by_scan))
+
+
 class EmbeddingIndex:
     """A ScaNN searcher over unit (or any) vectors, scoring by dot product; ids are strings."""
 
-    def __init__(self, searcher: scann_ops_pybind.ScannSearcher, ids: np.ndarray, kind: str, config: IndexConfig) -> None:
+    def __init__(
+        self, searcher: scann_ops_pybind.ScannSearcher, ids: np.ndarray, kind: str, leaves: int, config: IndexConfig
+    ) -> None:
         self.searcher = searcher
         self.ids = np.asarray(ids, dtype=object)
         self.kind = kind  # "tree_ah" or "brute_force"
+        self.leaves = leaves  # partitions of a tree_ah index (0 for brute force)
         self.config = config
 
     def __len__(self) -> int:
@@ -61,33 +72,40 @@ class EmbeddingIndex:
         builder = scann_ops_pybind.builder(data, min(config.default_k, n), "dot_product")
         builder.set_n_training_threads(config.training_threads)
         if n < config.brute_force_below:
-            return cls(builder.score_brute_force().build(), np.asarray(ids, dtype=object), "brute_force", config)
+            return cls(builder.score_brute_force().build(), np.asarray(ids, dtype=object), "brute_force", 0, config)
         leaves = config.num_leaves or max(2, round(math.sqrt(n)))
-        searched = max(1, math.ceil(config.search_fraction * leaves))
         searcher = (
-            builder.tree(num_leaves=leaves, num_leaves_to_search=searched, training_sample_size=min(n, config.training_sample))
+            builder.tree(
+                num_leaves=leaves,
+                num_leaves_to_search=_leaves_to_search(config, leaves, n, config.default_k),
+                training_sample_size=min(n, config.training_sample),
+            )
             .score_ah(config.dims_per_block, anisotropic_quantization_threshold=config.anisotropic_threshold)
             .reorder(config.reorder_factor * config.default_k)
             .build()
         )
-        return cls(searcher, np.asarray(ids, dtype=object), "tree_ah", config)
+        return cls(searcher, np.asarray(ids, dtype=object), "tree_ah", leaves, config)
 
-    def _budget(self, k: int) -> tuple[int, int]:
+    def budget(self, k: int) -> tuple[int, int, int]:
+        """``(k, items rescored exactly, leaves searched)`` for a top-``k`` query (-1: ScaNN default)."""
         k = max(1, min(k, len(self)))
-        return k, min(len(self), self.config.reorder_factor * k) if self.kind == "tree_ah" else -1
+        if self.kind != "tree_ah":
+            return k, -1, -1
+        leaves = _leaves_to_search(self.config, self.leaves, len(self), k)
+        return k, min(len(self), self.config.reorder_factor * k), leaves
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` for a batch: ``(ids [q, k] object, scores [q, k] float32)``, best first."""
-        k, reorder = self._budget(k)
+        k, reorder, leaves = self.budget(k)
         rows, scores = self.searcher.search_batched(
-            np.ascontiguousarray(queries, dtype="float32"), final_num_neighbors=k, pre_reorder_num_neighbors=reorder
+            np.ascontiguousarray(queries, dtype="float32"), k, reorder, leaves
         )
         return self.ids[np.asarray(rows, dtype="int64")], np.asarray(scores, dtype="float32")
 
     def search_one(self, query: np.ndarray, k: int) -> tuple[list[str], np.ndarray]:
         """Top-``k`` for one query vector (the request path): ``(ids, scores)``."""
-        k, reorder = self._budget(k)
-        rows, scores = self.searcher.search(np.asarray(query, dtype="float32").ravel(), k, reorder)
+        k, reorder, leaves = self.budget(k)
+        rows, scores = self.searcher.search(np.asarray(query, dtype="float32").ravel(), k, reorder, leaves)
         return self.ids[np.asarray(rows, dtype="int64")].tolist(), np.asarray(scores, dtype="float32")
 
     def serialize(self, directory: Path) -> None:
@@ -95,7 +113,7 @@ class EmbeddingIndex:
         directory.mkdir(parents=True, exist_ok=True)  # ScaNN needs the directory to exist
         self.searcher.serialize(str(directory), relative_path=True)
         np.save(directory / "ids.npy", self.ids.astype(str))
-        meta = {"kind": self.kind, "size": len(self), "config": asdict(self.config)}
+        meta = {"kind": self.kind, "size": len(self), "leaves": self.leaves, "config": asdict(self.config)}
         (directory / "index.json").write_text(json.dumps(meta, indent=2))
 
     @classmethod
@@ -104,7 +122,7 @@ class EmbeddingIndex:
         meta = json.loads((directory / "index.json").read_text())
         searcher = scann_ops_pybind.load_searcher(str(directory))
         ids = np.load(directory / "ids.npy").astype(object)
-        return cls(searcher, ids, meta["kind"], IndexConfig(**meta["config"]))
+        return cls(searcher, ids, meta["kind"], meta["leaves"], IndexConfig(**meta["config"]))
 
 
 def exact_search(embeddings: np.ndarray, queries: np.ndarray, k: int, chunk: int = 64) -> tuple[np.ndarray, np.ndarray]:

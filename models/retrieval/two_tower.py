@@ -39,7 +39,13 @@ from models.retrieval.data import (
     take_items,
     with_histories,
 )
-from models.retrieval.layers import ItemContentEncoder, embed_in_batches, l2_normalize, masked_mean, string_lookup
+from models.retrieval.layers import (
+    ItemContentEncoder,
+    embed_in_batches,
+    l2_normalize,
+    masked_mean,
+    string_lookup,
+)
 
 
 @dataclass(frozen=True)

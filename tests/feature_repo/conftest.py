@@ -12,18 +12,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
-import pyarrow as pa
 import pytest
 
 import common  # noqa: F401  (TF_USE_LEGACY_KERAS before anything imports TensorFlow)
-from common.features import BATCH_VIEWS, USER_HISTORY, USER_ID, FeatureViewSpec
+from common.features import BATCH_VIEWS, USER_ID, FeatureViewSpec
 from common.paths import DataPaths
 from feature_repo.redis_server import local_redis, redis_server_binary
 from feature_repo.sample_data import synthetic_rows, write_source
 
 DAY1 = datetime(2025, 3, 3, 6, tzinfo=UTC)  # older snapshot
 DAY2 = DAY1 + timedelta(days=1)  # latest snapshot
-NAIVE_VIEW = USER_HISTORY  # written with zone-less timestamps, as Spark's default INT96 reads back
 
 
 @dataclass(frozen=True)
@@ -59,14 +57,6 @@ class Offline:
                 assert got == want, name
 
 
-def _naive(table: pa.Table) -> pa.Table:
-    """The same table with time-zone-less timestamps (values stay UTC wall-clock)."""
-    schema = pa.schema(
-        [f.with_type(pa.timestamp("us")) if pa.types.is_timestamp(f.type) else f for f in table.schema]
-    )
-    return pa.Table.from_arrays(table.columns, schema=schema)
-
-
 def build_offline(paths: DataPaths) -> Offline:
     """Two part files per view: the older snapshot for all ids, the latest for all but the last id."""
     rng = np.random.default_rng(7)
@@ -76,7 +66,7 @@ def build_offline(paths: DataPaths) -> Offline:
         ids = list(Offline.users if spec.entity == USER_ID else Offline.items)
         older, latest = synthetic_rows(spec, ids, DAY1, rng), synthetic_rows(spec, ids[:-1], DAY2, rng)
         for table in (older, latest):
-            write_source(paths, spec, _naive(table) if spec is NAIVE_VIEW else table)
+            write_source(paths, spec, table)
         old[spec.name] = {row[spec.entity]: row for row in older.to_pylist()}
         new[spec.name] = {row[spec.entity]: row for row in latest.to_pylist()}
     return Offline(paths, old, new)

@@ -1,9 +1,16 @@
-"""Fixtures of the Spark job tests: the hand-built world of ``world.py`` written to a lake."""
+"""Fixtures of the Spark job tests: a tiny hand-built world (catalog, users, events) written to a lake.
+
+The feature and training-set tests compute their expected values by hand from it. Logical date
+2025-03-10, snapshot days 03-09 and 03-10. Positive weights (config/domains.yaml): retail view 1,
+click 1, add_to_cart 2, purchase 4; banking application_start 3, application_approved 4.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 
+import pandas as pd
 import pytest
 from pyspark.sql import DataFrame
 
@@ -11,11 +18,72 @@ from common.lake import write_catalog, write_events, write_users
 from common.paths import DataPaths
 from spark_jobs.jobs import days_between
 from spark_jobs.lake_io import read_catalog, read_raw_events, read_users
-import spark_world as world
+
+LOGICAL_DATE = date(2025, 3, 10)
+OLD = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+def ts(day: int, hour: int, minute: int = 0) -> datetime:
+    return datetime(2025, 3, day, hour, minute, tzinfo=UTC)
+
+
+def world_catalog() -> pd.DataFrame:
+    def item(item_id: str, price: float, category: str, inventory: int, launched: datetime, domain: str = "retail"):
+        return {"item_id": item_id, "domain": domain, "title": item_id, "description": "", "category": category,
+                "price": price, "margin": 0.2, "inventory": inventory, "launched_at": launched}
+
+    return pd.DataFrame(
+        [
+            item("r_i1", 10.0, "Shoes>Running", 5, OLD),
+            item("r_i2", 20.0, "Shoes>Trail", 0, OLD),
+            item("r_i3", 30.0, "Bags", 2, ts(10, 12)),  # launched during the last snapshot day
+            item("r_i4", 40.0, "Bags", 1, OLD),
+            item("r_i5", 50.0, "Hats", 1, OLD),
+            item("b_p1", 0.0, "Cards>Credit", 100, datetime(2024, 1, 1, tzinfo=UTC), domain="banking"),
+        ]
+    )
+
+
+def world_users() -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {"user_id": "r_u1", "domain": "retail", "signed_up_at": OLD, "country": "DE", "age_band": "25-34"},
+            {"user_id": "r_u2", "domain": "retail", "signed_up_at": ts(10, 8), "country": "FR", "age_band": "35-44"},
+            {"user_id": "b_u1", "domain": "banking", "signed_up_at": datetime(2024, 3, 10, tzinfo=UTC), "age": 40,
+             "income": 50_000.0, "credit_score": 700, "dti": 0.3, "has_arrears": False, "products_held": ["b_p0"]},
+        ]
+    )
+
+
+def world_events() -> pd.DataFrame:
+    def ev(n: int, user: str, item: str, kind: str, when: datetime, session: str, **extra: object):
+        domain = "banking" if user.startswith("b_") else "retail"
+        return {"event_id": f"e{n}", "domain": domain, "user_id": user, "item_id": item, "event_type": kind,
+                "timestamp": when, "session_id": session, "device": "web", **extra}
+
+    return pd.DataFrame(
+        [
+            ev(1, "r_u1", "r_i1", "view", ts(1, 10), "s1"),
+            ev(2, "r_u1", "r_i1", "click", ts(1, 10, 5), "s1", request_id="q0", position=1),
+            ev(3, "r_u1", "r_i1", "purchase", ts(1, 10, 10), "s1", value=100.0, quantity=1),
+            ev(4, "r_u1", "r_i2", "impression", ts(9, 9), "s2", request_id="q1", position=1),
+            ev(5, "r_u1", "r_i1", "impression", ts(9, 9), "s2", request_id="q1", position=2),
+            ev(6, "r_u1", "r_i2", "click", ts(9, 9, 1), "s2", request_id="q1", position=1),
+            ev(7, "r_u1", "r_i2", "add_to_cart", ts(9, 9, 2), "s2"),
+            ev(8, "r_u1", "r_i4", "view", ts(10, 15), "s3"),
+            ev(9, "r_u1", "r_i3", "view", ts(10, 15, 30), "s3"),
+            ev(10, "r_u1", "r_i4", "purchase", ts(10, 15, 5), "s3", value=50.0, quantity=1),
+            ev(11, "r_u1", "r_i5", "decline", ts(10, 16), "s3"),
+            ev(12, "r_u1", "r_i5", "view", ts(11, 8), "s4"),  # after the logical date: never counted
+            ev(13, "b_u1", "b_p1", "application_start", ts(9, 12), "s9"),
+            ev(14, "b_u1", "b_p1", "application_approved", ts(10, 12), "s9"),
+        ]
+    )
 
 
 @dataclass(frozen=True)
 class World:
+    logical_date: date
     paths: DataPaths
     events: DataFrame
     catalog: DataFrame
@@ -24,8 +92,8 @@ class World:
 
 def write_world(paths: DataPaths) -> None:
     """The world's raw events, catalogs and users, written with the shared lake writers."""
-    write_events(world.events(), paths)
-    catalog, users = world.catalog(), world.users()
+    write_events(world_events(), paths)
+    catalog, users = world_catalog(), world_users()
     for domain in ("retail", "banking"):
         write_catalog(catalog[catalog["domain"] == domain], paths, domain)
         write_users(users[users["domain"] == domain], paths, domain)
@@ -36,5 +104,5 @@ def world_lake(spark, tmp_path_factory) -> World:
     """The world in a lake of its own (module-scoped: the feature tests share one computation)."""
     paths = DataPaths(tmp_path_factory.mktemp("world") / "data")
     write_world(paths)
-    dates = days_between(world.ts(1, 0).date(), world.ts(11, 0).date())
-    return World(paths, read_raw_events(spark, paths, dates), read_catalog(spark, paths), read_users(spark, paths))
+    dates = days_between(ts(1, 0).date(), ts(11, 0).date())
+    return World(LOGICAL_DATE, paths, read_raw_events(spark, paths, dates), read_catalog(spark, paths), read_users(spark, paths))

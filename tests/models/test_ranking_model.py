@@ -1,0 +1,128 @@
+"""DCN ranker: the cross layer by hand, the config, the encoder, and training on tiny data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import common  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+import tensorflow as tf  # isort: skip
+import tensorflow_recommenders as tfrs  # isort: skip
+
+from common.features import ALL_VIEWS
+from models.ranking.config import CROSS_FEATURES, HEAVY_TAILED, RankerConfig
+from models.ranking.encoder import FeatureEncoder, PreprocessingStats
+from models.ranking.fast_export import cross_layer
+from models.ranking.synthetic import log_impressions, make_world
+from models.ranking.train import train_ranker
+
+X0 = np.array([[1.0, 2.0]], np.float32)
+W = np.array([[1.0, 2.0], [3.0, 4.0]], np.float32)  # y = W x  (Keras kernel = W.T)
+B = np.array([0.5, -1.0], np.float32)
+# x1 = x0 * (W x0 + b) + x0 = [1, 2] * ([5, 11] + [0.5, -1]) + [1, 2] = [6.5, 22]
+X1 = np.array([[6.5, 22.0]], np.float32)
+# x2 = x0 * (W x1 + b) + x1 = [1, 2] * ([50.5, 107.5] + [0.5, -1]) + [6.5, 22] = [57.5, 235]
+X2 = np.array([[57.5, 235.0]], np.float32)
+
+
+def test_cross_layer_matches_hand_computed_values():
+    layer = tfrs.layers.dcn.Cross()
+    layer(X0)  # creates the weights
+    layer.set_weights([W.T, B])
+    np.testing.assert_allclose(layer(X0).numpy(), X1)
+    np.testing.assert_allclose(layer(X0, X1).numpy(), X2)
+    np.testing.assert_allclose(cross_layer(X0, X0, [W.T], B), X1)
+    np.testing.assert_allclose(cross_layer(X0, X1, [W.T], B), X2)
+
+
+def test_low_rank_cross_layer_matches_hand_computed_values():
+    u, v = np.array([[1.0], [1.0]], np.float32), np.array([[2.0, -1.0]], np.float32)
+    # x0 U V = [3] V = [6, -3]; x0 * ([6, -3] + b) + x0 = [1, 2] * [6.5, -4] + [1, 2] = [7.5, -6]
+    expected = np.array([[7.5, -6.0]], np.float32)
+    layer = tfrs.layers.dcn.Cross(projection_dim=1)
+    layer(X0)
+    layer.set_weights([u, v, B])
+    np.testing.assert_allclose(layer(X0).numpy(), expected)
+    np.testing.assert_allclose(cross_layer(X0, X0, [u, v], B), expected)
+
+
+def test_default_feature_lists_come_from_the_feature_module():
+    config = RankerConfig()
+    known = {f.name for spec in ALL_VIEWS for f in spec.fields} | {f.name for f in CROSS_FEATURES}
+    assert set(config.features) <= known
+    assert HEAVY_TAILED <= known  # no stale names in the log1p list
+    assert {"ctr_7d", "hour_of_day", "ui_views"} <= set(config.numeric)
+    assert {"category", "device_type", "country"} <= set(config.categorical)
+    assert not [n for n in config.features if n.endswith("_ts")]
+    assert set(config.log1p) <= set(config.numeric) and "popularity_7d" in config.log1p
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"numeric": ["a"], "categorical": ["a"]}, "both numeric and categorical"),
+    ({"numeric": ["a"], "categorical": [], "log1p": ["b"]}, "not numeric"),
+    ({"numeric": ["position"], "categorical": [], "log1p": []}, "cannot be features"),
+    ({"rank_by": "conversion"}, "conversion_head"),
+    ({"structure": "diagonal"}, "structure"),
+])
+def test_config_rejects_inconsistent_settings(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        RankerConfig(**kwargs)
+
+
+def test_config_round_trips_through_a_dict():
+    config = RankerConfig(numeric=["a", "b"], categorical=["c"], log1p=["b"], deep_layers=(8,), structure="stacked")
+    assert RankerConfig.from_dict(config.to_dict()) == config
+
+
+def test_encoder_transforms_numeric_and_categorical_features_as_configured():
+    config = RankerConfig(numeric=["count", "ratio"], categorical=["colour"], log1p=["count"], embedding_dim=2)
+    stats = PreprocessingStats(vocabularies={"colour": ["red", "blue"]},
+                               mean=np.array([1.0, 0.5], np.float32), variance=np.array([4.0, 0.25], np.float32))
+    encoder = FeatureEncoder(config, stats)
+    x0 = encoder({
+        "count": tf.constant([np.e - 1.0, np.nan, -5.0]),
+        "ratio": tf.constant([1.0, 0.0, np.nan]),
+        "colour": tf.constant(["blue", "green", "red"]),
+    }).numpy()
+    # count: log1p(e - 1) = 1 -> (1 - 1) / 2 = 0; NaN -> 0 -> log1p 0 = 0 -> -0.5; -5 -> max(., 0) -> -0.5
+    np.testing.assert_allclose(x0[:, 0], [0.0, -0.5, -0.5], atol=1e-6)
+    # ratio: (x - 0.5) / 0.5, NaN -> 0
+    np.testing.assert_allclose(x0[:, 1], [1.0, -1.0, -1.0], atol=1e-6)
+    table = encoder.embeddings["colour"].embeddings.numpy()  # row 0: unknown, 1: red, 2: blue
+    np.testing.assert_allclose(x0[:, 2:], table[[2, 0, 1]])
+
+
+def _constant_logloss(train_rate: float, labels: np.ndarray) -> float:
+    return float(-np.mean(labels * np.log(train_rate) + (1 - labels) * np.log(1 - train_rate)))
+
+
+def _auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    ranks = pd.Series(scores).rank().to_numpy()
+    pos = labels == 1
+    return float((ranks[pos].sum() - pos.sum() * (pos.sum() + 1) / 2) / (pos.sum() * (~pos).sum()))
+
+
+def test_training_beats_a_constant_predictor_and_keeps_the_better_structure():
+    world = make_world(150, seed=3)
+    train, valid = log_impressions(world, 600, seed=4), log_impressions(world, 150, seed=5)
+    config = RankerConfig(numeric=world.numeric, categorical=world.categorical, log1p=["num_3"],
+                          deep_layers=(16,), epochs=4, learning_rate=0.01, batch_size=256)
+    valid_ds = tf.data.Dataset.from_tensor_slices({
+        **{n: valid[n].to_numpy(np.float32) for n in world.numeric},
+        **{n: valid[n].to_numpy(str) for n in world.categorical},
+        "clicked": valid["clicked"].to_numpy(np.float32), "position": valid["position"].to_numpy(np.int32),
+    }).batch(200)  # a tf.data input works as well as a DataFrame
+    trained = train_ranker(train, valid_ds, config, verbose=False)
+
+    assert set(trained.comparison) == {"stacked", "parallel"}
+    assert trained.metrics == trained.comparison[trained.config.structure]
+    assert trained.metrics["auc"] == max(m["auc"] for m in trained.comparison.values())
+    labels = valid["clicked"].to_numpy()
+    constant = _constant_logloss(train["clicked"].mean(), labels)
+    assert trained.metrics["logloss"] < constant - 0.01
+    assert trained.metrics["auc"] > 0.65  # a constant predictor has AUC 0.5
+    # serving mode (no position tower) still ranks clicks above non-clicks
+    p_click = trained.predict(valid)["p_click"]
+    assert p_click.shape == (len(valid),) and ((p_click > 0) & (p_click < 1)).all()
+    assert _auc(labels, p_click) > 0.6

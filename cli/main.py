@@ -12,6 +12,7 @@ import common  # noqa: F401  (sets TF_USE_LEGACY_KERAS before anything imports T
 from cli.run import run
 from cli.summary import summary
 from ingest.cli import app as data_app
+from models.evaluation.cli import app as evaluation_app
 
 app = typer.Typer(
     name="recsys",
@@ -23,3 +24,4 @@ app = typer.Typer(
 app.command()(run)
 app.command()(summary)
 app.add_typer(data_app, name="data", help="MovieLens, import of your own data, artifact releases.")
+app.add_typer(evaluation_app, name="eval", help="Offline evaluation: metrics, temporal split, baselines, reports.")

@@ -143,7 +143,6 @@ PRODUCTS: tuple[ProductSpec, ...] = (
 
 # Yearly need for each product type by age band (rows: 18-24, 25-34, 35-49, 50-64, 65+).
 AGE_BANDS = ("18-24", "25-34", "35-49", "50-64", "65+")
-AGE_BAND_EDGES = (25, 35, 50, 65)
 NEED_BY_AGE = (
     (1.0, 0.3, 0.0, 0.5, 0.3),
     (0.8, 0.8, 0.9, 0.5, 0.6),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from simulation.banking_products import AGE_BAND_EDGES, AGE_BANDS, NEED_BY_AGE, PRODUCT_TYPES, PRODUCTS
+from simulation.banking_products import AGE_BANDS, NEED_BY_AGE, PRODUCT_TYPES, PRODUCTS
 from simulation.eligibility import BankingRules
 from simulation.profiles import DomainSize
 from simulation.truth import GroundTruth

@@ -64,9 +64,9 @@ PROFILES: dict[str, Profile] = {
         name="bench",
         days=60,
         start_date=date(2024, 1, 1),
-        retail=DomainSize(users=100_000, items=20_000, new_users_per_day=500, new_items_per_day=80,
+        retail=DomainSize(users=120_000, items=20_000, new_users_per_day=500, new_items_per_day=80,
                           sessions_per_user_day=0.1, slate_size=10),
-        banking=DomainSize(users=100_000, items=40, new_users_per_day=250, new_items_per_day=0,
+        banking=DomainSize(users=120_000, items=40, new_users_per_day=250, new_items_per_day=0,
                            sessions_per_user_day=0.05, slate_size=8),
     ),
 }

@@ -190,7 +190,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     return World(root, catalog, template, store_paths)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def publish(world: World) -> Callable[..., str]:
     """``publish(registry, version, promote=True, mutate=None)``: the world's release as ``retail/<version>``.
 

@@ -47,6 +47,7 @@ def test_respond_handles_ragged_slates_and_tags_arms(tiny_world):
     impressions = events[events["event_type"] == "impression"]
     assert len(impressions) == 13
     assert impressions.groupby("request_id")["position"].max().tolist() == [10, 3]
+    assert impressions["timestamp"].iloc[0] == pd.Timestamp("2024-03-14", tz="UTC")
     assert set(events["arm"]) == {"control", "treatment"}
     assert events["event_id"].is_unique
     with pytest.raises(KeyError):

@@ -1,0 +1,170 @@
+"""The request pipeline on a real release and a real online store; fakes only inject faults."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from common.online_features import ItemFeatures, OnlineFeatures, UserFeatures
+from common.paths import DataPaths
+from common.registry import ArtifactRegistry
+from serving.features import ItemFeatureCache
+from serving.metrics import ServingMetrics
+from serving.pipeline import COLD_START, FULL, POPULARITY_FALLBACK, RETRIEVAL_ORDER, Pipeline, Request, Result
+from serving.protocols import FeatureReader
+from serving.releases import Release, ReleaseLoader, ReleaseManager
+from serving.settings import (
+    BoostRules,
+    Budgets,
+    DiversityRules,
+    ExplorationRules,
+    ServingSettings,
+    load_settings,
+)
+
+# Generous budgets keep the happy path deterministic on a loaded 2-core CI box; the fault tests
+# check that a stage over ITS budget is abandoned and the answer still comes in time.
+BUDGETS = Budgets(total=3000, user_features=1000, retrieval=2000, item_features=1000, ranking=300)
+OUT_OF_STOCK = "r_i07"  # see conftest: out of stock in the real-time item_stats view only
+
+
+class FlakyStore:
+    """The real online store, with user and/or item reads made to fail."""
+
+    def __init__(self, store: OnlineFeatures, users_down: bool = False, items_down: bool = False) -> None:
+        self.store, self.users_down, self.items_down = store, users_down, items_down
+
+    def user_features(self, user_id: str) -> UserFeatures:
+        if self.users_down:
+            raise ConnectionError("online store unreachable")
+        return self.store.user_features(user_id)
+
+    def item_features(self, item_ids: Sequence[str]) -> ItemFeatures:
+        if self.items_down:
+            raise TimeoutError("item read timed out")
+        return self.store.item_features(item_ids)
+
+
+class FaultyScorer:
+    """The real ranker, made to raise or to stall."""
+
+    def __init__(self, scorer, fault: str) -> None:
+        self.scorer, self.fault, self.config = scorer, fault, scorer.config
+
+    def score(self, features: Mapping[str, np.ndarray]) -> np.ndarray:
+        if self.fault == "raise":
+            raise RuntimeError("ranker crashed")
+        time.sleep(2.0)
+        return self.scorer.score(features)
+
+
+@pytest.fixture(scope="module")
+def store(world) -> OnlineFeatures:
+    from feature_repo.store import get_store
+
+    return OnlineFeatures(get_store(world.store_paths))
+
+
+@pytest.fixture(scope="module")
+def registry(publish: Callable[..., str], tmp_path_factory: pytest.TempPathFactory) -> ArtifactRegistry:
+    registry = ArtifactRegistry(tmp_path_factory.mktemp("pipeline_artifacts"))
+    publish(registry, "v1")
+    return registry
+
+
+@pytest.fixture(scope="module")
+def release(registry: ArtifactRegistry, store: OnlineFeatures, tmp_path_factory: pytest.TempPathFactory) -> Release:
+    """v1 of the world, loaded once for the module by the real loader (item cache warmed)."""
+    loader = ReleaseLoader(registry, DataPaths(tmp_path_factory.mktemp("data")), store, item_cache_ttl=3600)
+    return loader.load("retail", "v1")
+
+
+@pytest.fixture
+def settings(data_paths: DataPaths) -> ServingSettings:
+    """No exploration, no boosts, no diversity caps: the slate order is the ranked order."""
+    base = load_settings(domains=["retail"])
+    rules = base.rules["retail"].model_copy(update={
+        "exploration": ExplorationRules(share=0.0), "boost": BoostRules(margin_lift=0, new_lift=0),
+        "diversity": DiversityRules(max_share=1.0)})
+    return base.model_copy(update={"budgets_ms": BUDGETS, "rules": {"retail": rules}})
+
+
+def _serve(settings: ServingSettings, registry: ArtifactRegistry, live: Release, features: FeatureReader,
+           user_id: str, k: int = 8) -> tuple[Result, ServingMetrics, float]:
+    metrics = ServingMetrics()
+    manager = ReleaseManager(("retail",), registry, lambda domain, version: live, metrics)
+    manager.poll_once()
+    pipeline = Pipeline(settings, manager, features, metrics)
+    try:
+        start = time.perf_counter()
+        result = pipeline.recommend(Request(user_id, "retail", k, device="ios"), rng=np.random.default_rng(0))
+        return result, metrics, time.perf_counter() - start
+    finally:
+        pipeline.close()
+
+
+def _metric(metrics: ServingMetrics, name: str, **labels: str) -> float:
+    return metrics.registry.get_sample_value(name, labels) or 0.0
+
+
+def test_full_path_ranks_with_the_real_ranker(settings, registry, release, store) -> None:
+    result, metrics, _ = _serve(settings, registry, release, store, "r_u02")
+    ids = [i.item_id for i in result.items]
+    assert result.path == FULL and result.release == "v1"
+    assert len(ids) == 8 and len(set(ids)) == 8
+    history = store.user_features("r_u02").values
+    bought = {i for i, n in zip(history["hist_item_ids"], history["hist_item_purchases"], strict=True) if n > 0}
+    assert OUT_OF_STOCK not in ids and not bought & set(ids)
+    scores = [i.score for i in result.items]
+    assert scores == sorted(scores, reverse=True)  # no boost/diversity/exploration: the ranker's order
+    assert all(i.retrievers for i in result.items)
+    assert {"collaborative", "content", "popular"} & {r for i in result.items for r in i.retrievers}
+    assert _metric(metrics, "recsys_serving_path_total", domain="retail", path=FULL) == 1
+    assert _metric(metrics, "recsys_stage_latency_seconds_count", domain="retail", stage="ranking") == 1
+
+
+def test_unknown_user_gets_a_cold_start_slate(settings, registry, release, store) -> None:
+    result, _, _ = _serve(settings, registry, release, store, "r_never_seen")
+    assert result.path == COLD_START
+    assert len({i.item_id for i in result.items}) == 8
+    assert all(set(i.retrievers) <= {"popular", "content"} for i in result.items)
+
+
+def test_store_down_serves_popularity(settings, registry, release, store) -> None:
+    result, metrics, elapsed = _serve(settings, registry, release, FlakyStore(store, True, True), "r_u02")
+    assert result.path == POPULARITY_FALLBACK and len(result.items) == 8
+    assert all(set(i.retrievers) <= {"popular"} for i in result.items)
+    assert _metric(metrics, "recsys_stage_failures_total", domain="retail", stage="user_features", kind="error") == 1
+    assert elapsed < 1.0
+
+
+@pytest.mark.parametrize("fault", ["raise", "slow"])
+def test_ranker_failure_serves_the_retrieval_order(settings, registry, release, store, fault: str) -> None:
+    faulty = replace(release, scorer=FaultyScorer(release.scorer, fault))
+    result, metrics, elapsed = _serve(settings, registry, faulty, store, "r_u02")
+    assert result.path == RETRIEVAL_ORDER and len(result.items) == 8
+    kind = "error" if fault == "raise" else "timeout"
+    assert _metric(metrics, "recsys_stage_failures_total", domain="retail", stage="ranking", kind=kind) == 1
+    assert _metric(metrics, "recsys_serving_path_total", domain="retail", path=RETRIEVAL_ORDER) == 1
+    fused = [i.score for i in result.items]  # reciprocal-rank fusion: at most 3 retrievers x 1/61
+    assert fused == sorted(fused, reverse=True) and max(fused) <= 3 / 61
+    assert elapsed < BUDGETS.ranking / 1000 + 1.0  # the stalled ranker (2 s) is not waited for
+
+
+def test_item_store_down_uses_the_warm_cache_or_skips_ranking(settings, registry, release, store) -> None:
+    flaky = FlakyStore(store)
+    warm = ItemFeatureCache(release.catalog, flaky, ttl=0.0)  # every request tries to refresh
+    warm.refresh(np.arange(len(release.catalog)))
+    flaky.items_down = True
+    result, metrics, _ = _serve(settings, registry, replace(release, items=warm), flaky, "r_u02")
+    assert result.path == FULL  # stale but known features: still ranked
+    assert _metric(metrics, "recsys_stage_failures_total", domain="retail", stage="item_features", kind="error") == 1
+
+    cold = ItemFeatureCache(release.catalog, flaky, ttl=0.0)
+    result, _, _ = _serve(settings, registry, replace(release, items=cold), flaky, "r_u02")
+    assert result.path == RETRIEVAL_ORDER  # never-fetched items are not ranked on defaults
+    assert OUT_OF_STOCK in release.catalog.row_of  # the catalog says in stock, the store was never read

@@ -3,7 +3,8 @@
 What serving does per request: read one user's features (every user-keyed view of the feature
 services, ``OnlineFeatures.user_features``) and the item features of 500 candidates
 (``OnlineFeatures.item_features``). Both stores hold the same materialized rows and are measured
-interleaved (alternating which goes first), so machine noise hits both alike. The item reads are
+interleaved (alternating which goes first), so machine noise hits both alike; the 1-minute load
+average is recorded because on a shared machine it moves absolute figures a lot. The item reads are
 measured without the in-process item cache (raw store reads) and, once, with a warm cache.
 
 Data: the pipeline's offline sources under ``RECSYS_DATA_DIR`` if every batch view has some, else
@@ -16,6 +17,7 @@ Run: ``.venv/bin/python -m benchmarks.feature_store`` (writes ``reports/bench/fe
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import time
 from contextlib import ExitStack
@@ -105,6 +107,7 @@ def run(
 ) -> dict:
     """One benchmark run over ``paths`` (default ``RECSYS_DATA_DIR``); returns the figures."""
     paths = paths or DataPaths.default()
+    load_before = os.getloadavg()[0]
     with ExitStack() as stack:
         scratch = DataPaths(Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-feast-"))))
         if _has_pipeline_output(paths):
@@ -159,6 +162,11 @@ def run(
         },
         "item_features_500_warm_cache": _percentiles(cached_times),
         "redis": "measured" if "redis" in kinds else "skipped: redis-server not installed",
+        "load_average_1m": {
+            "start": round(load_before, 2),
+            "end": round(os.getloadavg()[0], 2),
+            "cpus": os.cpu_count(),
+        },
     }
     print(json.dumps(result, indent=2), flush=True)
     return result

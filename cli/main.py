@@ -13,6 +13,7 @@ from cli.run import run
 from cli.summary import summary
 from ingest.cli import app as data_app
 from models.evaluation.cli import app as evaluation_app
+from simulation.cli import app as sim_app
 
 app = typer.Typer(
     name="recsys",
@@ -25,3 +26,4 @@ app.command()(run)
 app.command()(summary)
 app.add_typer(data_app, name="data", help="MovieLens, import of your own data, artifact releases.")
 app.add_typer(evaluation_app, name="eval", help="Offline evaluation: metrics, temporal split, baselines, reports.")
+app.add_typer(sim_app, name="sim", help="The synthetic world: generate retail and banking data with a known truth.")

@@ -25,8 +25,11 @@ class DomainConfig:
     extra: dict = field(default_factory=dict)
 
 
+_DEFAULT_FILE = str(REPO_ROOT / "config" / "domains.yaml")
+
+
 def config_file() -> Path:
-    return Path(os.environ.get("RECSYS_DOMAINS_FILE", REPO_ROOT / "config" / "domains.yaml"))
+    return Path(os.environ.get("RECSYS_DOMAINS_FILE", _DEFAULT_FILE))
 
 
 @lru_cache(maxsize=4)
@@ -43,7 +46,8 @@ def _load(path: str) -> dict[str, DomainConfig]:
 
 
 def domains() -> dict[str, DomainConfig]:
-    return _load(str(config_file()))
+    """All configured domains (cached per config file; called on every validated event, so kept cheap)."""
+    return _load(os.environ.get("RECSYS_DOMAINS_FILE", _DEFAULT_FILE))
 
 
 def domain(name: str) -> DomainConfig:

@@ -67,7 +67,9 @@ def read_events(paths: DataPaths, domain: str, columns: list[str] | None = None)
         return pd.DataFrame(columns=columns or EVENT_ARROW_SCHEMA.names)
     dataset = ds.dataset(root, format="parquet", partitioning=ds.partitioning(pa.schema([("date", pa.string())]), flavor="hive"))
     wanted = columns or EVENT_ARROW_SCHEMA.names
-    frame = dataset.to_table(columns=[c for c in wanted if c != "domain"]).to_pandas()
+    table = dataset.to_table(columns=[c for c in wanted if c != "domain"])
+    # nullable integers stay integers (position, quantity), so frames re-validate under the strict contract
+    frame = table.to_pandas(types_mapper={pa.int32(): pd.Int32Dtype(), pa.int64(): pd.Int64Dtype()}.get)
     if "domain" in wanted:  # a partition column: stored in the path, not in the files
         frame.insert(min(wanted.index("domain"), len(frame.columns)), "domain", domain)
     return frame

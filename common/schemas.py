@@ -222,9 +222,9 @@ def _rejection_from(error: ValidationError) -> Rejection:
     return Rejection(Reason.INVALID_VALUE, field, f"{field}: {msg}")
 
 
-def _check_domain(record: dict[str, Any], id_fields: Iterable[str]) -> Rejection | None:
+def _check_domain(record: dict[str, Any], id_fields: Iterable[str], known: dict | None = None) -> Rejection | None:
     name = record.get("domain")
-    known = domains()
+    known = known if known is not None else domains()
     if not isinstance(name, str) or name not in known:
         return Rejection(Reason.UNKNOWN_DOMAIN, "domain", f"domain {name!r} is not one of {sorted(known)}")
     prefix = known[name].id_prefix
@@ -243,13 +243,14 @@ def validate_event(raw: Any, now: datetime | None = None) -> tuple[Event | None,
     event_type = record.get("event_type")
     if isinstance(event_type, str) and event_type not in EVENT_TYPES:
         return None, Rejection(Reason.UNKNOWN_EVENT_TYPE, "event_type", f"{event_type!r} is not one of {list(EVENT_TYPES)}")
-    if "domain" in record and (rej := _check_domain(record, ("user_id", "item_id"))):
+    known = domains()
+    if "domain" in record and (rej := _check_domain(record, ("user_id", "item_id"), known)):
         return None, rej
     try:
         event = Event.model_validate(record)
     except ValidationError as err:
         return None, _rejection_from(err)
-    allowed = domains()[event.domain].event_types
+    allowed = known[event.domain].event_types
     if event.event_type not in allowed:
         return None, Rejection(
             Reason.EVENT_TYPE_NOT_ALLOWED, "event_type", f"{event.event_type!r} is not used in domain {event.domain!r}"

@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=()
 command -v java >/dev/null 2>&1 || APT_PACKAGES+=(openjdk-17-jre-headless)
 command -v redis-server >/dev/null 2>&1 || APT_PACKAGES+=(redis-server)
+command -v chromium >/dev/null 2>&1 || APT_PACKAGES+=(chromium)
 if [ ${#APT_PACKAGES[@]} -gt 0 ]; then
   echo "setup: installing system packages: ${APT_PACKAGES[*]}"
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi

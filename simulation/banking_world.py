@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from simulation.banking_products import AGE_BANDS, NEED_BY_AGE, PRODUCT_TYPES, PRODUCTS
+from simulation.banking_products import AGE_BANDS, NEED_BY_AGE, PRODUCT_TYPES, PRODUCTS, ProductSpec
 from simulation.eligibility import BankingRules
 from simulation.profiles import DomainSize
 from simulation.truth import GroundTruth
@@ -47,7 +47,7 @@ LAUNCHES = {"Green Energy Loan": 1 / 3, "Green Saver": 1 / 2}
 UNLIMITED_STOCK = 1_000_000
 
 
-def _rule_sentence(p) -> str:
+def _rule_sentence(p: ProductSpec) -> str:
     parts = [f"aged {p.min_age}+" if p.max_age is None else f"aged {p.min_age} to {p.max_age}"]
     if p.min_income:
         parts.append(f"with a yearly income of at least {p.min_income:,.0f}")
@@ -127,8 +127,7 @@ def _initial_holdings(truth: GroundTruth, start_us: int, rng: np.random.Generato
     n_users, n_items = len(truth.user_ids), len(truth.item_ids)
     wanted = np.minimum(rng.poisson(1.3, size=n_users), MAX_INITIAL_PRODUCTS) * (truth.signed_up_us < start_us)
     launched_before = (truth.launched_us < start_us)[None, :]
-    users = np.repeat(np.arange(n_users), n_items).reshape(n_users, n_items)
-    items = np.tile(np.arange(n_items), (n_users, 1))
+    users, items = np.arange(n_users)[:, None], np.arange(n_items)[None, :]
     for rank in range(MAX_INITIAL_PRODUCTS):
         score = truth.affinity_idx(users, items) + truth.item_bias + rng.gumbel(size=(n_users, n_items))
         ok = truth.eligible_idx(users, items) & launched_before & (wanted > rank)[:, None]

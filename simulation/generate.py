@@ -33,6 +33,7 @@ from simulation.policy import LoggingPolicy
 from simulation.profiles import Profile, get_profile
 from simulation.retail_world import build_retail_world
 from simulation.sessions import day_start, plan_day
+from simulation.truth import GroundTruth
 from simulation.world import DEVICES, World
 
 BUILDERS = {"retail": build_retail_world, "banking": build_banking_world}
@@ -88,9 +89,8 @@ def _reset(paths: DataPaths, domain: str) -> None:
             shutil.rmtree(folder)
 
 
-def _positives(world: World, events: pd.DataFrame, conversion_weight: float) -> tuple[np.ndarray, ...]:
+def _positives(truth: GroundTruth, events: pd.DataFrame, conversion_weight: float) -> tuple[np.ndarray, ...]:
     """(segments, items, weights) of the day's clicks/organic views and conversions, for the policy."""
-    truth = world.truth
     conversion = "purchase" if truth.domain == "retail" else "application_approved"
     click_like = (events["event_type"] == "click") | ((events["event_type"] == "view") & events["request_id"].isna())
     chosen = events[click_like | (events["event_type"] == conversion)]
@@ -101,6 +101,7 @@ def _positives(world: World, events: pd.DataFrame, conversion_weight: float) -> 
 
 def _simulate_day(world: World, policy: LoggingPolicy, profile: Profile, day_us: int,
                   rng: np.random.Generator) -> tuple[pd.DataFrame, pa.Table]:
+    """One simulated day: its events (time-ordered) and the policy's record of every slate slot."""
     truth = world.truth
     weekend, slates_per_session, organic = TRAFFIC[truth.domain]
     plan = plan_day(truth, day_us, weekend, slates_per_session, organic, rng)
@@ -116,7 +117,7 @@ def _simulate_day(world: World, policy: LoggingPolicy, profile: Profile, day_us:
     add_organic_views(buf, plan.session_user, plan.session_ids, devices[plan.session_device],
                       plan.session_start_us, plan.session_organic, popularity, rng)
     events = buf.frame()
-    policy.update(*_positives(world, events, policy.config.conversion_weight))
+    policy.update(*_positives(truth, events, policy.config.conversion_weight))
     n, k = batch.items.shape
     record = pa.table({
         "request_id": np.repeat(plan.request_ids, k),

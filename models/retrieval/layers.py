@@ -86,3 +86,25 @@ def embed_in_batches(tower: tf.keras.Model, inputs: Mapping[str, np.ndarray], ba
     """Run a tower (inference mode) over a dict of equally long arrays; returns a float32 matrix."""
     dataset = tf.data.Dataset.from_tensor_slices(dict(inputs)).batch(batch_size)
     return np.concatenate([tower(batch, training=False).numpy() for batch in dataset]).astype("float32")
+
+
+class ItemTaxonomy(tf.keras.layers.Layer):
+    """Item id -> its taxonomy prefixes (``cat_l1..cat_l3``) through static tables built from the catalog.
+
+    Lets the query tower describe history items by category as well as by id, so a rare or unseen
+    history item still says something about the user. Unknown ids map to ``""`` (OOV downstream).
+    """
+
+    def __init__(self, content: Mapping[str, np.ndarray], name: str = "item_taxonomy") -> None:
+        super().__init__(name=name, trainable=False)
+        keys = tf.constant(np.asarray(content["item_id"]).astype(str))
+        self.levels = [f"cat_l{level}" for level in range(1, CATEGORY_LEVELS + 1)]
+        self.tables = [
+            tf.lookup.StaticHashTable(
+                tf.lookup.KeyValueTensorInitializer(keys, tf.constant(np.asarray(content[level]).astype(str))), PAD
+            )
+            for level in self.levels
+        ]
+
+    def call(self, item_ids: tf.Tensor) -> list[tf.Tensor]:
+        return [table.lookup(item_ids) for table in self.tables]

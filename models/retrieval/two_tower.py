@@ -1,7 +1,7 @@
 """Two-tower collaborative retriever trained with ``tfrs.tasks.Retrieval`` on implicit feedback.
 
 Query tower: user-id embedding + profile features + the mean-pooled embeddings of the user's recent
-history items -> MLP -> unit vector. Candidate tower: item-id embedding + item content (taxonomy
+history items (each item: id embedding + embeddings of its taxonomy levels) -> MLP -> unit vector. Candidate tower: item-id embedding + item content (taxonomy
 levels, title/description tokens, price bucket) -> MLP -> unit vector. Score = cosine / temperature.
 
 Negatives -- in-batch sampled softmax with logQ correction. Every other positive item of a batch is a
@@ -15,8 +15,9 @@ from the negatives. Each row is weighted by its event weight (a purchase counts 
 
 Cold users and items -- id dropout. In training a share (``id_dropout``) of user ids and item ids is
 replaced by the out-of-vocabulary token, so the OOV embeddings are trained and the rest of each tower
-(history and profile; item content) has to carry the signal. A user unseen at training time then gets
-the trained OOV vector plus the embedding of their recent history; a new item gets its content.
+(history and profile; item content) has to carry the signal; history item ids drop out the same way,
+leaving their taxonomy. A user unseen at training time then gets the trained OOV vector plus the
+embedding of their recent history; a new item gets its content.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from models.retrieval.data import (
 )
 from models.retrieval.layers import (
     ItemContentEncoder,
+    ItemTaxonomy,
     embed_in_batches,
     l2_normalize,
     masked_mean,
@@ -74,8 +76,8 @@ class QueryTower(tf.keras.Model):
     missing) and ``categorical [B, c]`` (``"column=value"`` tokens). Output: unit vectors ``[B, d]``."""
 
     def __init__(
-        self, users: np.ndarray, items: np.ndarray, spec: UserFeatureSpec, categories: np.ndarray,
-        numeric_stats: tuple[np.ndarray, np.ndarray], config: TwoTowerConfig,
+        self, users: np.ndarray, items: np.ndarray, content: Mapping[str, np.ndarray], spec: UserFeatureSpec,
+        categories: np.ndarray, numeric_stats: tuple[np.ndarray, np.ndarray], config: TwoTowerConfig,
     ) -> None:
         super().__init__(name="query_tower")
         self.id_dropout = config.id_dropout
@@ -83,6 +85,9 @@ class QueryTower(tf.keras.Model):
         self.user_embedding = tf.keras.layers.Embedding(self.user_lookup.vocabulary_size(), config.id_dim)
         self.item_lookup = string_lookup(items)
         self.history_embedding = tf.keras.layers.Embedding(self.item_lookup.vocabulary_size(), config.id_dim)
+        self.taxonomy = ItemTaxonomy(content)
+        self.level_lookups = [string_lookup(content[level]) for level in self.taxonomy.levels]
+        self.level_embeddings = [tf.keras.layers.Embedding(lookup.vocabulary_size(), config.id_dim) for lookup in self.level_lookups]
         self.num_numeric = len(spec.numeric)
         self.num_categorical = len(spec.categorical)
         mean, variance = numeric_stats
@@ -95,7 +100,10 @@ class QueryTower(tf.keras.Model):
     def call(self, inputs: Mapping[str, tf.Tensor], training: bool = False) -> tf.Tensor:
         user = self.user_embedding(self.user_lookup(_id_dropout(inputs["user_id"], self.id_dropout, training)))
         history = inputs["history"]
-        pooled = masked_mean(self.history_embedding(self.item_lookup(history)), tf.not_equal(history, PAD))
+        items = self.history_embedding(self.item_lookup(_id_dropout(history, self.id_dropout, training)))
+        for level, lookup, embedding in zip(self.taxonomy(history), self.level_lookups, self.level_embeddings, strict=True):
+            items += embedding(lookup(level))
+        pooled = masked_mean(items, tf.not_equal(history, PAD))
         parts = [user, pooled]
         if self.num_numeric:
             numeric = self.normalize(inputs["numeric"])
@@ -235,15 +243,17 @@ def train_two_tower(
     features = training_features(interactions, catalog, spec, user_features, config.history_length)
     if len(features["item_id"]) == 0:
         raise ValueError("no interaction refers to a catalog item: nothing to train on")
+    content = item_content_inputs(catalog)
     query = QueryTower(
         users=features["user_id"],
         items=features["item_id"],
+        content=content,
         spec=spec,
         categories=features["categorical"],
         numeric_stats=_numeric_stats(spec, user_features),
         config=config,
     )
-    candidate = CandidateTower(features["item_id"], item_content_inputs(catalog), config)
+    candidate = CandidateTower(features["item_id"], content, config)
     model = TwoTowerModel(query, candidate, config.temperature)
     model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
     dataset = (

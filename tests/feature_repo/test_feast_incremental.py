@@ -6,12 +6,11 @@ from datetime import timedelta
 
 from common.features import BATCH_VIEWS
 from common.online_features import OnlineFeatures
+from common.paths import DataPaths
 from feature_repo.store import apply, get_store, materialize_incremental
 
 
 def test_incremental_runs_follow_the_logical_dates(offline, tmp_path):
-    from common.paths import DataPaths
-
     # a store of its own (registry + SQLite under tmp_path) over the shared offline sources
     paths = DataPaths(tmp_path / "data")
     store = get_store(paths)

@@ -5,12 +5,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 from common.online_features import OnlineFeatures
+from common.paths import DataPaths
 from feature_repo.store import apply, get_store, materialize
 
 
 def test_redis_round_trip(offline, redis_url: str, tmp_path):
-    from common.paths import DataPaths
-
     store = get_store(DataPaths(tmp_path / "data"), online="redis", redis_url=redis_url)
     assert store.config.online_store.type == "redis"
     apply(store, offline.paths)

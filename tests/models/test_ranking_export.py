@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import common  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+
 import tensorflow as tf  # isort: skip
 
 from models.ranking.config import POSITION, RankerConfig

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 import common  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+
 import tensorflow as tf  # isort: skip
 import tensorflow_recommenders as tfrs  # isort: skip
 

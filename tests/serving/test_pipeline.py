@@ -148,6 +148,7 @@ def test_ranker_failure_serves_the_retrieval_order(settings, registry, release, 
     result, metrics, elapsed = _serve(settings, registry, faulty, store, "r_u02")
     assert result.path == RETRIEVAL_ORDER and len(result.items) == 8
     kind = "error" if fault == "raise" else "timeout"
+    print("DBG", fault, result.timings_ms, [l for l in metrics.render().decode().splitlines() if "path_total" in l or "failures_total" in l])
     assert _metric(metrics, "recsys_stage_failures_total", domain="retail", stage="ranking", kind=kind) == 1
     assert _metric(metrics, "recsys_serving_path_total", domain="retail", path=RETRIEVAL_ORDER) == 1
     fused = [i.score for i in result.items]  # reciprocal-rank fusion: at most 3 retrievers x 1/61

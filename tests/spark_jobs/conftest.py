@@ -1,23 +1,21 @@
 """Fixtures of the Spark job tests: a tiny hand-built world (catalog, users, events) written to a lake.
 
-The feature and training-set tests compute their expected values by hand from it. Logical date
+The feature and training-set tests compute their expected values by hand from it; the ``pipeline``
+fixture runs it through compaction, features and training sets once per test session. Logical date
 2025-03-10, snapshot days 03-09 and 03-10. Positive weights (config/domains.yaml): retail view 1,
 click 1, add_to_cart 2, purchase 4; banking application_start 3, application_approved 4.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 import pandas as pd
 import pytest
-from pyspark.sql import DataFrame
 
 from common.lake import write_catalog, write_events, write_users
 from common.paths import DataPaths
-from spark_jobs.jobs import days_between
-from spark_jobs.lake_io import read_catalog, read_raw_events, read_users
+from spark_jobs import compact, features, training_sets
 
 LOGICAL_DATE = date(2025, 3, 10)
 OLD = datetime(2025, 1, 1, tzinfo=UTC)
@@ -59,7 +57,7 @@ def world_events() -> pd.DataFrame:
     def ev(n: int, user: str, item: str, kind: str, when: datetime, session: str, **extra: object):
         domain = "banking" if user.startswith("b_") else "retail"
         return {"event_id": f"e{n}", "domain": domain, "user_id": user, "item_id": item, "event_type": kind,
-                "timestamp": when, "session_id": session, "device": "web", **extra}
+                "timestamp": when, "session_id": session, **{"device": "web", **extra}}
 
     return pd.DataFrame(
         [
@@ -77,17 +75,12 @@ def world_events() -> pd.DataFrame:
             ev(12, "r_u1", "r_i5", "view", ts(11, 8), "s4"),  # after the logical date: never counted
             ev(13, "b_u1", "b_p1", "application_start", ts(9, 12), "s9"),
             ev(14, "b_u1", "b_p1", "application_approved", ts(10, 12), "s9"),
+            # impressions only the training sets look at (labels: see test_spark_training_sets.py)
+            ev(15, "r_u1", "r_i4", "impression", ts(10, 14), "s3", request_id="q2", position=1, device="ios"),
+            ev(16, "r_u1", "r_i4", "impression", ts(9, 14), "s2", request_id="q4", position=3),
+            ev(17, "r_u1", "r_i2", "impression", ts(10, 10), "s5", request_id="q5", position=1, device="android"),
         ]
     )
-
-
-@dataclass(frozen=True)
-class World:
-    logical_date: date
-    paths: DataPaths
-    events: DataFrame
-    catalog: DataFrame
-    users: DataFrame
 
 
 def write_world(paths: DataPaths) -> None:
@@ -99,10 +92,21 @@ def write_world(paths: DataPaths) -> None:
         write_users(users[users["domain"] == domain], paths, domain)
 
 
-@pytest.fixture(scope="module")
-def world_lake(spark, tmp_path_factory) -> World:
-    """The world in a lake of its own (module-scoped: the feature tests share one computation)."""
-    paths = DataPaths(tmp_path_factory.mktemp("world") / "data")
+@pytest.fixture(scope="session")
+def tiny_spark(spark):
+    """The shared session, tuned for tiny frames: compiling whole-stage code costs more than it saves."""
+    spark.conf.set("spark.sql.codegen.wholeStage", "false")
+    return spark
+
+
+@pytest.fixture(scope="session")
+def pipeline(tiny_spark, tmp_path_factory) -> DataPaths:
+    """The world run through the three jobs' ``main``: compaction of 03-01..03-11, features for the
+    snapshot days 03-09 and 03-10, training sets for the window 03-09..03-10."""
+    paths = DataPaths(tmp_path_factory.mktemp("pipeline") / "data")
     write_world(paths)
-    dates = days_between(ts(1, 0).date(), ts(11, 0).date())
-    return World(LOGICAL_DATE, paths, read_raw_events(spark, paths, dates), read_catalog(spark, paths), read_users(spark, paths))
+    root = ["--data-dir", str(paths.root)]
+    assert compact.main(["--date", "2025-03-01", "--end", "2025-03-11", *root]) == 0
+    assert features.main(["--date", LOGICAL_DATE.isoformat(), "--days", "2", *root]) == 0
+    assert training_sets.main(["--start", "2025-03-09", "--end", LOGICAL_DATE.isoformat(), *root]) == 0
+    return paths

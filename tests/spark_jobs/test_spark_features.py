@@ -1,4 +1,5 @@
-"""Feature views on the hand-built world of ``spark_world.py``: every value below is computed by hand.
+"""Feature views of the hand-built world (tests/spark_jobs/conftest.py), as the features job wrote them:
+the offline-source contract (read back with pyarrow, as Feast reads it) and values computed by hand.
 
 Snapshot days 03-09 (cutoff 03-10 00:00 UTC) and 03-10 (cutoff 03-11 00:00 UTC).
 """
@@ -8,12 +9,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
-from pyspark.sql import functions as F
 
-from common.features import BATCH_VIEWS, EVENT_TIMESTAMP, NO_TIME_DAYS
-from spark_jobs.features import build_feature_views
-from spark_jobs.lake_io import view_schema
+from common.features import BATCH_VIEWS, CREATED, EVENT_TIMESTAMP, NO_TIME_DAYS
 
 
 def at(day: int, hour: int, minute: int = 0, month: int = 3) -> int:
@@ -25,18 +25,33 @@ C09, C10 = at(10, 0), at(11, 0)  # the two cutoffs = event_timestamp of the two 
 Rows = dict[tuple[str, int], dict[str, Any]]
 
 
+_ARROW = {"Int64": pa.int64(), "Float32": pa.float32(), "Float64": pa.float64(), "String": pa.string(),
+          "Bool": pa.bool_()}
+
+
+def arrow_type(dtype: str) -> pa.DataType:
+    return pa.list_(_ARROW[dtype[6:-1]]) if dtype.startswith("Array(") else _ARROW[dtype]
+
+
+def _plain(t: pa.DataType) -> pa.DataType:
+    """Parquet names list elements ``element``, pyarrow ``item``: compare element types only."""
+    return pa.list_(t.value_type) if pa.types.is_list(t) else t
+
+
 @pytest.fixture(scope="module")
-def views(world_lake) -> dict[str, Rows]:
-    built = build_feature_views(world_lake.events, world_lake.catalog, world_lake.users, world_lake.logical_date, days=2)
+def views(pipeline) -> dict[str, Rows]:
+    """Every view as written by the features job, read back the way Feast reads it (pyarrow)."""
     out: dict[str, Rows] = {}
     for spec in BATCH_VIEWS:
-        frame = built.frames[spec.name]
-        # the output contract the Feast repo relies on: names, order and types
-        assert frame.schema.simpleString() == view_schema(spec).simpleString(), spec.name
-        rows = frame.withColumn("_ets", F.unix_seconds(EVENT_TIMESTAMP)).collect()
-        out[spec.name] = {(r[spec.entity], r["_ets"]): r.asDict() for r in rows}
+        table = pq.read_table(pipeline.feature_source(spec.name))
+        utc = pa.timestamp("us", tz="UTC")
+        expected = [(spec.entity, pa.string()), (EVENT_TIMESTAMP, utc), (CREATED, utc),
+                    *((f.name, arrow_type(f.dtype)) for f in spec.fields)]
+        assert [(f.name, _plain(f.type)) for f in table.schema] == expected, spec.name
+        rows = table.to_pylist()
+        assert {r[CREATED] for r in rows} == {datetime(2025, 3, 11, tzinfo=UTC)}
+        out[spec.name] = {(r[spec.entity], int(r[EVENT_TIMESTAMP].timestamp())): r for r in rows}
         assert len(out[spec.name]) == len(rows), f"{spec.name}: one row per entity per snapshot"
-    built.release()
     return out
 
 
@@ -120,7 +135,7 @@ def test_item_features(views):
     assert i1["ctr_7d"] == pytest.approx(1 / 21) and i1["ctr_30d"] == pytest.approx(2 / 21)
     i2 = views["item_features"][("r_i2", C10)]
     assert (i2["price_bucket"], i2["popularity_7d"], i2["popularity_30d"]) == (2, 2, 2)
-    assert i2["ctr_7d"] == pytest.approx(2 / 21)
+    assert i2["ctr_7d"] == pytest.approx((1 + 1) / (2 + 20))  # impressions on 03-09 and 03-10
     assert [views["item_features"][(i, C10)]["price_bucket"] for i in ("r_i3", "r_i4", "r_i5", "b_p1")] == [5, 7, 9, 0]
     assert views["item_features"][("b_p1", C10)]["category_l1"] == "Cards"
     assert views["item_features"][("r_i5", C10)]["popularity_30d"] == 0  # a decline is not positive
@@ -131,7 +146,7 @@ def test_item_stats(views):
     assert (day9["popularity_1d"], day9["impressions_1d"], day9["inventory"], day9["in_stock"]) == (2, 1, 0, False)
     assert day9["ctr_1d"] == pytest.approx(2 / 21)
     day10 = views["item_stats"][("r_i2", C10)]
-    assert (day10["popularity_1d"], day10["impressions_1d"]) == (0, 0)
-    assert day10["ctr_1d"] == pytest.approx(0.05)
+    assert (day10["popularity_1d"], day10["impressions_1d"]) == (0, 1)
+    assert day10["ctr_1d"] == pytest.approx(1 / 21)
     assert views["item_stats"][("r_i3", C10)]["popularity_1d"] == 1
     assert views["item_stats"][("r_i4", C10)]["in_stock"] is True

@@ -1,0 +1,236 @@
+"""The feature transforms of a micro-batch: ``StreamEvent``s -> ``FeatureUpdate``s.
+
+The prior state of every entity comes from the checkpoint store (committed by earlier batches) and
+the new state is emitted with the row, to be staged and committed with the batch's offsets:
+
+- ``UserActivityBatch``: group the batch by user, fold the events into the user's state (seeded from
+  the row already online the first time the job meets the user, see ``user_state``);
+- ``ItemStatsBatch``: ``HourlyItemCounts`` (event-time hourly windows) plus purchases and the items
+  whose window expired (time passed) -> group by item -> fold into the item's state as of its
+  domain's watermark (the largest event time seen in the domain).
+
+``HourlyItemCounts`` is shared with the unbounded job, where early and late panes fire.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Iterable, Iterator
+from functools import reduce
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+from apache_beam.transforms import trigger, window
+from apache_beam.utils.timestamp import Duration
+
+from beam_jobs.catalog import CatalogIndex
+from beam_jobs.checkpoint import CheckpointStore
+from beam_jobs.feast_io import FeastTarget
+from beam_jobs.item_state import (
+    HOUR,
+    HourDelta,
+    ItemCounts,
+    ItemInput,
+    ItemState,
+    Refresh,
+    Sale,
+    domain_of_id,
+    units_sold,
+)
+from beam_jobs.records import METRICS_NAMESPACE, FeatureUpdate, StreamEvent
+from beam_jobs.user_state import UserActivityState
+from common.features import ITEM_STATS, USER_ACTIVITY
+from common.online_features import OnlineFeatures
+
+DAY = 86_400
+
+
+def sum_counts(values: Iterable[ItemCounts]) -> ItemCounts:
+    return reduce(operator.add, values, ItemCounts())
+
+
+class _AttachHour(beam.DoFn):
+    def process(self, element: tuple[str, ItemCounts], win=beam.DoFn.WindowParam) -> Iterator[tuple[str, HourDelta]]:
+        item_id, counts = element
+        yield item_id, HourDelta(int(win.start), counts)
+
+
+class HourlyItemCounts(beam.PTransform):
+    """``StreamEvent``s -> ``(item_id, HourDelta)`` per item and fixed event-time hour, re-windowed
+    into the global window.
+
+    Panes are deltas (discarding mode): with ``early_firing_seconds`` an hour fires early every that
+    many seconds of processing time; the on-time pane fires when the watermark passes the hour and
+    every late event within ``allowed_lateness`` (1 day: older hours are out of the 1-day window
+    anyway) fires a late pane. Later events are dropped here; they still reach the lake and users.
+    """
+
+    def __init__(self, early_firing_seconds: float | None = None, allowed_lateness: int = DAY) -> None:
+        super().__init__()
+        self.early_firing_seconds = early_firing_seconds
+        self.allowed_lateness = allowed_lateness
+
+    def expand(self, events: beam.PCollection) -> beam.PCollection:
+        early = None if self.early_firing_seconds is None else trigger.AfterProcessingTime(self.early_firing_seconds)
+        return (
+            events
+            | "AtEventTime" >> beam.Map(
+                lambda e: window.TimestampedValue((e.event.item_id, ItemCounts.of(e.event, e.arrived_at)), e.ts)
+            ).with_output_types(tuple[str, Any])
+            | "Hours" >> beam.WindowInto(
+                window.FixedWindows(HOUR),
+                trigger=trigger.AfterWatermark(early=early, late=trigger.AfterCount(1)),
+                accumulation_mode=trigger.AccumulationMode.DISCARDING,
+                allowed_lateness=Duration(seconds=self.allowed_lateness),
+            )
+            | "Sum" >> beam.CombinePerKey(sum_counts)
+            | "AttachHour" >> beam.ParDo(_AttachHour())
+            | "Global" >> beam.WindowInto(window.GlobalWindows())
+        )
+
+
+class _StateDoFn(beam.DoFn):
+    """A DoFn reading committed state from the checkpoint store."""
+
+    def __init__(self, checkpoint_db: str) -> None:
+        self.checkpoint_db = checkpoint_db
+
+    def setup(self) -> None:
+        self.store = CheckpointStore(self.checkpoint_db)
+
+    def teardown(self) -> None:
+        self.store.close()
+
+
+class ApplyUserEvents(_StateDoFn):
+    """``(user_id, events)`` -> the user's new ``user_activity`` row and state (none for impressions only)."""
+
+    def __init__(self, checkpoint_db: str, seed_from: FeastTarget | None) -> None:
+        super().__init__(checkpoint_db)
+        self.seed_from = seed_from
+
+    def setup(self) -> None:
+        super().setup()
+        self.online: OnlineFeatures | None = None if self.seed_from is None else self.seed_from.open()
+
+    def process(
+        self, element: tuple[str, Iterable[StreamEvent]], catalog: CatalogIndex
+    ) -> Iterator[FeatureUpdate]:
+        user_id, events = element
+        events = list(events)
+        prior = self.store.state(USER_ACTIVITY.name, user_id)
+        if prior is not None:
+            state = UserActivityState.from_json(prior)
+        else:
+            state = UserActivityState(domain=events[0].event.domain)
+            if self.online is not None:
+                online = self.online.user_features(user_id)
+                if online.found[USER_ACTIVITY.name]:
+                    state.seed(online.values, catalog.categories)
+                    Metrics.counter(METRICS_NAMESPACE, "users_seeded").inc()
+        if not state.apply_all((e.event for e in events), catalog.categories):
+            return
+        arrived = min(e.arrived_at for e in events if e.event.event_type != "impression")
+        yield FeatureUpdate(USER_ACTIVITY.name, user_id, state.row(user_id), state.to_json(), state.domain, arrived)
+
+
+class UserActivityBatch(beam.PTransform):
+    def __init__(self, checkpoint_db: str, catalog: beam.PCollection, seed_from: FeastTarget | None) -> None:
+        super().__init__()
+        self.checkpoint_db = checkpoint_db
+        self.catalog = catalog
+        self.seed_from = seed_from
+
+    def expand(self, events: beam.PCollection) -> beam.PCollection:
+        return (
+            events
+            | "ByUser" >> beam.Map(lambda e: (e.event.user_id, e)).with_output_types(tuple[str, Any])
+            | "GroupByUser" >> beam.GroupByKey()
+            | "Apply" >> beam.ParDo(
+                ApplyUserEvents(self.checkpoint_db, self.seed_from), catalog=beam.pvalue.AsSingleton(self.catalog)
+            )
+        )
+
+
+class MergeWatermark(_StateDoFn):
+    """``(domain, max event time in the batch)`` -> ``(domain, new watermark)``, staged for the commit."""
+
+    def __init__(self, checkpoint_db: str, batch: int) -> None:
+        super().__init__(checkpoint_db)
+        self.batch = batch
+
+    def process(self, element: tuple[str, float]) -> Iterator[tuple[str, float]]:
+        domain, latest = element
+        stored = self.store.watermark(domain)
+        mark = latest if stored is None else max(stored, latest)
+        self.store.stage_watermarks(self.batch, [(domain, mark)])
+        yield domain, mark
+
+
+class ExpiredItems(_StateDoFn):
+    """``(domain, watermark)`` -> ``(item_id, Refresh())`` for every item whose window moved."""
+
+    def process(self, element: tuple[str, float]) -> Iterator[tuple[str, ItemInput]]:
+        domain, mark = element
+        for item_id in self.store.expired_items(domain, mark):
+            yield item_id, Refresh()
+
+
+class ApplyItemInputs(_StateDoFn):
+    """``(item_id, inputs)`` -> the item's new ``item_stats`` row and state, as of its domain's watermark."""
+
+    def __init__(self, checkpoint_db: str) -> None:
+        super().__init__(checkpoint_db)
+        self.too_late = Metrics.counter(METRICS_NAMESPACE, "item_hours_too_late_for_1d")
+
+    def process(
+        self, element: tuple[str, Iterable[ItemInput]], watermarks: dict[str, float], catalog: CatalogIndex
+    ) -> Iterator[FeatureUpdate]:
+        item_id, inputs = element
+        prior = self.store.state(ITEM_STATS.name, item_id)
+        state = ItemState.from_json(prior) if prior is not None else ItemState(domain=domain_of_id(item_id))
+        state.rebase(catalog.inventory.get(item_id))
+        arrived = state.apply(inputs)
+        as_of = watermarks[state.domain]
+        self.too_late.inc(state.prune(as_of))
+        yield FeatureUpdate(
+            ITEM_STATS.name, item_id, state.row(item_id, as_of), state.to_json(), state.domain, arrived,
+            state.expires_at(),
+        )
+
+
+def _sales(event: StreamEvent) -> Iterator[tuple[str, ItemInput]]:
+    units = units_sold(event.event)
+    if units:
+        yield event.event.item_id, Sale(units, event.arrived_at)
+
+
+class ItemStatsBatch(beam.PTransform):
+    def __init__(self, checkpoint_db: str, batch: int, catalog: beam.PCollection) -> None:
+        super().__init__()
+        self.checkpoint_db = checkpoint_db
+        self.batch = batch
+        self.catalog = catalog
+
+    def expand(self, events: beam.PCollection) -> beam.PCollection:
+        db = self.checkpoint_db
+        marks = (
+            events
+            | "EventTimes" >> beam.Map(lambda e: (e.event.domain, e.ts)).with_output_types(tuple[str, float])
+            | "LatestPerDomain" >> beam.CombinePerKey(max)
+            | "Watermarks" >> beam.ParDo(MergeWatermark(db, self.batch))
+        )
+        hourly = events | "Hourly" >> HourlyItemCounts()
+        sales = events | "Sales" >> beam.FlatMap(_sales)
+        refresh = marks | "Expired" >> beam.ParDo(ExpiredItems(db))
+        return (
+            (hourly, sales, refresh)
+            | "Inputs" >> beam.Flatten()
+            | "GroupByItem" >> beam.GroupByKey()
+            | "Apply" >> beam.ParDo(
+                ApplyItemInputs(db),
+                watermarks=beam.pvalue.AsDict(marks),
+                catalog=beam.pvalue.AsSingleton(self.catalog),
+            )
+        )

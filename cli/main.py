@@ -11,6 +11,7 @@ import typer
 import common  # noqa: F401  (sets TF_USE_LEGACY_KERAS before anything imports TensorFlow)
 from cli.run import run
 from cli.summary import summary
+from feature_repo.cli import app as features_app
 from ingest.cli import app as data_app
 from models.evaluation.cli import app as evaluation_app
 from simulation.cli import app as sim_app
@@ -27,3 +28,4 @@ app.command()(summary)
 app.add_typer(data_app, name="data", help="MovieLens, import of your own data, artifact releases.")
 app.add_typer(evaluation_app, name="eval", help="Offline evaluation: metrics, temporal split, baselines, reports.")
 app.add_typer(sim_app, name="sim", help="The synthetic world: generate retail and banking data with a known truth.")
+app.add_typer(features_app, name="features", help="Feast feature store: apply, materialize, online reads.")

@@ -50,6 +50,9 @@ from models.retrieval.layers import (
 )
 
 
+PROFILE_DIM = 8  # embedding size of each categorical profile value
+
+
 @dataclass(frozen=True)
 class TwoTowerConfig:
     embedding_dim: int = 64
@@ -77,7 +80,7 @@ class QueryTower(tf.keras.Model):
 
     def __init__(
         self, users: np.ndarray, items: np.ndarray, content: Mapping[str, np.ndarray], spec: UserFeatureSpec,
-        categories: np.ndarray, numeric_stats: tuple[np.ndarray, np.ndarray], config: TwoTowerConfig,
+        profile_tokens: np.ndarray, numeric_stats: tuple[np.ndarray, np.ndarray], config: TwoTowerConfig,
     ) -> None:
         super().__init__(name="query_tower")
         self.id_dropout = config.id_dropout
@@ -92,8 +95,8 @@ class QueryTower(tf.keras.Model):
         self.num_categorical = len(spec.categorical)
         mean, variance = numeric_stats
         self.normalize = tf.keras.layers.Normalization(mean=mean, variance=variance) if self.num_numeric else None
-        self.category_lookup = string_lookup(categories)
-        self.category_embedding = tf.keras.layers.Embedding(self.category_lookup.vocabulary_size(), 8)
+        self.profile_lookup = string_lookup(profile_tokens)
+        self.profile_embedding = tf.keras.layers.Embedding(self.profile_lookup.vocabulary_size(), PROFILE_DIM)
         self.hidden = tf.keras.layers.Dense(config.hidden, activation="relu")
         self.out = tf.keras.layers.Dense(config.embedding_dim)
 
@@ -109,8 +112,8 @@ class QueryTower(tf.keras.Model):
             numeric = self.normalize(inputs["numeric"])
             parts.append(tf.where(tf.math.is_nan(numeric), tf.zeros_like(numeric), numeric))
         if self.num_categorical:
-            embedded = self.category_embedding(self.category_lookup(inputs["categorical"]))
-            parts.append(tf.reshape(embedded, [-1, self.num_categorical * 8]))
+            embedded = self.profile_embedding(self.profile_lookup(inputs["categorical"]))
+            parts.append(tf.reshape(embedded, [-1, self.num_categorical * PROFILE_DIM]))
         return l2_normalize(self.out(self.hidden(tf.concat(parts, axis=1))))
 
 
@@ -249,7 +252,7 @@ def train_two_tower(
         items=features["item_id"],
         content=content,
         spec=spec,
-        categories=features["categorical"],
+        profile_tokens=features["categorical"],
         numeric_stats=_numeric_stats(spec, user_features),
         config=config,
     )

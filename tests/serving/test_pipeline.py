@@ -98,10 +98,12 @@ def _serve(settings: ServingSettings, registry: ArtifactRegistry, live: Release,
     metrics = ServingMetrics()
     manager = ReleaseManager(("retail",), registry, lambda domain, version: live, metrics)
     manager.poll_once()
+    print("NEW", id(metrics), [l for l in metrics.render().decode().splitlines() if "path_total{" in l])
     pipeline = Pipeline(settings, manager, features, metrics)
     try:
         start = time.perf_counter()
         result = pipeline.recommend(Request(user_id, "retail", k, device="ios"), rng=np.random.default_rng(0))
+        print("AFTER", id(metrics), [l for l in metrics.render().decode().splitlines() if "path_total{" in l])
         return result, metrics, time.perf_counter() - start
     finally:
         pipeline.close()
@@ -148,7 +150,7 @@ def test_ranker_failure_serves_the_retrieval_order(settings, registry, release, 
     result, metrics, elapsed = _serve(settings, registry, faulty, store, "r_u02")
     assert result.path == RETRIEVAL_ORDER and len(result.items) == 8
     kind = "error" if fault == "raise" else "timeout"
-    print("DBG", fault, result.timings_ms, [l for l in metrics.render().decode().splitlines() if "path_total" in l or "failures_total" in l])
+    print("DBG", fault, id(metrics), id(metrics.paths), [l for l in metrics.render().decode().splitlines() if "path_total{" in l or "failures_total{" in l])
     assert _metric(metrics, "recsys_stage_failures_total", domain="retail", stage="ranking", kind=kind) == 1
     assert _metric(metrics, "recsys_serving_path_total", domain="retail", path=RETRIEVAL_ORDER) == 1
     fused = [i.score for i in result.items]  # reciprocal-rank fusion: at most 3 retrievers x 1/61

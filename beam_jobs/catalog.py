@@ -7,6 +7,7 @@ changes (its modification time is part of the cache tag), so a micro-batch does 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pyarrow.parquet as pq
 from apache_beam.utils.shared import Shared
@@ -45,6 +46,7 @@ def read_catalog_index(paths: DataPaths) -> CatalogIndex:
     return CatalogIndex(categories, inventory)
 
 
-def load_catalog_index(paths: DataPaths) -> CatalogIndex:
-    """The catalog index, re-read only when a catalog file was added or rewritten."""
-    return _CACHE.acquire(lambda: read_catalog_index(paths), tag=(str(paths.root), tuple(catalog_files(paths))))
+def load_catalog_index(data_root: str) -> CatalogIndex:
+    """The catalog index of the data root, re-read only when a catalog file was added or rewritten."""
+    paths = DataPaths(Path(data_root))
+    return _CACHE.acquire(lambda: read_catalog_index(paths), tag=(data_root, tuple(catalog_files(paths))))

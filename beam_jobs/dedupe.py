@@ -10,7 +10,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import apache_beam as beam
@@ -18,7 +19,7 @@ from apache_beam.coders import BooleanCoder
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
-from apache_beam.utils.timestamp import Duration, Timestamp
+from apache_beam.utils.timestamp import Timestamp
 
 from beam_jobs.checkpoint import CheckpointStore
 from beam_jobs.parse import REJECTED, count_rejection
@@ -95,8 +96,9 @@ class DedupeFn(beam.DoFn):
     SEEN = ReadModifyWriteStateSpec("seen", BooleanCoder())
     EXPIRY = TimerSpec("expiry", TimeDomain.REAL_TIME)
 
-    def __init__(self, retention_seconds: float) -> None:
+    def __init__(self, retention_seconds: float, clock: Callable[[], float] = time.time) -> None:
         self.retention_seconds = retention_seconds
+        self.clock = clock
 
     def process(
         self,
@@ -109,7 +111,7 @@ class DedupeFn(beam.DoFn):
             yield duplicate(event, f"event {event_id!r} was already processed")
             return
         seen.write(True)
-        expiry.set(Timestamp.now() + Duration(seconds=self.retention_seconds))
+        expiry.set(Timestamp.of(self.clock() + self.retention_seconds))
         yield event
 
     @on_timer(EXPIRY)

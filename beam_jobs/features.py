@@ -15,7 +15,7 @@ the new state is emitted with the row, to be staged and committed with the batch
 from __future__ import annotations
 
 import operator
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from functools import reduce
 from typing import Any
 
@@ -103,6 +103,37 @@ class _StateDoFn(beam.DoFn):
         self.store.close()
 
 
+def start_user_state(
+    user_id: str, domain: str, online: OnlineFeatures | None, categories: Mapping[str, str]
+) -> UserActivityState:
+    """A new user's state, seeded from the ``user_activity`` row online (batch-initialised) if any."""
+    state = UserActivityState(domain=domain)
+    if online is not None:
+        features = online.user_features(user_id)
+        if features.found[USER_ACTIVITY.name]:
+            state.seed(features.values, categories)
+            Metrics.counter(METRICS_NAMESPACE, "users_seeded").inc()
+    return state
+
+
+def user_update(
+    user_id: str, state: UserActivityState, events: list[StreamEvent], categories: Mapping[str, str | None]
+) -> FeatureUpdate | None:
+    """Fold ``events`` into ``state``; the new row, or None when nothing changed (impressions only)."""
+    if not state.apply_all((e.event for e in events), categories):
+        return None
+    arrived = min(e.arrived_at for e in events if e.event.event_type != "impression")
+    return FeatureUpdate(USER_ACTIVITY.name, user_id, state.row(user_id), state.to_json(), state.domain, arrived)
+
+
+def item_update(item_id: str, state: ItemState, as_of: float, arrived: float | None) -> FeatureUpdate:
+    """Prune ``state`` to the window as of ``as_of`` and emit its row."""
+    Metrics.counter(METRICS_NAMESPACE, "item_hours_expired").inc(state.prune(as_of))
+    return FeatureUpdate(
+        ITEM_STATS.name, item_id, state.row(item_id, as_of), state.to_json(), state.domain, arrived, state.expires_at()
+    )
+
+
 class ApplyUserEvents(_StateDoFn):
     """``(user_id, events)`` -> the user's new ``user_activity`` row and state (none for impressions only)."""
 
@@ -117,22 +148,16 @@ class ApplyUserEvents(_StateDoFn):
     def process(
         self, element: tuple[str, Iterable[StreamEvent]], catalog: CatalogIndex
     ) -> Iterator[FeatureUpdate]:
-        user_id, events = element
-        events = list(events)
+        user_id, grouped = element
+        events = list(grouped)
         prior = self.store.state(USER_ACTIVITY.name, user_id)
         if prior is not None:
             state = UserActivityState.from_json(prior)
         else:
-            state = UserActivityState(domain=events[0].event.domain)
-            if self.online is not None:
-                online = self.online.user_features(user_id)
-                if online.found[USER_ACTIVITY.name]:
-                    state.seed(online.values, catalog.categories)
-                    Metrics.counter(METRICS_NAMESPACE, "users_seeded").inc()
-        if not state.apply_all((e.event for e in events), catalog.categories):
-            return
-        arrived = min(e.arrived_at for e in events if e.event.event_type != "impression")
-        yield FeatureUpdate(USER_ACTIVITY.name, user_id, state.row(user_id), state.to_json(), state.domain, arrived)
+            state = start_user_state(user_id, events[0].event.domain, self.online, catalog.categories)
+        update = user_update(user_id, state, events, catalog.categories)
+        if update is not None:
+            yield update
 
 
 class UserActivityBatch(beam.PTransform):
@@ -180,10 +205,6 @@ class ExpiredItems(_StateDoFn):
 class ApplyItemInputs(_StateDoFn):
     """``(item_id, inputs)`` -> the item's new ``item_stats`` row and state, as of its domain's watermark."""
 
-    def __init__(self, checkpoint_db: str) -> None:
-        super().__init__(checkpoint_db)
-        self.too_late = Metrics.counter(METRICS_NAMESPACE, "item_hours_too_late_for_1d")
-
     def process(
         self, element: tuple[str, Iterable[ItemInput]], watermarks: dict[str, float], catalog: CatalogIndex
     ) -> Iterator[FeatureUpdate]:
@@ -192,15 +213,10 @@ class ApplyItemInputs(_StateDoFn):
         state = ItemState.from_json(prior) if prior is not None else ItemState(domain=domain_of_id(item_id))
         state.rebase(catalog.inventory.get(item_id))
         arrived = state.apply(inputs)
-        as_of = watermarks[state.domain]
-        self.too_late.inc(state.prune(as_of))
-        yield FeatureUpdate(
-            ITEM_STATS.name, item_id, state.row(item_id, as_of), state.to_json(), state.domain, arrived,
-            state.expires_at(),
-        )
+        yield item_update(item_id, state, watermarks[state.domain], arrived)
 
 
-def _sales(event: StreamEvent) -> Iterator[tuple[str, ItemInput]]:
+def sales_of(event: StreamEvent) -> Iterator[tuple[str, ItemInput]]:
     units = units_sold(event.event)
     if units:
         yield event.event.item_id, Sale(units, event.arrived_at)
@@ -222,7 +238,7 @@ class ItemStatsBatch(beam.PTransform):
             | "Watermarks" >> beam.ParDo(MergeWatermark(db, self.batch))
         )
         hourly = events | "Hourly" >> HourlyItemCounts()
-        sales = events | "Sales" >> beam.FlatMap(_sales)
+        sales = events | "Sales" >> beam.FlatMap(sales_of)
         refresh = marks | "Expired" >> beam.ParDo(ExpiredItems(db))
         return (
             (hourly, sales, refresh)

@@ -14,7 +14,6 @@ Every external write is idempotent for a replay of the same batch, and everythin
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineResult
 
-from beam_jobs.catalog import CatalogIndex, load_catalog_index
+from beam_jobs.catalog import load_catalog_index
 from beam_jobs.checkpoint import Batch
 from beam_jobs.dedupe import UNIQUE, DedupeBatch
 from beam_jobs.feast_io import FeastTarget, PushRows
@@ -55,10 +54,6 @@ def batch_name(batch_id: int) -> str:
     return f"batch-{batch_id:010d}"
 
 
-def _load_catalog(data_root: str) -> CatalogIndex:
-    return load_catalog_index(DataPaths(Path(data_root)))
-
-
 def build_batch(p: beam.Pipeline, batch: Batch, settings: BatchSettings) -> None:
     """Add the micro-batch's transforms to ``p``."""
     name, db = batch_name(batch.id), settings.checkpoint_db
@@ -77,7 +72,7 @@ def build_batch(p: beam.Pipeline, batch: Batch, settings: BatchSettings) -> None
         | "DeadLetters" >> beam.ParDo(WriteDeadLetters(settings.data_root, name))
     )
     unique | "Lake" >> WriteLake(settings.data_root, basename=name)
-    catalog = p | "CatalogRoot" >> beam.Create([settings.data_root]) | "LoadCatalog" >> beam.Map(_load_catalog)
+    catalog = p | "CatalogRoot" >> beam.Create([settings.data_root]) | "LoadCatalog" >> beam.Map(load_catalog_index)
     seed = settings.target if settings.seed_users else None
     users = unique | "UserActivity" >> UserActivityBatch(db, catalog, seed)
     items = unique | "ItemStats" >> ItemStatsBatch(db, batch.id, catalog)
@@ -100,12 +95,12 @@ def counters(result: PipelineResult) -> dict[str, int]:
     return totals
 
 
-def run_batch(batch: Batch, settings: BatchSettings, options: Mapping[str, object] | None = None) -> dict[str, int]:
+def run_batch(batch: Batch, settings: BatchSettings) -> dict[str, int]:
     """Run one micro-batch on the Python direct runner's batch engine (the FnApiRunner, named
     explicitly: the generic ``DirectRunner`` would first try to download Prism); returns its counters."""
     from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
-    pipeline = beam.Pipeline(runner=FnApiRunner(), options=PipelineOptions(flags=[], **(options or {})))
+    pipeline = beam.Pipeline(runner=FnApiRunner(), options=PipelineOptions(flags=[]))
     build_batch(pipeline, batch, settings)
     result = pipeline.run()
     result.wait_until_finish()

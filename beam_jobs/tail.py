@@ -38,10 +38,13 @@ def _complete_end(fh, start: int, size: int, budget: int, settled: bool) -> int:
     fh.seek(start)
     data = fh.read(min(size - start, max(budget, 1)))
     cut = data.rfind(b"\n")
-    while cut < 0 and start + len(data) < size:  # one line longer than the budget: read to its end
+    while cut < 0 and start + len(data) < size:  # a first line longer than the budget: read to its end
         more = fh.read(min(_READ_CHUNK, size - start - len(data)))
+        newline = more.find(b"\n")
+        if newline >= 0:
+            cut = len(data) + newline
+            more = more[: newline + 1]
         data += more
-        cut = data.rfind(b"\n")
     end = start + cut + 1
     if start + len(data) == size and end < size and settled:
         end = size  # an unterminated last line of a file that stopped changing

@@ -160,17 +160,16 @@ def slate_table(outcomes: DataFrame, reference: SlateReference, keys: Sequence[s
     )
 
 
-def slate_reference(paths: DataPaths, domain: str, reference_events: DataFrame, outcomes: DataFrame) -> SlateReference:
-    """Catalog taxonomy + reference popularity (distinct users with a positive event per item)."""
+def slate_reference(paths: DataPaths, domain: str, reference_events: DataFrame) -> SlateReference:
+    """Catalog taxonomy + reference popularity (distinct users with a positive event, per item and overall)."""
     positive = list(domain_config(domain).positive_events)
     interactions = reference_events.where(F.col("event_type").isin(positive))
-    counts = {r["item_id"]: r["users"] for r in
-              interactions.groupBy("item_id").agg(F.countDistinct("user_id").alias("users")).collect()}
-    n_users = interactions.select("user_id").distinct().count()
-    catalog_file = paths.catalog(domain)
-    catalog = read_catalog_pandas(paths, domain) if catalog_file.exists() else pd.DataFrame(columns=["item_id", "category"])
-    shown = [r["item_id"] for r in outcomes.select("item_id").distinct().collect()]
-    return SlateReference.build(dict(zip(catalog["item_id"], catalog["category"], strict=True)), counts, n_users, shown)
+    rows = interactions.rollup("item_id").agg(F.countDistinct("user_id").alias("users")).collect()
+    counts = {r["item_id"]: r["users"] for r in rows if r["item_id"] is not None}
+    n_users = next((r["users"] for r in rows if r["item_id"] is None), 0)
+    catalog = (read_catalog_pandas(paths, domain) if paths.catalog(domain).exists()
+               else pd.DataFrame(columns=["item_id", "category"]))
+    return SlateReference.build(dict(zip(catalog["item_id"], catalog["category"], strict=True)), counts, n_users)
 
 
 def read_window(spark: SparkSession, paths: DataPaths, domain: str, first: date, last: date, source: Source) -> DataFrame:
@@ -190,18 +189,24 @@ def analyse(spark: SparkSession, paths: DataPaths, domain: str, start: date, end
     events = reference_events.where(F.col(DATE) >= start.isoformat()).persist()
     with step(JOB, f"{domain} assignment {start}..{end}") as out:
         users = assigned_users(events).persist()
-        mixed = users.where(F.col("arms") > 1).count()
+        counts = users.agg(F.sum((F.col("arms") == 1).cast("long")).alias("single"),
+                           F.sum((F.col("arms") > 1).cast("long")).alias("mixed")).first()
+        mixed = int(counts["mixed"] or 0)
         unassigned = events.where((F.col("event_type") == "impression") & F.col(ARM).isNull()).count()
-        out.update(users=users.count() - mixed, mixed_arm_users=mixed, unassigned_impressions=unassigned)
+        out.update(users=int(counts["single"] or 0), mixed_arm_users=mixed, unassigned_impressions=unassigned)
     with step(JOB, f"{domain} per arm and day") as out:
         outcomes = impression_outcomes(events, users, domain_config(domain).conversion_event).persist()
         days = user_days(events, users, outcomes).persist()
-        reference = slate_reference(paths, domain, reference_events, outcomes)
+        reference = slate_reference(paths, domain, reference_events)
         daily = aggregate(days, [ARM, DATE], metrics).join(slate_table(outcomes, reference, [ARM, DATE]), [ARM, DATE], "left")
         daily_frame = daily.toPandas().sort_values([DATE, ARM]).reset_index(drop=True)
-        window = aggregate(days, [ARM], metrics).join(slate_table(outcomes, reference, [ARM]), [ARM], "left").toPandas()
-        totals = user_totals(days).toPandas()
-        out.update(rows=len(daily_frame), impressions=int(window["impressions"].sum()) if len(window) else 0)
+        out.update(rows=len(daily_frame))
+    with step(JOB, f"{domain} per arm over the window") as out:
+        totals_frame = user_totals(days).persist()
+        window = aggregate(totals_frame, [ARM], metrics).join(slate_table(outcomes, reference, [ARM]), [ARM], "left")
+        window_frame = window.toPandas()
+        totals = totals_frame.toPandas()
+        out.update(users=len(totals), impressions=int(totals["impressions"].sum()))
     with step(JOB, f"{domain} comparison") as out:
         observed = totals[ARM].value_counts().to_dict()
         control = experiment.control if experiment else "control"
@@ -210,14 +215,14 @@ def analyse(spark: SparkSession, paths: DataPaths, domain: str, start: date, end
         report = ABReport(
             domain=domain, experiment=experiment.name if experiment else None, control=control,
             start=start.isoformat(), end=end.isoformat(),
-            arms={r[ARM]: {k: v for k, v in r.items() if k != ARM} for r in window.to_dict("records")},
+            arms={r[ARM]: {k: v for k, v in r.items() if k != ARM} for r in window_frame.to_dict("records")},
             srm=srm_check(observed, shares, options.srm_threshold),
             comparisons=comparisons(totals, metrics, control, treatments, options.ci, options.alpha, options.power,
                                     options.n_boot, options.seed),
             mixed_arm_users=int(mixed), unassigned_impressions=int(unassigned),
         )
         out.update(arms=len(observed), srm_p=f"{report.srm.p_value:.3g}")
-    for frame in (days, outcomes, users, events):
+    for frame in (totals_frame, days, outcomes, users, events):
         frame.unpersist()
     return report, daily_frame
 

@@ -15,7 +15,7 @@ Slates of different lengths are evaluated per length and averaged with slate-cou
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,35 +44,34 @@ def category_prefixes(category: str | None) -> list[str]:
 
 @dataclass(frozen=True)
 class SlateReference:
-    """What the slate metrics compare against, indexed by item: catalog items come first."""
+    """What the slate metrics compare against, indexed by item: the catalog first, then items known
+    only from the reference interactions, then one row standing for every other (unknown) item."""
 
-    items: pd.Index  # item ids; positions < n_catalog are the catalog
+    items: pd.Index  # item ids of every row but the last (the unknown item)
     n_catalog: int
-    information: np.ndarray  # self-information per item (bits)
-    features: sp.csr_matrix  # taxonomy multi-hot per item
-    popular: np.ndarray  # item positions by reference popularity, most popular first
+    information: np.ndarray  # self-information per row (bits); the unknown item was never interacted with
+    features: sp.csr_matrix  # taxonomy multi-hot per row (the unknown item has none)
+    popular: np.ndarray  # rows by reference popularity, most popular first (without the unknown row)
 
     @classmethod
-    def build(
-        cls,
-        catalog: Mapping[str, str | None],
-        user_counts: Mapping[str, int],
-        n_users: int,
-        other_items: Sequence[str] = (),
-    ) -> SlateReference:
+    def build(cls, catalog: Mapping[str, str | None], user_counts: Mapping[str, int], n_users: int) -> SlateReference:
         """``catalog``: item id -> category path; ``user_counts``: item id -> reference users who
-        interacted with it (out of ``n_users``); ``other_items``: shown items missing from the catalog."""
+        interacted with it (out of ``n_users``)."""
         known = list(catalog)
-        extra = sorted((set(user_counts) | set(other_items)) - set(catalog))
-        items = pd.Index(known + extra)
-        counts = np.array([user_counts.get(i, 0) for i in items], dtype=np.float64)
-        tokens = [category_prefixes(catalog.get(i)) for i in items]
+        items = pd.Index(known + sorted(set(user_counts) - set(catalog)))
+        counts = np.array([user_counts.get(i, 0) for i in items] + [0], dtype=np.float64)
+        tokens = [category_prefixes(catalog.get(i)) for i in items] + [[]]
         vocabulary = {t: j for j, t in enumerate(sorted({t for row in tokens for t in row}))}
-        rows = np.repeat(np.arange(len(items)), [len(row) for row in tokens])
+        rows = np.repeat(np.arange(len(tokens)), [len(row) for row in tokens])
         cols = np.array([vocabulary[t] for row in tokens for t in row], dtype=np.int64)
-        features = sp.csr_matrix((np.ones(len(cols)), (rows, cols)), shape=(len(items), max(1, len(vocabulary))))
-        popular = np.lexsort((np.arange(len(items)), -counts))
+        features = sp.csr_matrix((np.ones(len(cols)), (rows, cols)), shape=(len(tokens), max(1, len(vocabulary))))
+        popular = np.lexsort((np.arange(len(items)), -counts[:-1]))
         return cls(items, len(known), self_information(counts, max(n_users, 0)), features, popular)
+
+    def rows_of(self, item_ids: np.ndarray) -> np.ndarray:
+        """Row of each item id; unknown items share the last row."""
+        rows = self.items.get_indexer(item_ids)
+        return np.where(rows < 0, len(self.items), rows)
 
 
 def slate_metrics(impressions: pd.DataFrame, reference: SlateReference) -> dict[str, float]:
@@ -81,10 +80,7 @@ def slate_metrics(impressions: pd.DataFrame, reference: SlateReference) -> dict[
     if impressions.empty:
         return {"slates": 0.0, **{m: NAN for m in SLATE_METRICS[1:]}}
     ordered = impressions.sort_values(["request_id", "position"], kind="stable")
-    items = reference.items.get_indexer(ordered["item_id"].to_numpy())
-    if (items < 0).any():
-        missing = ordered["item_id"].to_numpy()[items < 0][:5].tolist()
-        raise ValueError(f"items missing from the slate reference: {missing}")
+    items = reference.rows_of(ordered["item_id"].to_numpy())
     clicked = ordered["clicked"].to_numpy().astype(bool)
     slate_codes = pd.factorize(ordered["request_id"], sort=False)[0]
     lengths = np.bincount(slate_codes)
@@ -95,7 +91,7 @@ def slate_metrics(impressions: pd.DataFrame, reference: SlateReference) -> dict[
     for k in np.unique(lengths):
         recs = items[row_length == k].reshape(-1, k)
         hits = clicked[row_length == k].reshape(-1, k)
-        top = np.full(k, len(reference.items), dtype=np.int64)  # padding matches no item
+        top = np.full(k, len(reference.items) + 1, dtype=np.int64)  # padding: a row no item has
         top[: min(k, len(reference.popular))] = reference.popular[:k]
         expected = np.broadcast_to(top, recs.shape)
         weighted["serendipity"].append((serendipity(recs, hits, expected, k), len(recs)))

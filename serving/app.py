@@ -15,8 +15,9 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from fastapi import BackgroundTasks, FastAPI, Header, HTTPException
+from fastapi import BackgroundTasks, FastAPI, HTTPException, Security
 from fastapi.responses import JSONResponse, Response
+from fastapi.security import APIKeyHeader
 
 from common.deadletter import DeadLetterWriter
 from common.domains import domain as domain_config
@@ -44,6 +45,7 @@ from serving.stream import IncomingStreams
 log = logging.getLogger(__name__)
 ROUTES = {"/v1/recommendations", "/v1/events", "/healthz", "/readyz", "/metrics"}
 ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 413, 422, 503)}
+API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False, description="required by POST /v1/events")
 
 
 @dataclass
@@ -140,7 +142,7 @@ def create_app(settings: ServingSettings, features: FeatureReader | None = None)
         )
 
     @app.post("/v1/events", response_model=EventBatchResult, responses=ERRORS)
-    def events(body: EventBatch, x_api_key: str | None = Header(None, alias="X-API-Key")) -> EventBatchResult:
+    def events(body: EventBatch, x_api_key: str | None = Security(API_KEY)) -> EventBatchResult:
         """Validate each event on its own; accepted ones join the incoming stream, rejected ones the dead letters."""
         if settings.api_key is None:
             raise HTTPException(503, "event intake is disabled: no API key is configured (RECSYS_API_KEY)")

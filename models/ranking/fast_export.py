@@ -32,11 +32,6 @@ FORMAT = "numpy"
 WEIGHTS_FILE = "weights.npz"
 
 
-def _dense(layer) -> tuple[np.ndarray, np.ndarray]:
-    kernel, bias = layer.get_weights()
-    return kernel, bias
-
-
 def export_numpy(trained: TrainedRanker, path: str | Path) -> Path:
     """Write the fast export of ``trained``'s serving tower to ``path`` (a new directory)."""
     import tensorflow as tf  # export time only: scoring never needs TensorFlow
@@ -58,10 +53,10 @@ def export_numpy(trained: TrainedRanker, path: str | Path) -> Path:
         keys = ("w", "b") if config.projection_dim is None else ("u", "v", "b")
         arrays.update({f"cross.{i}.{k}": w for k, w in zip(keys, weights, strict=True)})
     for i, layer in enumerate(scorer.deep):
-        arrays[f"deep.{i}.w"], arrays[f"deep.{i}.b"] = _dense(layer)
-    arrays["head.click.w"], arrays["head.click.b"] = _dense(scorer.click_head)
+        arrays[f"deep.{i}.w"], arrays[f"deep.{i}.b"] = layer.get_weights()
+    arrays["head.click.w"], arrays["head.click.b"] = scorer.click_head.get_weights()
     if scorer.conversion_head is not None:
-        arrays["head.conversion.w"], arrays["head.conversion.b"] = _dense(scorer.conversion_head)
+        arrays["head.conversion.w"], arrays["head.conversion.b"] = scorer.conversion_head.get_weights()
     np.savez(path / WEIGHTS_FILE, **arrays)
     write_meta(path, FORMAT, config)
     return path

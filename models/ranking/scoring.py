@@ -56,6 +56,8 @@ def read_meta(path: Path, fmt: str) -> tuple[dict[str, Any], RankerConfig]:
     if meta.get("format") != fmt or meta.get("format_version") != FORMAT_VERSION:
         raise ExportError(f"{path} holds format {meta.get('format')!r} v{meta.get('format_version')}, "
                           f"expected {fmt!r} v{FORMAT_VERSION}")
+    if config.structure is None:
+        raise ExportError(f"{meta_path}: the exported config names no structure")
     actual = _file_digests(Path(path))
     if actual != digests:
         bad = sorted(k for k in set(actual) | set(digests) if actual.get(k) != digests.get(k))

@@ -42,7 +42,7 @@ class ContentConfig:
     hidden: int = 128
     history_length: int = HISTORY_LENGTH
     temperature: float = 0.1
-    batch_size: int = 512
+    batch_size: int = 1024
     epochs: int = 5
     learning_rate: float = 0.005
     seed: int = 0
@@ -58,14 +58,22 @@ class ContentItemTower(tf.keras.Model):
     def call(self, inputs: Mapping[str, tf.Tensor], training: bool = False) -> tf.Tensor:
         return l2_normalize(self.encoder(inputs, training=training))
 
+    def encode(self, ids: Mapping[str, tf.Tensor]) -> tf.Tensor:
+        """Unit vectors from preprocessed ids (``ItemContentEncoder.preprocess``)."""
+        return l2_normalize(self.encoder.encode(ids))
+
 
 class ContentModel(tfrs.models.Model):
-    """History -> next item, both sides built from the same content tower over catalog rows."""
+    """History -> next item, both sides built from the same content tower over catalog rows.
+
+    The catalog's content is tokenised/looked up once (``catalog_ids``); a step only gathers the
+    ids of the distinct items of its batch and runs the trainable part of the tower on them.
+    """
 
     def __init__(self, item_tower: ContentItemTower, content: Mapping[str, np.ndarray], temperature: float) -> None:
         super().__init__()
         self.item_tower = item_tower
-        self.catalog = {name: tf.constant(content[name]) for name in ITEM_INPUTS}
+        self.catalog_ids = item_tower.encoder.preprocess({name: tf.constant(content[name]) for name in ITEM_INPUTS})
         self.task = tfrs.tasks.Retrieval(temperature=temperature, remove_accidental_hits=True)
 
     def compute_loss(self, features: Mapping[str, tf.Tensor], training: bool = False) -> tf.Tensor:
@@ -73,7 +81,7 @@ class ContentModel(tfrs.models.Model):
         valid = history >= 0
         flat = tf.concat([tf.reshape(tf.maximum(history, 0), [-1]), target], axis=0)
         unique, position = tf.unique(flat)  # encode each distinct item of the batch once
-        vectors = self.item_tower({k: tf.gather(v, unique) for k, v in self.catalog.items()}, training=training)
+        vectors = self.item_tower.encode({k: tf.gather(v, unique) for k, v in self.catalog_ids.items()})
         slots = tf.size(history)
         history_vectors = tf.reshape(tf.gather(vectors, position[:slots]), [-1, tf.shape(history)[1], tf.shape(vectors)[1]])
         queries = l2_normalize(masked_mean(history_vectors, valid))

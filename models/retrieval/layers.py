@@ -69,17 +69,34 @@ class ItemContentEncoder(tf.keras.Model):
         self.hidden = tf.keras.layers.Dense(hidden, activation="relu")
         self.out = tf.keras.layers.Dense(dim)
 
-    def call(self, inputs: Mapping[str, tf.Tensor]) -> tf.Tensor:
-        parts = [self.level_embeddings[level](self.lookups[level](inputs[level])) for level in self.levels]
-        tokens = self.tokenizer(inputs["text"])
-        parts.append(masked_mean(self.token_embedding(tokens), tokens > 0))
-        parts.append(self.price_embedding(self.price_bucket(inputs["price"])))
+    def preprocess(self, inputs: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        """Raw content -> integer ids (no weights involved: computable once per catalog)."""
+        ids = {level: self.lookups[level](inputs[level]) for level in self.levels}
+        return {**ids, "tokens": self.tokenizer(inputs["text"]), "price_bucket": self.price_bucket(inputs["price"])}
+
+    def encode(self, ids: Mapping[str, tf.Tensor]) -> tf.Tensor:
+        """Integer ids from :meth:`preprocess` -> vectors."""
+        parts = [self.level_embeddings[level](ids[level]) for level in self.levels]
+        parts.append(masked_mean(self.token_embedding(ids["tokens"]), ids["tokens"] > 0))
+        parts.append(self.price_embedding(ids["price_bucket"]))
         return self.out(self.hidden(tf.concat(parts, axis=1)))
+
+    def call(self, inputs: Mapping[str, tf.Tensor]) -> tf.Tensor:
+        return self.encode(self.preprocess(inputs))
 
 
 def l2_normalize(x: tf.Tensor) -> tf.Tensor:
     """Unit vectors: dot products become cosines, so ScaNN's dot-product search ranks like training."""
     return tf.math.l2_normalize(x, axis=-1)
+
+
+def preprocess_in_batches(
+    tower: tf.keras.Model, inputs: Mapping[str, np.ndarray], batch_size: int = 8192
+) -> dict[str, np.ndarray]:
+    """Run a tower's ``preprocess`` (lookups, tokenisation) over equally long arrays, once."""
+    dataset = tf.data.Dataset.from_tensor_slices(dict(inputs)).batch(batch_size)
+    parts = [{k: v.numpy() for k, v in tower.preprocess(batch).items()} for batch in dataset]
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
 def embed_in_batches(tower: tf.keras.Model, inputs: Mapping[str, np.ndarray], batch_size: int = 4096) -> np.ndarray:

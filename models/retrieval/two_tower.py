@@ -46,9 +46,9 @@ from models.retrieval.layers import (
     embed_in_batches,
     l2_normalize,
     masked_mean,
+    preprocess_in_batches,
     string_lookup,
 )
-
 
 PROFILE_DIM = 8  # embedding size of each categorical profile value
 
@@ -60,7 +60,7 @@ class TwoTowerConfig:
     hidden: int = 128
     history_length: int = HISTORY_LENGTH
     temperature: float = 0.05
-    id_dropout: float = 0.2
+    id_dropout: float = 0.3
     batch_size: int = 1024
     epochs: int = 5
     learning_rate: float = 0.005
@@ -68,15 +68,19 @@ class TwoTowerConfig:
 
 
 def _id_dropout(ids: tf.Tensor, rate: float, training: bool) -> tf.Tensor:
-    """Replace a ``rate`` share of ids by the padding token, which every lookup maps to OOV."""
+    """While training, send a ``rate`` share of lookup indices to the OOV bucket (index 0)."""
     if not training or rate <= 0:
         return ids
-    return tf.where(tf.random.uniform(tf.shape(ids)) < rate, tf.constant(PAD), ids)
+    return tf.where(tf.random.uniform(tf.shape(ids)) < rate, tf.zeros_like(ids), ids)
 
 
 class QueryTower(tf.keras.Model):
     """Inputs: ``user_id [B]``, ``history [B, H]`` (``""`` padded), ``numeric [B, k]`` (raw, NaN =
-    missing) and ``categorical [B, c]`` (``"column=value"`` tokens). Output: unit vectors ``[B, d]``."""
+    missing) and ``categorical [B, c]`` (``"column=value"`` tokens). Output: unit vectors ``[B, d]``.
+
+    ``preprocess`` (lookups, no weights) and ``encode`` (the trainable part) are split so training
+    can preprocess its examples once; ``call`` chains them for serving.
+    """
 
     def __init__(
         self, users: np.ndarray, items: np.ndarray, content: Mapping[str, np.ndarray], spec: UserFeatureSpec,
@@ -93,28 +97,41 @@ class QueryTower(tf.keras.Model):
         self.level_embeddings = [tf.keras.layers.Embedding(lookup.vocabulary_size(), config.id_dim) for lookup in self.level_lookups]
         self.num_numeric = len(spec.numeric)
         self.num_categorical = len(spec.categorical)
-        mean, variance = numeric_stats
-        self.normalize = tf.keras.layers.Normalization(mean=mean, variance=variance) if self.num_numeric else None
-        self.profile_lookup = string_lookup(profile_tokens)
-        self.profile_embedding = tf.keras.layers.Embedding(self.profile_lookup.vocabulary_size(), PROFILE_DIM)
+        if self.num_numeric:
+            self.normalize = tf.keras.layers.Normalization(mean=numeric_stats[0], variance=numeric_stats[1])
+        if self.num_categorical:
+            self.profile_lookup = string_lookup(profile_tokens)
+            self.profile_embedding = tf.keras.layers.Embedding(self.profile_lookup.vocabulary_size(), PROFILE_DIM)
         self.hidden = tf.keras.layers.Dense(config.hidden, activation="relu")
         self.out = tf.keras.layers.Dense(config.embedding_dim)
 
-    def call(self, inputs: Mapping[str, tf.Tensor], training: bool = False) -> tf.Tensor:
-        user = self.user_embedding(self.user_lookup(_id_dropout(inputs["user_id"], self.id_dropout, training)))
+    def preprocess(self, inputs: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         history = inputs["history"]
-        items = self.history_embedding(self.item_lookup(_id_dropout(history, self.id_dropout, training)))
-        for level, lookup, embedding in zip(self.taxonomy(history), self.level_lookups, self.level_embeddings, strict=True):
-            items += embedding(lookup(level))
-        pooled = masked_mean(items, tf.not_equal(history, PAD))
-        parts = [user, pooled]
+        ids = {"user": self.user_lookup(inputs["user_id"]), "history": self.item_lookup(history),
+               "history_mask": tf.not_equal(history, PAD)}
+        for name, values, lookup in zip(self.taxonomy.levels, self.taxonomy(history), self.level_lookups, strict=True):
+            ids[f"history_{name}"] = lookup(values)
         if self.num_numeric:
             numeric = self.normalize(inputs["numeric"])
-            parts.append(tf.where(tf.math.is_nan(numeric), tf.zeros_like(numeric), numeric))
+            ids["numeric"] = tf.where(tf.math.is_nan(numeric), tf.zeros_like(numeric), numeric)  # missing = mean
         if self.num_categorical:
-            embedded = self.profile_embedding(self.profile_lookup(inputs["categorical"]))
-            parts.append(tf.reshape(embedded, [-1, self.num_categorical * PROFILE_DIM]))
+            ids["profile"] = self.profile_lookup(inputs["categorical"])
+        return ids
+
+    def encode(self, ids: Mapping[str, tf.Tensor], training: bool = False) -> tf.Tensor:
+        user = self.user_embedding(_id_dropout(ids["user"], self.id_dropout, training))
+        items = self.history_embedding(_id_dropout(ids["history"], self.id_dropout, training))
+        for level, embedding in zip(self.taxonomy.levels, self.level_embeddings, strict=True):
+            items += embedding(ids[f"history_{level}"])
+        parts = [user, masked_mean(items, ids["history_mask"])]
+        if self.num_numeric:
+            parts.append(ids["numeric"])
+        if self.num_categorical:
+            parts.append(tf.reshape(self.profile_embedding(ids["profile"]), [-1, self.num_categorical * PROFILE_DIM]))
         return l2_normalize(self.out(self.hidden(tf.concat(parts, axis=1))))
+
+    def call(self, inputs: Mapping[str, tf.Tensor], training: bool = False) -> tf.Tensor:
+        return self.encode(self.preprocess(inputs), training)
 
 
 class CandidateTower(tf.keras.Model):
@@ -128,15 +145,23 @@ class CandidateTower(tf.keras.Model):
         self.content = ItemContentEncoder(content, config.embedding_dim, config.hidden)
         self.out = tf.keras.layers.Dense(config.embedding_dim)
 
+    def preprocess(self, inputs: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        return {"item": self.item_lookup(inputs["item_id"]), **self.content.preprocess(inputs)}
+
+    def encode(self, ids: Mapping[str, tf.Tensor], training: bool = False) -> tf.Tensor:
+        item = self.item_embedding(_id_dropout(ids["item"], self.id_dropout, training))
+        return l2_normalize(self.out(tf.concat([item, self.content.encode(ids)], axis=1)))
+
     def call(self, inputs: Mapping[str, tf.Tensor], training: bool = False) -> tf.Tensor:
-        ids = self.item_embedding(self.item_lookup(_id_dropout(inputs["item_id"], self.id_dropout, training)))
-        return l2_normalize(self.out(tf.concat([ids, self.content(inputs)], axis=1)))
+        return self.encode(self.preprocess(inputs), training)
 
 
 QUERY_INPUTS = ("user_id", "history", "numeric", "categorical")
 
 
 class TwoTowerModel(tfrs.models.Model):
+    """Trains on preprocessed features: ``{"query": ids, "candidate": ids, "weight", "candidate_prob"}``."""
+
     def __init__(self, query_tower: QueryTower, candidate_tower: CandidateTower, temperature: float) -> None:
         super().__init__()
         self.query_tower = query_tower
@@ -144,14 +169,14 @@ class TwoTowerModel(tfrs.models.Model):
         self.task = tfrs.tasks.Retrieval(temperature=temperature, remove_accidental_hits=True)
 
     def compute_loss(self, features: Mapping[str, tf.Tensor], training: bool = False) -> tf.Tensor:
-        queries = self.query_tower({k: features[k] for k in QUERY_INPUTS}, training=training)
-        candidates = self.candidate_tower(features, training=training)
+        queries = self.query_tower.encode(features["query"], training=training)
+        candidates = self.candidate_tower.encode(features["candidate"], training=training)
         return self.task(
             queries,
             candidates,
             sample_weight=features["weight"],
             candidate_sampling_probability=features["candidate_prob"],
-            candidate_ids=features["item_id"],
+            candidate_ids=features["candidate"]["item"],
             compute_metrics=False,
         )
 
@@ -212,7 +237,8 @@ def training_features(
     interactions: pd.DataFrame, catalog: pd.DataFrame, spec: UserFeatureSpec, user_features: pd.DataFrame | None,
     history_length: int,
 ) -> dict[str, np.ndarray]:
-    """One row per interaction on a catalog item: query inputs, candidate inputs, weight, logQ term."""
+    """One row per interaction on a catalog item: raw query inputs, the item's catalog row, the event
+    weight and the logQ term."""
     content = item_content_inputs(catalog)
     examples = with_histories(interactions, history_length)
     rows = pd.Index(content["item_id"]).get_indexer(examples["item_id"].astype(str))
@@ -223,8 +249,7 @@ def training_features(
         "history": pad_histories(examples["history"], history_length),
         "numeric": numeric,
         "categorical": categorical,
-        "item_id": content["item_id"][rows],
-        **take_items(content, rows),
+        "item_row": rows,
         "weight": examples["weight"].to_numpy(dtype="float32"),
         "candidate_prob": sampling_probabilities(examples["item_id"]),
     }
@@ -244,24 +269,32 @@ def train_two_tower(
     tf.keras.utils.set_random_seed(config.seed)
     spec = UserFeatureSpec.from_frame(user_features)
     features = training_features(interactions, catalog, spec, user_features, config.history_length)
-    if len(features["item_id"]) == 0:
+    if len(features["item_row"]) == 0:
         raise ValueError("no interaction refers to a catalog item: nothing to train on")
     content = item_content_inputs(catalog)
+    items = content["item_id"][np.unique(features["item_row"])]
     query = QueryTower(
         users=features["user_id"],
-        items=features["item_id"],
+        items=items,
         content=content,
         spec=spec,
         profile_tokens=features["categorical"],
         numeric_stats=_numeric_stats(spec, user_features),
         config=config,
     )
-    candidate = CandidateTower(features["item_id"], content, config)
+    candidate = CandidateTower(items, content, config)
     model = TwoTowerModel(query, candidate, config.temperature)
     model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
+    catalog_ids = preprocess_in_batches(candidate, {"item_id": content["item_id"], **take_items(content, np.arange(len(catalog)))})
+    prepared = {
+        "query": preprocess_in_batches(query, {k: features[k] for k in QUERY_INPUTS}),
+        "candidate": {k: v[features["item_row"]] for k, v in catalog_ids.items()},
+        "weight": features["weight"],
+        "candidate_prob": features["candidate_prob"],
+    }
     dataset = (
-        tf.data.Dataset.from_tensor_slices(features)
-        .shuffle(len(features["item_id"]), seed=config.seed, reshuffle_each_iteration=True)
+        tf.data.Dataset.from_tensor_slices(prepared)
+        .shuffle(len(features["item_row"]), seed=config.seed, reshuffle_each_iteration=True)
         .batch(config.batch_size)
         .prefetch(tf.data.AUTOTUNE)
     )

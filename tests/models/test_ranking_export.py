@@ -78,6 +78,12 @@ def test_saved_model_and_fast_export_agree_with_the_trained_model(exported):
     assert len(np.unique(np.round(reference["score"], 4))) > 50  # a real ranking, not a constant
 
 
+def test_compare_scores_on_a_hand_computed_case():
+    parity = compare_scores(np.array([0.1, 0.9, 0.5]), np.array([0.1, 0.5, 0.9]), k=2)
+    assert parity == {"max_abs_diff": pytest.approx(0.4), "top2_identical": False}
+    assert compare_scores(np.array([0.3, 0.2]), np.array([0.31, 0.2]), k=2)["top2_identical"] is True
+
+
 def test_scorers_check_their_inputs(exported):
     trained, out, candidates = exported
     features = feature_arrays(candidates.head(3), trained.config)

@@ -13,6 +13,7 @@ import tensorflow_recommenders as tfrs  # isort: skip
 
 from common.features import ALL_VIEWS
 from models.ranking.config import CROSS_FEATURES, HEAVY_TAILED, RankerConfig
+from models.ranking.data import holdout_split
 from models.ranking.encoder import FeatureEncoder, PreprocessingStats
 from models.ranking.fast_export import cross_layer
 from models.ranking.synthetic import log_impressions, make_world
@@ -127,3 +128,15 @@ def test_training_beats_a_constant_predictor_and_keeps_the_better_structure():
     p_click = trained.predict(valid)["p_click"]
     assert p_click.shape == (len(valid),) and ((p_click > 0) & (p_click < 1)).all()
     assert _auc(labels, p_click) > 0.6
+
+
+def test_holdout_split_validates_on_the_latest_rows_or_whole_requests():
+    frame = pd.DataFrame({"event_timestamp": pd.date_range("2024-01-01", periods=10, freq="h"), "x": range(10)})
+    train, valid = holdout_split(frame, 0.2)
+    assert list(valid["x"]) == [8, 9] and list(train["x"]) == list(range(8))
+    requests = pd.DataFrame({"request_id": np.repeat(np.arange(10), 3), "x": range(30)})
+    train, valid = holdout_split(requests, 0.3, seed=1)
+    assert valid["request_id"].nunique() == 3 and len(valid) == 9
+    assert not set(train["request_id"]) & set(valid["request_id"])
+    with pytest.raises(ValueError):
+        holdout_split(frame, 1.0)

@@ -22,6 +22,7 @@ from common.features import ITEM_FEATURES, ITEM_STATS, USER_HISTORY, USER_PROFIL
 from common.paths import DataPaths
 from common.registry import ArtifactRegistry
 from serving.catalog import CatalogIndex
+from serving.metrics import ServingMetrics
 
 NOW = datetime(2024, 6, 1, tzinfo=UTC)
 LINES = [f"{a}>{b}>{c}" for a in ("Shoes", "Shirts", "Bags", "Hats") for b in ("Sport", "City") for c in ("X", "Y")]
@@ -71,6 +72,32 @@ def banking_catalog() -> CatalogIndex:
         _catalog_row("b_student", "Cards>Credit>Student", max_age=25, excludes=["b_card_basic"]),
     ]
     return CatalogIndex.from_frame(pd.DataFrame(rows), "banking")
+
+
+class MetricDelta:
+    """Metric samples relative to when it was made.
+
+    Importing feast switches prometheus_client to multiprocess value storage for the whole process,
+    where same-named series of different registries share their values, so tests compare deltas.
+    """
+
+    def __init__(self, metrics: ServingMetrics) -> None:
+        self.metrics = metrics
+        self.start = self._samples()
+
+    def _samples(self) -> dict[tuple, float]:
+        return {(s.name, tuple(sorted(s.labels.items()))): s.value
+                for metric in self.metrics.registry.collect() for s in metric.samples}
+
+    def __call__(self, name: str, **labels: str) -> float:
+        key = (name, tuple(sorted(labels.items())))
+        return self._samples().get(key, 0.0) - self.start.get(key, 0.0)
+
+
+@pytest.fixture(scope="session")
+def metric_delta() -> type[MetricDelta]:
+    """``delta = metric_delta(metrics)`` before an action, ``delta(name, **labels)`` after it."""
+    return MetricDelta
 
 
 # ---------------------------------------------------------------------------------------------

@@ -55,7 +55,8 @@ def test_events_refused_when_no_key_is_configured(settings: ServingSettings) -> 
     assert response.status_code == 503 and "RECSYS_API_KEY" in response.json()["error"]
 
 
-def test_event_batch_is_validated_per_record(client: TestClient, data_paths: DataPaths) -> None:
+def test_event_batch_is_validated_per_record(client: TestClient, data_paths: DataPaths, metric_delta: type) -> None:
+    delta = metric_delta(client.app.state.services.metrics)
     batch = [
         _event("e1"),
         _event("e2", event_type="teleport"),
@@ -82,9 +83,9 @@ def test_event_batch_is_validated_per_record(client: TestClient, data_paths: Dat
     assert {"record": "not an object", "code": "not_an_object"} in [
         {"record": d["record"], "code": d["reason"]["code"]} for d in dead]
 
-    metrics = client.get("/metrics").text
-    assert 'recsys_events_total{outcome="accepted",reason=""} 2.0' in metrics
-    assert 'recsys_events_total{outcome="rejected",reason="duplicate_event_id"} 1.0' in metrics
+    assert delta("recsys_events_total", outcome="accepted", reason="") == 2
+    assert delta("recsys_events_total", outcome="rejected", reason="duplicate_event_id") == 1
+    assert "recsys_events_total" in client.get("/metrics").text
 
 
 def test_event_limits(client: TestClient) -> None:
@@ -119,14 +120,16 @@ def test_recommendation_request_errors(client: TestClient, body: dict, status: i
     assert message in payload["error"] or message in {d["field"] for d in payload["details"]}
 
 
-def test_probes_and_metrics(client: TestClient) -> None:
+def test_probes_and_metrics(client: TestClient, metric_delta: type) -> None:
+    delta = metric_delta(client.app.state.services.metrics)
     assert client.get("/healthz").json()["status"] == "ok"
     ready = client.get("/readyz")
     assert ready.status_code == 503 and ready.json()["missing"] == ["retail", "banking"]
     client.get("/nowhere")
-    metrics = client.get("/metrics").text
-    assert 'recsys_requests_total{route="/readyz",status="503"} 1.0' in metrics
-    assert 'recsys_requests_total{route="other",status="404"} 1.0' in metrics
+    assert delta("recsys_requests_total", route="/readyz", status="503") == 1
+    assert delta("recsys_requests_total", route="other", status="404") == 1
+    metrics = client.get("/metrics")
+    assert metrics.headers["content-type"].startswith("text/plain") and "recsys_requests_total" in metrics.text
 
 
 def test_stream_file_rotates_by_size_and_age(tmp_path) -> None:

@@ -45,7 +45,7 @@ class FlakyStore:
 
     def item_features(self, item_ids: Sequence[str]) -> ItemFeatures:
         if self.items_down:
-            raise TimeoutError("item read timed out")
+            raise ConnectionError("item read failed")
         return self.store.item_features(item_ids)
 
 
@@ -93,28 +93,30 @@ def settings(data_paths: DataPaths) -> ServingSettings:
     return base.model_copy(update={"budgets_ms": BUDGETS, "rules": {"retail": rules}})
 
 
+@pytest.fixture
+def serve(settings: ServingSettings, registry: ArtifactRegistry, metric_delta: type) -> Callable[..., tuple]:
+    """``serve(live_release, features, user_id)`` -> (result, metric deltas, seconds) through a real
+    release manager and pipeline."""
+    return lambda live, features, user_id: _serve(settings, registry, live, features, user_id, metric_delta)
+
+
 def _serve(settings: ServingSettings, registry: ArtifactRegistry, live: Release, features: FeatureReader,
-           user_id: str, k: int = 8) -> tuple[Result, ServingMetrics, float]:
+           user_id: str, metric_delta: type) -> tuple[Result, Callable[..., float], float]:
     metrics = ServingMetrics()
+    counts = metric_delta(metrics)
     manager = ReleaseManager(("retail",), registry, lambda domain, version: live, metrics)
     manager.poll_once()
-    print("NEW", id(metrics), [l for l in metrics.render().decode().splitlines() if "path_total{" in l])
     pipeline = Pipeline(settings, manager, features, metrics)
     try:
         start = time.perf_counter()
-        result = pipeline.recommend(Request(user_id, "retail", k, device="ios"), rng=np.random.default_rng(0))
-        print("AFTER", id(metrics), [l for l in metrics.render().decode().splitlines() if "path_total{" in l])
-        return result, metrics, time.perf_counter() - start
+        result = pipeline.recommend(Request(user_id, "retail", 8, device="ios"), rng=np.random.default_rng(0))
+        return result, counts, time.perf_counter() - start
     finally:
         pipeline.close()
 
 
-def _metric(metrics: ServingMetrics, name: str, **labels: str) -> float:
-    return metrics.registry.get_sample_value(name, labels) or 0.0
-
-
-def test_full_path_ranks_with_the_real_ranker(settings, registry, release, store) -> None:
-    result, metrics, _ = _serve(settings, registry, release, store, "r_u02")
+def test_full_path_ranks_with_the_real_ranker(serve, release, store) -> None:
+    result, counts, _ = serve(release, store, "r_u02")
     ids = [i.item_id for i in result.items]
     assert result.path == FULL and result.release == "v1"
     assert len(ids) == 8 and len(set(ids)) == 8
@@ -125,49 +127,48 @@ def test_full_path_ranks_with_the_real_ranker(settings, registry, release, store
     assert scores == sorted(scores, reverse=True)  # no boost/diversity/exploration: the ranker's order
     assert all(i.retrievers for i in result.items)
     assert {"collaborative", "content", "popular"} & {r for i in result.items for r in i.retrievers}
-    assert _metric(metrics, "recsys_serving_path_total", domain="retail", path=FULL) == 1
-    assert _metric(metrics, "recsys_stage_latency_seconds_count", domain="retail", stage="ranking") == 1
+    assert counts("recsys_serving_path_total", domain="retail", path=FULL) == 1
+    assert counts("recsys_stage_latency_seconds_count", domain="retail", stage="ranking") == 1
 
 
-def test_unknown_user_gets_a_cold_start_slate(settings, registry, release, store) -> None:
-    result, _, _ = _serve(settings, registry, release, store, "r_never_seen")
+def test_unknown_user_gets_a_cold_start_slate(serve, release, store) -> None:
+    result, _, _ = serve(release, store, "r_never_seen")
     assert result.path == COLD_START
     assert len({i.item_id for i in result.items}) == 8
     assert all(set(i.retrievers) <= {"popular", "content"} for i in result.items)
 
 
-def test_store_down_serves_popularity(settings, registry, release, store) -> None:
-    result, metrics, elapsed = _serve(settings, registry, release, FlakyStore(store, True, True), "r_u02")
+def test_store_down_serves_popularity(serve, release, store) -> None:
+    result, counts, elapsed = serve(release, FlakyStore(store, True, True), "r_u02")
     assert result.path == POPULARITY_FALLBACK and len(result.items) == 8
     assert all(set(i.retrievers) <= {"popular"} for i in result.items)
-    assert _metric(metrics, "recsys_stage_failures_total", domain="retail", stage="user_features", kind="error") == 1
+    assert counts("recsys_stage_failures_total", domain="retail", stage="user_features", kind="error") == 1
     assert elapsed < 1.0
 
 
 @pytest.mark.parametrize("fault", ["raise", "slow"])
-def test_ranker_failure_serves_the_retrieval_order(settings, registry, release, store, fault: str) -> None:
+def test_ranker_failure_serves_the_retrieval_order(serve, release, store, fault: str) -> None:
     faulty = replace(release, scorer=FaultyScorer(release.scorer, fault))
-    result, metrics, elapsed = _serve(settings, registry, faulty, store, "r_u02")
+    result, counts, elapsed = serve(faulty, store, "r_u02")
     assert result.path == RETRIEVAL_ORDER and len(result.items) == 8
     kind = "error" if fault == "raise" else "timeout"
-    print("DBG", fault, id(metrics), id(metrics.paths), [l for l in metrics.render().decode().splitlines() if "path_total{" in l or "failures_total{" in l])
-    assert _metric(metrics, "recsys_stage_failures_total", domain="retail", stage="ranking", kind=kind) == 1
-    assert _metric(metrics, "recsys_serving_path_total", domain="retail", path=RETRIEVAL_ORDER) == 1
+    assert counts("recsys_stage_failures_total", domain="retail", stage="ranking", kind=kind) == 1
+    assert counts("recsys_serving_path_total", domain="retail", path=RETRIEVAL_ORDER) == 1
     fused = [i.score for i in result.items]  # reciprocal-rank fusion: at most 3 retrievers x 1/61
     assert fused == sorted(fused, reverse=True) and max(fused) <= 3 / 61
     assert elapsed < BUDGETS.ranking / 1000 + 1.0  # the stalled ranker (2 s) is not waited for
 
 
-def test_item_store_down_uses_the_warm_cache_or_skips_ranking(settings, registry, release, store) -> None:
+def test_item_store_down_uses_the_warm_cache_or_skips_ranking(serve, release, store) -> None:
     flaky = FlakyStore(store)
     warm = ItemFeatureCache(release.catalog, flaky, ttl=0.0)  # every request tries to refresh
     warm.refresh(np.arange(len(release.catalog)))
     flaky.items_down = True
-    result, metrics, _ = _serve(settings, registry, replace(release, items=warm), flaky, "r_u02")
+    result, counts, _ = serve(replace(release, items=warm), flaky, "r_u02")
     assert result.path == FULL  # stale but known features: still ranked
-    assert _metric(metrics, "recsys_stage_failures_total", domain="retail", stage="item_features", kind="error") == 1
+    assert counts("recsys_stage_failures_total", domain="retail", stage="item_features", kind="error") == 1
 
     cold = ItemFeatureCache(release.catalog, flaky, ttl=0.0)
-    result, _, _ = _serve(settings, registry, replace(release, items=cold), flaky, "r_u02")
+    result, _, _ = serve(replace(release, items=cold), flaky, "r_u02")
     assert result.path == RETRIEVAL_ORDER  # never-fetched items are not ranked on defaults
     assert OUT_OF_STOCK in release.catalog.row_of  # the catalog says in stock, the store was never read

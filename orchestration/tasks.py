@@ -1,0 +1,73 @@
+"""The Python tasks of the DAGs: each is what one task of ``dags/`` calls, keyed by the logical date.
+
+Every function takes plain values (domain names, ``YYYY-MM-DD`` dates, versions) and returns a
+JSON-serializable dict (the task's XCom), so the DAG files stay one call per task. Bad data and a
+refused promotion raise ``AirflowFailException``: retrying cannot fix them, so the run fails at
+once (and nothing downstream, in particular ``publish``, runs).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from common.domains import domain as domain_config
+from common.domains import writable_domains
+from common.paths import DataPaths
+from orchestration.plan import plan_night
+from orchestration.quality import check_domain
+from orchestration.settings import load_settings
+
+log = logging.getLogger(__name__)
+
+
+def _fail(message: str) -> None:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    raise AirflowFailException(message)
+
+
+def day_end(ds: str) -> datetime:
+    """Midnight UTC after the logical day: the feature rows of that day are true from then on."""
+    day = date.fromisoformat(ds)
+    return datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)
+
+
+def plan(ds: str, compact_lookback_days: int, training_days: int) -> dict[str, Any]:
+    """The night's dates and the Spark jobs' arguments (:mod:`orchestration.plan`)."""
+    night = plan_night(DataPaths.default(), date.fromisoformat(ds), compact_lookback_days, training_days)
+    out = night.as_xcom(writable_domains())
+    log.info("nightly plan for %s: %s", ds, out)
+    return out
+
+
+def check_quality(domain: str, ds: str) -> dict[str, Any]:
+    """Run the data-quality checks of a domain's logical day; fail the run if any check fails."""
+    rules = load_settings().quality(domain)
+    positives = domain_config(domain).positive_events
+    report = check_domain(DataPaths.default(), domain, date.fromisoformat(ds), rules, positives)
+    log.info("%s", report.summary())
+    if not report.ok:
+        _fail(report.summary())
+    return report.as_dict()
+
+
+def online_store() -> str:
+    """The online store serving reads (``RECSYS_ONLINE_STORE``: sqlite or redis)."""
+    from serving.settings import load_settings as serving_settings
+
+    return serving_settings().online_store
+
+
+def materialize(end: datetime) -> dict[str, list[str]]:
+    """Register the Feast definitions (idempotent) and materialize every view up to ``end``."""
+    from feature_repo.store import apply, get_store, materialize_incremental
+
+    paths = DataPaths.default()
+    store = get_store(paths, online_store())  # type: ignore[arg-type]
+    apply(store, paths)
+    windows = materialize_incremental(store, end)
+    out = {name: [start.isoformat(), stop.isoformat()] for name, (start, stop) in windows.items()}
+    log.info("materialized up to %s: %s", end.isoformat(), out or "every view was already up to date")
+    return out

@@ -14,6 +14,7 @@ the new state is emitted with the row, to be staged and committed with the batch
 
 from __future__ import annotations
 
+import math
 import operator
 from collections.abc import Iterable, Iterator, Mapping
 from functools import reduce
@@ -72,7 +73,9 @@ class HourlyItemCounts(beam.PTransform):
         self.allowed_lateness = allowed_lateness
 
     def expand(self, events: beam.PCollection) -> beam.PCollection:
-        early = None if self.early_firing_seconds is None else trigger.AfterProcessingTime(self.early_firing_seconds)
+        early = None
+        if self.early_firing_seconds is not None:  # the trigger's delay is whole seconds
+            early = trigger.AfterProcessingTime(max(1, math.ceil(self.early_firing_seconds)))
         return (
             events
             | "AtEventTime" >> beam.Map(

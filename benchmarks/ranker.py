@@ -65,8 +65,8 @@ def _tflite_scorer(trained: TrainedRanker) -> Callable[[Mapping[str, np.ndarray]
 
 
 def _summary(wall: list[float], cpu: list[float]) -> dict[str, float]:
-    """Wall-clock p50/p99/mean, and the median process CPU time per call (all threads), which depends
-    far less on what else runs on the machine."""
+    """Wall-clock p50/p99/mean, and the median CPU time the process spent per call (all threads: the
+    SavedModel runs ops on TensorFlow's pool). On a shared VM both grow with the machine's load."""
     ms = np.asarray(wall) * 1e3
     return {"p50_ms": round(float(np.percentile(ms, 50)), 3), "p99_ms": round(float(np.percentile(ms, 99)), 3),
             "mean_ms": round(float(ms.mean()), 3), "cpu_p50_ms": round(float(np.median(cpu)) * 1e3, 3)}

@@ -78,12 +78,14 @@ def migrate() -> None:
 
 
 def shell_exports(home: Path, spark_master: str = LOCAL_MASTER) -> str:
-    """The same environment as ``export`` lines for a shell (``scripts/airflow_env.sh``)."""
+    """The same environment as shell lines (``eval "$(recsys airflow env)"``; ``scripts/airflow_env.sh``)."""
     forced, defaults = airflow_environment(home, spark_master)
-    lines = [f"export {key}={json.dumps(value)}" for key, value in forced.items()]
-    lines += [f'export {key}="${{{key}:-{_escape(value)}}}"' for key, value in defaults.items()]
+    forced.pop("PATH")
+    lines = [f"export {key}={_quote(value)}" for key, value in forced.items()]
+    lines.append(f'export PATH={_quote(str(Path(sys.executable).parent))}:"$PATH"')
+    lines += [f'[ -n "${{{key}:-}}" ] || export {key}={_quote(value)}' for key, value in defaults.items()]
     return "\n".join(lines)
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$").replace("`", "\\`")
+def _quote(value: str) -> str:
+    return "'" + value.replace("'", "'\\''") + "'"

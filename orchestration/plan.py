@@ -82,9 +82,9 @@ def first_lake_day(paths: DataPaths) -> date | None:
 def plan_night(paths: DataPaths, day: date, compact_lookback_days: int, training_days: int) -> NightPlan:
     if compact_lookback_days < 1 or training_days < 1:
         raise ValueError("compact_lookback_days and training_days must be >= 1")
-    stale = stale_raw_days(paths, day)
-    compact_first = min([day - timedelta(days=compact_lookback_days - 1), *stale])
     earliest = first_lake_day(paths) or day
+    stale = stale_raw_days(paths, day)
+    compact_first = min([max(day - timedelta(days=compact_lookback_days - 1), earliest), *stale])
     training_last = day - timedelta(days=1)
     training_first = max(day - timedelta(days=training_days), earliest)
     if training_first > training_last:

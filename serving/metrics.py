@@ -28,7 +28,7 @@ class ServingMetrics:
                              ["domain", "path"], registry=r)
         self.stage_failures = Counter("recsys_stage_failures", "Pipeline stages that failed or ran over budget",
                                       ["domain", "stage", "kind"], registry=r)
-        self.release_info = Gauge("recsys_release_info", "1 for the release version serving each domain",
+        self.release_info = Gauge("recsys_release_info", "1 for the release serving each domain, 0 for releases it replaced",
                                   ["domain", "version"], registry=r)
         self.release_loads = Counter("recsys_release_loads", "Release load attempts by outcome",
                                      ["domain", "outcome"], registry=r)
@@ -40,10 +40,10 @@ class ServingMetrics:
                                            ["domain"], registry=r)
 
     def set_release(self, domain: str, version: str) -> None:
-        """Point the release info gauge of ``domain`` at ``version`` (one series per domain)."""
+        """Mark ``version`` as the live release of ``domain`` (1) and the one it replaces as 0."""
         previous = self._versions.get(domain)
         if previous is not None and previous != version:
-            self.release_info.remove(domain, previous)
+            self.release_info.labels(domain, previous).set(0)
         self._versions[domain] = version
         self.release_info.labels(domain, version).set(1)
 

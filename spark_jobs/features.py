@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from common.features import (
     BATCH_VIEWS,
@@ -30,7 +31,7 @@ from common.features import (
 )
 from common.paths import DataPaths
 from spark_jobs import interactions as ix
-from spark_jobs.item_features import item_features, item_stats, item_totals
+from spark_jobs.item_features import WINDOWS, item_daily, item_features, item_stats, item_totals
 from spark_jobs.jobs import data_paths, day_end, job_parser, parse_date, step
 from spark_jobs.lake_io import conform_view, read_catalog, read_compacted_events, read_users, write_view
 from spark_jobs.session import job_session
@@ -59,25 +60,26 @@ def build_feature_views(
     if days < 1:
         raise ValueError("days must be >= 1")
     first = logical_date - timedelta(days=days - 1)
-    spark = events.sparkSession
-    snapshot_days = ix.snapshots(spark, first, logical_date)
-    expanded = ix.expand(ix.daily_interactions(events, catalog), first, logical_date).cache()
+    daily = ix.daily_interactions(events, catalog).cache()
+    actions = ix.expand(daily.where(F.col("actions") > 0), first, logical_date).cache()
+    per_item_day = item_daily(daily)
+    item_rows = ix.expand(per_item_day, first, logical_date, horizon_days=max(WINDOWS))
     sessions = ix.expand(ix.daily_sessions(events), first, logical_date)
-    user_universe = ix.entity_snapshots(expanded, users, USER_ID, "signed_up_at", snapshot_days).cache()
-    item_universe = ix.entity_snapshots(expanded, catalog, ITEM_ID, "launched_at", snapshot_days)
-    per_user = user_totals(expanded).cache()
-    per_item = item_totals(expanded).cache()
+    user_universe = ix.entity_snapshots(daily, users, USER_ID, "signed_up_at", first, logical_date).cache()
+    item_universe = ix.entity_snapshots(per_item_day, catalog, ITEM_ID, "launched_at", first, logical_date)
+    per_user = user_totals(actions).cache()
+    per_item = item_totals(item_rows).cache()
     frames = {
-        USER_PROFILE.name: user_profile(per_user, expanded, users, user_universe),
-        USER_HISTORY.name: user_history(expanded, user_universe),
-        USER_ACTIVITY.name: user_activity(per_user, expanded, sessions, user_universe),
+        USER_PROFILE.name: user_profile(per_user, actions, users, user_universe),
+        USER_HISTORY.name: user_history(actions, user_universe),
+        USER_ACTIVITY.name: user_activity(per_user, actions, sessions, user_universe),
         ITEM_FEATURES.name: item_features(per_item, catalog, item_universe),
         ITEM_STATS.name: item_stats(per_item, catalog, item_universe),
     }
     created = day_end(logical_date)
     return FeatureViews(
         frames={spec.name: conform_view(ix.with_timestamps(frames[spec.name], created), spec) for spec in BATCH_VIEWS},
-        cached=(expanded, user_universe, per_user, per_item),
+        cached=(daily, actions, user_universe, per_user, per_item),
     )
 
 

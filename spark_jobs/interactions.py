@@ -1,6 +1,10 @@
 """The building blocks every feature view is computed from: daily interaction aggregates, expanded
 to the snapshot days they count towards, plus the column helpers the views share.
 
+Expansion multiplies rows by the number of snapshot days, so the views expand only what they need:
+the user views the days with the user's own actions (lifetime), the item views per-item daily totals
+within their longest window.
+
 A snapshot day ``s`` describes the world at the END of ``s`` (midnight UTC of ``s + 1``, its *cutoff*):
 every event before the cutoff counts, nothing after it does. ``age_days`` is how many days before the
 snapshot day an aggregate's day lies (0 = the snapshot day itself), so "in the last 7 days" is
@@ -40,7 +44,7 @@ def event_kinds(spark: SparkSession) -> DataFrame:
 
 
 def daily_interactions(events: DataFrame, catalog: DataFrame) -> DataFrame:
-    """Per (user, item, day): counts of each kind of event, conversion value, first/last times, category.
+    """Per (user, item, day): counts of each kind of event, conversion value, first/last action, category.
 
     ``actions`` are the user's own events (everything but impressions); ``views`` are views+clicks;
     ``conversions`` are the domain's conversion event (retail purchase, banking approval);
@@ -65,7 +69,7 @@ def daily_interactions(events: DataFrame, catalog: DataFrame) -> DataFrame:
         F.count(F.when(conversion, F.col("value"))).alias("conv_valued"),
         F.max(F.when(action, ts)).alias("last_action_ts"),
         F.max(F.when(conversion, ts)).alias("last_conv_ts"),
-        F.min(ts).alias("first_ts"),
+        F.min(F.when(action, ts)).alias("first_action_ts"),
     )
     return daily.join(catalog.select("item_id", "category"), "item_id", "left")
 
@@ -79,11 +83,13 @@ def daily_sessions(events: DataFrame) -> DataFrame:
     )
 
 
-def expand(daily: DataFrame, first: date, last: date) -> DataFrame:
-    """Repeat each daily row once per snapshot day ``first``..``last`` it counts towards (day <= snapshot)."""
+def expand(daily: DataFrame, first: date, last: date, horizon_days: int | None = None) -> DataFrame:
+    """Repeat each daily row once per snapshot day ``first``..``last`` it counts towards: every snapshot on
+    or after its day, or only those less than ``horizon_days`` after it (for windowed aggregates)."""
+    until = F.lit(last) if horizon_days is None else F.least(F.date_add(F.col(DAY), horizon_days - 1), F.lit(last))
     return (
         daily.where(F.col(DAY) <= F.lit(last))
-        .withColumn(SNAPSHOT, F.explode(F.sequence(F.greatest(F.col(DAY), F.lit(first)), F.lit(last))))
+        .withColumn(SNAPSHOT, F.explode(F.sequence(F.greatest(F.col(DAY), F.lit(first)), until)))
         .withColumn(AGE_DAYS, F.datediff(F.col(SNAPSHOT), F.col(DAY)))
     )
 
@@ -93,17 +99,21 @@ def snapshots(spark: SparkSession, first: date, last: date) -> DataFrame:
 
 
 def entity_snapshots(
-    expanded: DataFrame, table: DataFrame, key: str, since: str, snapshot_days: DataFrame
+    daily: DataFrame, table: DataFrame, key: str, since: str, first: date, last: date
 ) -> DataFrame:
     """(key, snapshot) for every entity that exists at the snapshot's cutoff: it has an event by then,
     or the table (users/catalog) lists it with ``since`` (sign-up/launch) before the cutoff."""
+    seen = daily.groupBy(key).agg(F.min(DAY).alias("_first_day")).where(F.col("_first_day") <= F.lit(last))
+    from_events = seen.select(
+        key, F.explode(F.sequence(F.greatest(F.col("_first_day"), F.lit(first)), F.lit(last))).alias(SNAPSHOT)
+    )
     listed = (
         table.select(key, since)
-        .crossJoin(F.broadcast(snapshot_days))
+        .crossJoin(F.broadcast(snapshots(table.sparkSession, first, last)))
         .where(F.col(since).isNull() | (F.unix_seconds(since) < cutoff_seconds()))
         .select(key, SNAPSHOT)
     )
-    return expanded.select(key, SNAPSHOT).unionByName(listed).distinct()
+    return from_events.unionByName(listed).distinct()
 
 
 def cutoff_seconds() -> Column:

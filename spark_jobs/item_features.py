@@ -13,7 +13,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from common.features import ITEM_ID
-from spark_jobs.interactions import SNAPSHOT, within
+from spark_jobs.interactions import DAY, SNAPSHOT, within
 
 KEY = [ITEM_ID, SNAPSHOT]
 CTR_PRIOR = 0.05
@@ -26,8 +26,14 @@ def smoothed_ctr(clicks: Column, impressions: Column) -> Column:
     return (clicks + CTR_PRIOR * CTR_PRIOR_IMPRESSIONS) / (impressions + CTR_PRIOR_IMPRESSIONS)
 
 
+def item_daily(daily: DataFrame) -> DataFrame:
+    """Per (item, day): positive events, impressions and slate clicks (summed over users)."""
+    return daily.groupBy(ITEM_ID, DAY).agg(*(F.sum(c).alias(c) for c in ("positives", "impressions", "slate_clicks")))
+
+
 def item_totals(expanded: DataFrame) -> DataFrame:
-    """Per (item, snapshot): positive events, impressions and slate clicks over the last 1, 7 and 30 days."""
+    """Per (item, snapshot): positive events, impressions and slate clicks over the last 1, 7 and 30 days
+    (``expanded``: :func:`item_daily` expanded with a horizon of ``max(WINDOWS)`` days)."""
     sums = [
         F.sum(within(days, source)).alias(f"{name}_{days}d")
         for days in WINDOWS

@@ -1,7 +1,7 @@
 """The user feature views: ``user_profile``, ``user_history`` and ``user_activity`` (its batch initialisation).
 
-Each function takes the expanded daily aggregates (see :mod:`spark_jobs.interactions`) and the
-(user, snapshot) universe and returns one row per user per snapshot day, keyed by ``user_id`` and
+Each function takes the expanded daily aggregates of the user's own actions (see
+:mod:`spark_jobs.interactions`) and the (user, snapshot) universe and returns one row per user per snapshot day, keyed by ``user_id`` and
 ``snapshot_date``, with the view's field names (types are conformed when written).
 
 Semantics shared with the streaming job (``user_activity``): an *interaction* is any of the user's own
@@ -45,7 +45,7 @@ def user_totals(expanded: DataFrame) -> DataFrame:
         F.sum("conversions").alias("lifetime_purchases"),
         F.max("last_conv_ts").alias("last_conv_ts"),
         F.max("last_action_ts").alias("last_action_ts"),
-        F.min("first_ts").alias("first_ts"),
+        F.min("first_action_ts").alias("first_action_ts"),
         F.sum(within(90, "app_starts")).alias("applications_90d"),
         F.sum("approvals").alias("approvals_total"),
         F.sum("declines").alias("declines_total"),
@@ -80,7 +80,7 @@ def user_profile(totals: DataFrame, expanded: DataFrame, users: DataFrame, unive
     held = F.array_sort(F.array_distinct(F.concat(
         empty_if_null(F.col("products_held"), "string"), empty_if_null(F.col("approved_items"), "string")
     )))
-    since = F.coalesce(F.unix_seconds("signed_up_at"), F.col("first_ts"))
+    since = F.coalesce(F.unix_seconds("signed_up_at"), F.col("first_action_ts"))
     return profile.select(
         *KEY,
         *counts,

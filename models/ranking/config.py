@@ -2,7 +2,7 @@
 
 The model never names a feature itself; it reads the lists of :class:`RankerConfig`. The defaults
 come from the ``ranking_v1`` feature service of :mod:`common.features` (scalar numeric and string
-fields), the request context, and the user x item / user x category cross features below.
+fields), the request context, and the user x item / user x category cross features of :mod:`common.cross_features`.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Literal
 
+from common.cross_features import CROSS_FEATURES
 from common.features import FEATURE_SERVICES, FeatureField
 
 CLICK_LABEL = "clicked"
@@ -20,23 +21,6 @@ OOV_INDEX = 0  # StringLookup(num_oov_indices=1): unknown tokens map to 0, the v
 Structure = Literal["stacked", "parallel"]
 STRUCTURES: tuple[Structure, ...] = ("stacked", "parallel")
 
-# Cross features computed per (user, candidate) from the user_history / user_activity views by the
-# training-set builder and by serving. They belong in common.features (see the ranking report);
-# they live here until they move there.
-CROSS_FEATURES: tuple[FeatureField, ...] = (
-    FeatureField("ui_views", "Int64", "views+clicks of this item by the user"),
-    FeatureField("ui_purchases", "Int64", "purchases/approvals of this item by the user"),
-    FeatureField("ui_declines", "Int64", "declines of this item by the user"),
-    FeatureField("ui_days_since", "Float32", "days since the user last interacted with this item (365 if never)"),
-    FeatureField("uc_views", "Int64", "views+clicks of the item's category by the user"),
-    FeatureField("uc_purchases", "Int64", "purchases/approvals in the item's category by the user"),
-    FeatureField("uc_days_since", "Float32", "days since the user last touched the item's category (365 if never)"),
-    FeatureField("uc_affinity", "Float32", "the user's top-category score of the item's category (0 if absent)"),
-    FeatureField("in_recent_items", "Bool", "the item is among the user's recent items"),
-    FeatureField("recent_category_count", "Int64", "recent interactions with the item's category"),
-    FeatureField("price_to_avg_basket", "Float32", "item price / the user's average basket value (0 if none)"),
-)
-
 _NUMERIC_DTYPES = {"Int64", "Float32", "Float64", "Bool"}
 # Heavy-tailed counts and amounts: log1p before normalisation.
 HEAVY_TAILED = frozenset({
@@ -44,8 +28,8 @@ HEAVY_TAILED = frozenset({
     "days_since_last_purchase", "days_since_last_session", "tenure_days", "income",
     "applications_90d", "approvals_total", "declines_total", "session_depth", "price",
     "popularity_7d", "popularity_30d", "popularity_1d", "impressions_1d", "inventory",
-    "ui_views", "ui_purchases", "ui_declines", "ui_days_since", "uc_views", "uc_purchases",
-    "uc_days_since", "recent_category_count", "price_to_avg_basket",
+    "x_item_views", "x_item_purchases", "x_item_hours_since", "x_cat_views", "x_cat_purchases",
+    "x_cat_hours_since",
 })
 
 

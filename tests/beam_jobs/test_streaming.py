@@ -19,6 +19,7 @@ from beam_jobs.records import SourceLine, StreamEvent
 from beam_jobs.stateful import ItemStatsFn, UserActivityFn
 from beam_jobs.unbounded import UnboundedSettings, build_unbounded
 from common.features import ITEM_STATS, USER_ACTIVITY
+from common.deadletter import read_dead_letters
 from common.lake import read_events
 from common.online_features import OnlineFeatures
 from common.schemas import validate_event
@@ -147,8 +148,9 @@ def test_unbounded_graph_reaches_the_online_store_and_the_lake(feast_paths, even
         BeamTestStream()
         .advance_watermark_to(t0)
         .add_elements([TimestampedValue(line, t0) for line in lines])
-        .advance_processing_time(5)
-        .advance_watermark_to_infinity()
+        .advance_processing_time(5)  # early hourly panes and the first flushes
+        .advance_processing_time(5)  # flushes of what the early panes delivered
+        .advance_watermark_to_infinity()  # the stream ends: a day has passed for every item window
     )
     root = str(feast_paths.root)
     settings = UnboundedSettings(root, FeastTarget(root), flush_seconds=1.0, seed_users=False, clock=stream_clock)
@@ -158,7 +160,10 @@ def test_unbounded_graph_reaches_the_online_store_and_the_lake(feast_paths, even
     online = OnlineFeatures(FeastTarget(root).open().store)
     user = online.user_features("r_u7").values
     assert (user["session_depth"], user["recent_item_ids"], user["last_purchase_ts"]) == (2, ["r_i2", "r_i1"], t0 + 5)
-    items = online.item_features(["r_i2"]).columns
-    assert (items["popularity_1d"][0], items["inventory"][0], bool(items["in_stock"][0])) == (1, 0, False)
+    items = online.item_features(["r_i1", "r_i2"]).columns
+    assert list(items["inventory"]) == [0, 0] and list(items["in_stock"]) == [False, False]  # r_i2 sold out
+    assert list(items["popularity_1d"]) == [0, 0]  # pushed again when their hour left the window
+    assert pytest.approx(items["ctr_1d"][1]) == 1 / 20
     assert sorted(read_events(feast_paths, "retail")["event_id"]) == ["e1", "e2"]
-    assert pytest.approx(items["ctr_1d"][0]) == 1 / 20
+    codes = sorted(r["reason"]["code"] for r in read_dead_letters(feast_paths, "streaming"))
+    assert codes == ["duplicate_event_id", "malformed_json"]

@@ -44,7 +44,7 @@ def test_a_good_day_passes_every_check() -> None:
 @pytest.mark.parametrize(
     ("change", "failing"),
     [
-        ({"rows": 3, "distinct_event_ids": 3, "history_rows": []}, {"rows"}),
+        ({"rows": 3, "distinct_event_ids": 3, "history_rows": [], "rejected": 0, "unknown_items": 0}, {"rows"}),
         ({"distinct_event_ids": 9}, {"duplicates"}),
         # 2 h late is fine (max 6 h); 7 h is stale; an event after midnight belongs to another day
         ({"newest_event": datetime(2024, 3, 12, 16, 59, tzinfo=UTC)}, {"freshness"}),
@@ -52,7 +52,7 @@ def test_a_good_day_passes_every_check() -> None:
         ({"newest_event": None}, {"freshness"}),
         # median of [8, 12, 10] is 10: 21 rows = 2.1x (> 2.0), 4 rows = 0.4x (< 0.5)
         ({"rows": 21, "distinct_event_ids": 21}, {"volume"}),
-        ({"rows": 4, "distinct_event_ids": 4}, {"volume"}),
+        ({"rows": 4, "distinct_event_ids": 4, "rejected": 0, "unknown_items": 0}, {"volume"}),
         # 3 rejected of 10 kept: 3/13 = 23% > 20%
         ({"rejected": 3}, {"rejected"}),
         ({"unknown_items": 3}, {"unknown_items"}),
@@ -61,7 +61,8 @@ def test_a_good_day_passes_every_check() -> None:
         ({"event_types": {"impression": 10}}, {"event_mix"}),
         ({"event_types": {"click": 9, "purchase": 1}}, {"event_mix"}),
         ({"schema": PARTITION_SCHEMA.remove(PARTITION_SCHEMA.get_field_index("user_id"))}, {"schema"}),
-        ({"schema": PARTITION_SCHEMA.set(5, pa.field("position", pa.string()))}, {"schema"}),
+        ({"schema": PARTITION_SCHEMA.set(PARTITION_SCHEMA.get_field_index("position"),
+                                                pa.field("position", pa.string()))}, {"schema"}),
         ({"schema": PARTITION_SCHEMA.append(pa.field("surprise", pa.int64()))}, {"schema"}),
     ],
 )
@@ -85,7 +86,7 @@ def test_volume_is_skipped_without_enough_history() -> None:
 
 def test_a_missing_partition_fails() -> None:
     stats = DayStats(DAY, 0, None, {}, 0, None, {}, 0, 0, [10, 10])
-    assert _failed(stats) == {"rows", "schema", "freshness", "event_mix"}
+    assert _failed(stats) == {"rows", "schema", "freshness", "volume", "event_mix"}
 
 
 # ---- figures gathered from a lake on disk ------------------------------------------------------

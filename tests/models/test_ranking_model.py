@@ -11,8 +11,9 @@ import common  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 import tensorflow as tf  # isort: skip
 import tensorflow_recommenders as tfrs  # isort: skip
 
+from common.cross_features import CROSS_FEATURES
 from common.features import ALL_VIEWS
-from models.ranking.config import CROSS_FEATURES, HEAVY_TAILED, RankerConfig
+from models.ranking.config import HEAVY_TAILED, RankerConfig
 from models.ranking.data import holdout_split
 from models.ranking.encoder import FeatureEncoder, PreprocessingStats
 from models.ranking.fast_export import cross_layer
@@ -54,7 +55,7 @@ def test_default_feature_lists_come_from_the_feature_module():
     known = {f.name for spec in ALL_VIEWS for f in spec.fields} | {f.name for f in CROSS_FEATURES}
     assert set(config.features) <= known
     assert HEAVY_TAILED <= known  # no stale names in the log1p list
-    assert {"ctr_7d", "hour_of_day", "ui_views"} <= set(config.numeric)
+    assert {"ctr_7d", "hour_of_day", "x_item_views"} <= set(config.numeric)
     assert {"category", "device_type", "country"} <= set(config.categorical)
     assert not [n for n in config.features if n.endswith("_ts")]
     assert set(config.log1p) <= set(config.numeric) and "popularity_7d" in config.log1p

@@ -238,3 +238,34 @@ def test_cli_query_prints_each_retriever(bundle: Path) -> None:
     lines = result.output.strip().splitlines()
     assert [line.split(" ")[0] for line in lines] == ["collaborative", "content", "popular"]
     assert all(line.count(":") == 4 for line in lines)  # "name (x ms): id:score, id:score, id:score"
+
+
+def test_cli_train_exports_a_loadable_bundle_from_parquet(world: World, tmp_path: Path) -> None:
+    users = [f"r_u{u}" for u in range(60)]
+    events = world.train[world.train["user_id"].isin(users)].drop(columns=["weight"])  # weights from the domain
+    items = world.catalog[world.catalog["item_id"].isin(events["item_id"]) | (world.catalog.index < 50)]
+    events.to_parquet(tmp_path / "events.parquet")
+    items.to_parquet(tmp_path / "catalog.parquet")
+    world.users[world.users["user_id"].isin(users)].to_parquet(tmp_path / "users.parquet")
+    out = tmp_path / "bundle"
+    args = ["train", "--interactions", str(tmp_path / "events.parquet"), "--catalog", str(tmp_path / "catalog.parquet"),
+            "--user-features", str(tmp_path / "users.parquet"), "--segment-column", "country", "--domain", "retail",
+            "--epochs", "1", "--out", str(out), "--logs", str(tmp_path / "logs")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "bundle written to" in result.output
+    retrievers = load_retrievers(out)
+    assert retrievers.description["training"]["segment_column"] == "country"
+    assert retrievers.description["collaborative"]["items"] == len(items)
+    assert set(retrievers.popularity.segments) == {"__all__", "K0", "K1", "K2"}
+    ids, scores = retrievers.collaborative("r_u1", {"age": 40.0, "country": "K1"}, ["r_i1"], k=5)
+    assert len(ids) == 5 and np.all(np.diff(scores) <= 0)
+
+
+def test_cli_train_needs_weights_or_a_domain(world: World, tmp_path: Path) -> None:
+    world.train.drop(columns=["weight"]).to_parquet(tmp_path / "events.parquet")
+    world.catalog.to_parquet(tmp_path / "catalog.parquet")
+    args = ["train", "--interactions", str(tmp_path / "events.parquet"), "--catalog", str(tmp_path / "catalog.parquet"),
+            "--out", str(tmp_path / "bundle")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code != 0 and "--domain" in result.output

@@ -12,7 +12,8 @@ For the run's logical date `D` (the day that just ended) and every writable doma
 5. **build_training_sets** (Spark, point-in-time correct);
 6. per domain: **stage_release** -> **train_retrieval** (Spark: two-tower + content towers) ->
    **check_indexes** (ScaNN recall against exact search) -> **train_ranker** (Spark: DCN-v2) ->
-   **evaluate** (offline metrics of the new and the live release on the same held-out day) ->
+   **evaluate** (offline metrics of the new and the live release on the same held-out day `D`;
+   the new release is finalized: checksummed manifest, not yet live) ->
    **promotion_gate** (refuses a regression beyond the tolerances or a release that does not verify
    or load) -> **publish** (atomic `CURRENT` switch; serving hot-swaps it).
 
@@ -28,6 +29,7 @@ from airflow.sdk import CronDataIntervalTimetable, Param, TaskGroup, dag, task
 from common.domains import writable_domains
 from orchestration.settings import load_settings
 from orchestration.spark import spark_job
+from orchestration.staging import ClearStagedPart
 
 SETTINGS = load_settings()
 DOMAINS = writable_domains()
@@ -62,17 +64,17 @@ def stage_release(domain: str, window: list[str], ds: str | None = None) -> dict
 
 
 @task
-def check_indexes(domain: str, version: str) -> dict:
+def check_indexes(domain: str, version: str, ds: str | None = None) -> dict:
     from orchestration.release_tasks import check_indexes
 
-    return check_indexes(domain, version)
+    return check_indexes(domain, version, ds)
 
 
 @task
 def evaluate(domain: str, version: str, window: list[str], ds: str | None = None) -> dict:
-    from orchestration.release_tasks import evaluate_and_finalize
+    from orchestration.release_tasks import evaluate
 
-    return evaluate_and_finalize(domain, version, ds, window)
+    return evaluate(domain, version, ds, window)
 
 
 @task
@@ -117,9 +119,10 @@ def nightly_retrain() -> None:
     for name in DOMAINS:
         with TaskGroup(group_id=name):
             staged = stage_release(name, night["training_window"])
-            retrieval = spark_job("train_retrieval", "train_retrieval", staged["retrieval_args"])
+            retrieval = spark_job("train_retrieval", "train_retrieval", staged["retrieval_args"],
+                                  pre_execute=ClearStagedPart("retrieval"))
             indexes = check_indexes(name, staged["version"])
-            ranker = spark_job("train_ranker", "train_ranker", staged["ranker_args"])
+            ranker = spark_job("train_ranker", "train_ranker", staged["ranker_args"], pre_execute=ClearStagedPart("ranker"))
             evaluation = evaluate(name, staged["version"], night["training_window"])
             decision = promotion_gate(name, evaluation)
             training_sets >> staged

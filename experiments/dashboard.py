@@ -89,10 +89,12 @@ def _comparison_section(comparison: dict[str, Any]) -> str:
     rows = ["<tr><th>metric</th><th>arm</th><th>control</th><th>arm value</th><th>lift</th><th>95% CI</th>"
             "<th>p</th><th>MDE (rel.)</th></tr>"]
     forest = []
+    several = len({c["arm"] for c in comparison["comparisons"]}) > 1
     for c in comparison["comparisons"]:
         fmt = _fmt_for(c["metric"])
         low, high = c["lift_ci"]
-        forest.append((f'{LABELS.get(c["metric"], c["metric"])} ({c["arm"]})', _num(c["lift"]), _num(low), _num(high)))
+        label = LABELS.get(c["metric"], c["metric"]) + (f' ({c["arm"]})' if several else "")
+        forest.append((label, _num(c["lift"]), _num(low), _num(high)))
         rows.append(f'<tr><td>{escape(LABELS.get(c["metric"], c["metric"]))}</td><td>{escape(c["arm"])}</td>'
                     f'<td>{_value(c["control"], fmt)}</td><td>{_value(c["treatment"], fmt)}</td>'
                     f'<td>{_value(c["lift"], percent)}</td><td>[{_value(low, percent)}, {_value(high, percent)}]</td>'

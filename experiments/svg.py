@@ -11,8 +11,9 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from html import escape
 
-WIDTH, HEIGHT = 560, 250
-LEFT, RIGHT, TOP, BOTTOM = 64, 14, 30, 46
+WIDTH, HEIGHT = 400, 230
+INTERVAL_WIDTH, INTERVAL_LABEL = 640, 250  # the forest plot is wider: its rows carry labels
+LEFT, RIGHT, TOP, BOTTOM = 64, 24, 30, 46
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf", "#7f7f7f")
 Formatter = Callable[[float], str]
 
@@ -40,7 +41,8 @@ def _scale(low: float, high: float, include_zero: bool) -> tuple[float, float]:
         pad = abs(high) * 0.1 or 1.0
         return low - pad, high + pad
     pad = (high - low) * 0.08
-    return (low if include_zero and low == 0 else low - pad), high + pad
+    lower = low if include_zero and low == 0 else low - pad
+    return (0.0 if low >= 0 > lower else lower), high + pad  # non-negative data keeps a non-negative axis
 
 
 def _frame(title: str, body: list[str], low: float, high: float, fmt: Formatter, y_of: Callable[[float], float]) -> str:
@@ -54,9 +56,9 @@ def _frame(title: str, body: list[str], low: float, high: float, fmt: Formatter,
     return _svg(title, "".join(grid) + "".join(body))
 
 
-def _svg(title: str, inner: str, css_class: str = "chart") -> str:
-    return (f'<svg class="{css_class}" xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" '
-            f'viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{escape(title)}">'
+def _svg(title: str, inner: str, css_class: str = "chart", width: int = WIDTH) -> str:
+    return (f'<svg class="{css_class}" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{HEIGHT}" '
+            f'viewBox="0 0 {width} {HEIGHT}" role="img" aria-label="{escape(title)}">'
             f'<text x="{LEFT}" y="18" font-size="14" font-weight="600" fill="#222">{escape(title)}</text>'
             f"{inner}</svg>")
 
@@ -147,7 +149,7 @@ def interval_chart(title: str, rows: Sequence[tuple[str, float, float, float]], 
     if not rows:
         return _empty(title)
     low, high = _scale(min(r[2] for r in rows), max(r[3] for r in rows), include_zero=True)
-    label_w, plot_w = 170, WIDTH - 170 - RIGHT
+    label_w, plot_w = INTERVAL_LABEL, INTERVAL_WIDTH - INTERVAL_LABEL - 3 * RIGHT
     row_h = (HEIGHT - TOP - BOTTOM) / len(rows)
 
     def x_of(v: float) -> float:
@@ -169,4 +171,4 @@ def interval_chart(title: str, rows: Sequence[tuple[str, float, float, float]], 
                     f'stroke="{color}" stroke-width="3"/><circle cx="{x_of(estimate):.1f}" cy="{y:.1f}" r="5" '
                     f'fill="{color}"/><title>{escape(label)}: {escape(fmt(estimate))} [{escape(fmt(lo))}, '
                     f"{escape(fmt(hi))}]</title></g>")
-    return _svg(title, "".join(body))
+    return _svg(title, "".join(body), width=INTERVAL_WIDTH)

@@ -43,7 +43,7 @@ class RunReport:
 
     def table(self) -> str:
         """Per-task wall time as a Markdown table, in the order the tasks ran."""
-        lines = [f"| task | state | wall time (s) | tries |", "|---|---|---:|---:|"]
+        lines = ["| task | state | wall time (s) | tries |", "|---|---|---:|---:|"]
         lines += [f"| {t.task_id} | {t.state} | {t.seconds:.1f} | {t.tries} |" for t in self.tasks]
         lines.append(f"| **{self.dag_id} ({self.logical_date.date()})** | **{self.state}** | **{self.seconds:.1f}** | |")
         return "\n".join(lines)

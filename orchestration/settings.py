@@ -88,11 +88,16 @@ class Settings:
     quality_default: QualityRules
     quality_overrides: dict[str, dict[str, Any]]
     gate: GatePolicy
+    gate_overrides: dict[str, GatePolicy]
 
     def quality(self, domain: str) -> QualityRules:
         """The data-quality rules of a domain: the defaults with the domain's overrides."""
         merged = {**_fields(self.quality_default), **self.quality_overrides.get(domain, {})}
         return QualityRules.from_mapping(merged)
+
+    def gate_policy(self, domain: str) -> GatePolicy:
+        """The promotion gate's metric rules of a domain (its own list if it has one)."""
+        return self.gate_overrides.get(domain, self.gate)
 
 
 def _fields(rules: QualityRules) -> dict[str, Any]:
@@ -125,6 +130,9 @@ def _load(path: str) -> Settings:
         quality_default=default,
         quality_overrides=overrides,
         gate=GatePolicy.from_mapping(raw["gate"]["metrics"]),
+        gate_overrides={
+            name: GatePolicy.from_mapping(spec["metrics"]) for name, spec in (raw["gate"].get("domains") or {}).items()
+        },
     )
 
 

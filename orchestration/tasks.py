@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from common.domains import domain as domain_config
 from common.domains import writable_domains
@@ -22,7 +22,8 @@ from orchestration.settings import load_settings
 log = logging.getLogger(__name__)
 
 
-def _fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
+    """Fail the task at once, without retries (bad data, a refused release: a retry cannot fix them)."""
     from airflow.sdk.exceptions import AirflowFailException
 
     raise AirflowFailException(message)
@@ -49,7 +50,7 @@ def check_quality(domain: str, ds: str) -> dict[str, Any]:
     report = check_domain(DataPaths.default(), domain, date.fromisoformat(ds), rules, positives)
     log.info("%s", report.summary())
     if not report.ok:
-        _fail(report.summary())
+        fail(report.summary())
     return report.as_dict()
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from collections.abc import Sequence
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 
 class Context(BaseModel):
@@ -22,9 +24,27 @@ class RecommendationRequest(BaseModel):
 
     user_id: str = Field(min_length=1, max_length=256, examples=["r_u000001"])
     domain: str = Field(min_length=1, max_length=64, examples=["retail"])
-    k: int = Field(10, ge=1, le=100, description="slate size (the server may cap it lower)")
+    k: int = Field(10, ge=1, le=100, description="slate size")
     context: Context = Context()
     exclude: list[str] = Field(default_factory=list, description="item ids the client does not want")
+
+
+def recommendation_request_model(
+    domains: Sequence[str], id_prefixes: Sequence[str], max_k: int, max_exclude: int
+) -> type[RecommendationRequest]:
+    """The request body as this server accepts it: served domains, id prefixes and limits in the
+    schema itself, so the OpenAPI spec (and schemathesis) knows them."""
+    prefixes = "|".join(re.escape(p) for p in id_prefixes)
+    return create_model(
+        "RecommendationRequest",
+        __base__=RecommendationRequest,
+        user_id=(str, Field(min_length=1, max_length=256, pattern=f"^({prefixes})", examples=["r_u000001"],
+                            description="must carry the prefix of the requested domain")),
+        domain=(Literal[tuple(domains)], Field(examples=[domains[0]])),
+        k=(int, Field(10, ge=1, le=max_k, description="slate size")),
+        exclude=(list[str], Field(default_factory=list, max_length=max_exclude,
+                                  description="item ids the client does not want")),
+    )
 
 
 class SlateEntry(BaseModel):

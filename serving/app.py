@@ -5,8 +5,6 @@ Routes: ``POST /v1/recommendations``, ``POST /v1/events`` (API key), ``GET /heal
 watcher hot-swaps new ones; every served slate is logged as impressions after the response is sent.
 """
 
-from __future__ import annotations
-
 import hmac
 import logging
 import uuid
@@ -16,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from fastapi import BackgroundTasks, FastAPI, HTTPException, Security
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import APIKeyHeader
 
 from common.deadletter import DeadLetterWriter
@@ -31,6 +29,7 @@ from serving.api_models import (
     RecommendationRequest,
     RecommendationResponse,
     SlateEntry,
+    recommendation_request_model,
 )
 from serving.http import BodyLimit, CountRequests, install_error_handlers
 from serving.intake import DEAD_LETTER_SOURCE, ServedSlate, ingest, log_impressions
@@ -84,16 +83,10 @@ def build_services(settings: ServingSettings, features: FeatureReader | None = N
     )
 
 
-def _check_request(body: RecommendationRequest, settings: ServingSettings) -> None:
-    if body.domain not in settings.domains:
-        raise HTTPException(422, f"domain {body.domain!r} is not served here; served: {list(settings.domains)}")
+def _check_user(body: RecommendationRequest) -> None:
     prefix = domain_config(body.domain).id_prefix
     if not body.user_id.startswith(prefix):
         raise HTTPException(422, f"user_id must start with {prefix!r} in domain {body.domain!r}")
-    if body.k > settings.max_k:
-        raise HTTPException(422, f"k must be at most {settings.max_k}")
-    if len(body.exclude) > settings.max_exclude:
-        raise HTTPException(422, f"exclude holds at most {settings.max_exclude} item ids")
 
 
 def create_app(settings: ServingSettings, features: FeatureReader | None = None) -> FastAPI:
@@ -116,11 +109,14 @@ def create_app(settings: ServingSettings, features: FeatureReader | None = None)
     )
     app.state.services = services
     install_error_handlers(app)
+    request_body = recommendation_request_model(
+        settings.domains, [domain_config(d).id_prefix for d in settings.domains], settings.max_k, settings.max_exclude
+    )
 
     @app.post("/v1/recommendations", response_model=RecommendationResponse, responses=ERRORS)
-    def recommend(body: RecommendationRequest, background: BackgroundTasks) -> RecommendationResponse:
+    def recommend(body: request_body, background: BackgroundTasks) -> RecommendationResponse:  # type: ignore[valid-type]
         """A slate of ``k`` items for one user, with per-item reasons and the degradation path taken."""
-        _check_request(body, settings)
+        _check_user(body)
         request_id = uuid.uuid4().hex
         request = Request(body.user_id, body.domain, body.k, body.context.device, body.context.session_id,
                           tuple(body.exclude))
@@ -175,7 +171,7 @@ def create_app(settings: ServingSettings, features: FeatureReader | None = None)
                         missing=missing)
         return JSONResponse(health.model_dump(), status_code=503 if missing else 200)
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=PlainTextResponse)
     def metrics() -> Response:
         """Prometheus exposition."""
         return Response(services.metrics.render(), media_type=services.metrics.content_type)

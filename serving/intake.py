@@ -39,6 +39,21 @@ class IntakeResult:
         return dict(Counter(r.code for r in self.rejections))
 
 
+_INT64 = 2**63
+
+
+def _dead_letter_safe(raw: Any) -> Any:
+    """The raw record with integers beyond 64 bits as strings (the dead-letter writer's orjson cannot
+    encode them; remove once ``common.deadletter`` handles them itself)."""
+    if isinstance(raw, int) and not isinstance(raw, bool) and not -_INT64 <= raw < _INT64:
+        return str(raw)
+    if isinstance(raw, dict):
+        return {key: _dead_letter_safe(value) for key, value in raw.items()}
+    if isinstance(raw, list):
+        return [_dead_letter_safe(value) for value in raw]
+    return raw
+
+
 def _check(raw: Any, seen: set[str], now: datetime) -> tuple[Event | None, Rejection | None]:
     event, rejection = validate_event(raw, now=now)
     if event is None:
@@ -64,7 +79,7 @@ def ingest(
         event, rejection = _check(raw, seen, now)
         if event is None:
             assert rejection is not None
-            rejected.append((raw, rejection))
+            rejected.append((_dead_letter_safe(raw), rejection))
             result.rejections.append(RecordRejection(index, rejection.code, rejection.field, rejection.detail))
             continue
         by_domain[event.domain].append(event_to_json(event.model_copy(update={"ingested_at": now})))

@@ -100,8 +100,12 @@ class _DateDeadLetters(DeadLetterWriter):
         super().__init__(paths, DEAD_LETTER_SOURCE, name=DEAD_LETTER_SOURCE)
         self.partition_date = partition_date
 
-    def file_for(self, when: datetime) -> Path:
+    @property
+    def path(self) -> Path:
         return self.paths.dead_letter(self.source) / f"{DATE}={self.partition_date}" / f"{self.name}.jsonl"
+
+    def file_for(self, when: datetime) -> Path:
+        return self.path
 
 
 def _write_dead_letters(rejected: DataFrame, paths: DataPaths, dates: list[date], chunk: int = 1000) -> None:
@@ -114,7 +118,7 @@ def _write_dead_letters(rejected: DataFrame, paths: DataPaths, dates: list[date]
     ).orderBy(DATE, "event_id")
     writers = {d.isoformat(): _DateDeadLetters(paths, d.isoformat()) for d in dates}
     for writer in writers.values():
-        writer.file_for(datetime.min).unlink(missing_ok=True)
+        writer.path.unlink(missing_ok=True)
     pending: dict[str, list[tuple[dict[str, Any], Rejection]]] = {d: [] for d in writers}
     for row in as_text.toLocalIterator():
         values = row.asDict()

@@ -29,6 +29,7 @@ from pyspark.sql.types import (
 from common.features import CREATED, EVENT_TIMESTAMP, FeatureViewSpec
 from common.paths import DataPaths
 from common.schemas import CATALOG_ARROW_SCHEMA, EVENT_ARROW_SCHEMA, USER_ARROW_SCHEMA
+from spark_jobs.jobs import day_end, day_start
 
 DATE = "date"  # the lake's date partition column (YYYY-MM-DD)
 EVENT_SCHEMA: StructType = from_arrow_schema(EVENT_ARROW_SCHEMA)
@@ -111,6 +112,11 @@ def read_compacted_events(
         if (first is None or first.isoformat() <= p.name.split("=", 1)[1]) and p.name.split("=", 1)[1] <= last.isoformat()
     ]
     return _read_partitions(spark, root, dirs)
+
+
+def in_window(frame: DataFrame, column: str, first: date, last: date) -> DataFrame:
+    """Rows whose timestamp ``column`` falls on the days ``first``..``last`` (UTC, both included)."""
+    return frame.where((F.col(column) >= F.lit(day_start(first))) & (F.col(column) < F.lit(day_end(last))))
 
 
 def _read_tables(spark: SparkSession, files: list[Path], schema: StructType) -> DataFrame:

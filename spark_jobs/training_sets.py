@@ -31,7 +31,7 @@ from common.features import EVENT_TIMESTAMP, FEATURE_SERVICES, REQUEST_CONTEXT, 
 from common.paths import DataPaths
 from spark_jobs.interactions import event_kinds
 from spark_jobs.jobs import data_paths, day_end, day_start, job_parser, parse_date, step
-from spark_jobs.lake_io import read_compacted_events, read_view
+from spark_jobs.lake_io import in_window, read_compacted_events, read_view
 from spark_jobs.point_in_time import join_views
 from spark_jobs.ranking_features import HISTORY_TIME, add_ranking_features
 from spark_jobs.session import job_session
@@ -43,15 +43,9 @@ RETRIEVAL_VIEWS = FEATURE_SERVICES["retrieval_v1"]
 VIEWS = tuple(dict.fromkeys((*RANKING_VIEWS, *RETRIEVAL_VIEWS)))
 
 
-def _in_window(events: DataFrame, first: date, last: date) -> DataFrame:
-    return events.where(
-        (F.col("timestamp") >= F.lit(day_start(first))) & (F.col("timestamp") < F.lit(day_end(last)))
-    )
-
-
 def labelled_impressions(events: DataFrame, first: date, last: date) -> DataFrame:
     """The impressions of the window with their ``clicked`` and ``converted`` labels (0/1)."""
-    impressions = _in_window(events.where(F.col("event_type") == "impression"), first, last).select(
+    impressions = in_window(events.where(F.col("event_type") == "impression"), "timestamp", first, last).select(
         "event_id", "request_id", "domain", "user_id", "item_id", F.col("timestamp").alias(EVENT_TIMESTAMP),
         "position", "device", "propensity", "arm",
     )
@@ -78,7 +72,7 @@ def labelled_impressions(events: DataFrame, first: date, last: date) -> DataFram
 def positive_interactions(events: DataFrame, first: date, last: date) -> DataFrame:
     """The window's positive events with their weight from the domain config."""
     positive = event_kinds(events.sparkSession).where("is_positive").select("domain", "event_type", "weight")
-    return _in_window(events, first, last).join(F.broadcast(positive), ["domain", "event_type"]).select(
+    return in_window(events, "timestamp", first, last).join(F.broadcast(positive), ["domain", "event_type"]).select(
         "event_id", "domain", "user_id", "item_id", "event_type", "weight", "timestamp"
     )
 

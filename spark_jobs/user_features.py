@@ -1,8 +1,9 @@
 """The user feature views: ``user_profile``, ``user_history`` and ``user_activity`` (its batch initialisation).
 
 Each function takes the expanded daily aggregates of the user's own actions (see
-:mod:`spark_jobs.interactions`) and the (user, snapshot) universe and returns one row per user per snapshot day, keyed by ``user_id`` and
-``snapshot_date``, with the view's field names (types are conformed when written).
+:mod:`spark_jobs.interactions`) and the (user, snapshot) universe, and returns one row per user per
+snapshot day, keyed by ``user_id`` and ``snapshot_date``, with the view's field names (types are
+conformed when written).
 
 Semantics shared with the streaming job (``user_activity``): an *interaction* is any of the user's own
 events (not an impression); ``recent_item_ids`` are the last RECENT_LENGTH distinct items interacted
@@ -18,6 +19,8 @@ from pyspark.sql import functions as F
 
 from common.features import HISTORY_LENGTH, RECENT_LENGTH, TOP_CATEGORIES, USER_ID
 from spark_jobs.interactions import (
+    AGE_DAYS,
+    DAY,
     RANK,
     SECONDS_PER_DAY,
     SNAPSHOT,
@@ -38,7 +41,7 @@ def user_totals(expanded: DataFrame) -> DataFrame:
     """Per (user, snapshot): the windowed and lifetime sums both user_profile and user_activity use."""
     return expanded.groupBy(*KEY).agg(
         F.sum(within(30, "conversions")).alias("purchase_count_30d"),
-        F.countDistinct(F.when((F.col("age_days") < 30) & (F.col("actions") > 0), F.col("day"))).alias("active_days_30d"),
+        F.countDistinct(F.when((F.col(AGE_DAYS) < 30) & (F.col("actions") > 0), F.col(DAY))).alias("active_days_30d"),
         F.sum("conv_value").alias("conv_value"),
         F.sum("conv_valued").alias("conv_valued"),
         F.sum("actions").alias("lifetime_events"),

@@ -24,6 +24,7 @@ from models.evaluation.baselines import BASELINES, PopularityRecommender, Recomm
 from models.evaluation.data import DomainData, ItemVocabulary
 from models.evaluation.split import (
     GroundTruth,
+    TemporalSplit,
     build_ground_truth,
     items_launched_between,
     split_by_time_fraction,
@@ -127,9 +128,27 @@ def merged_recall(candidate_lists: Mapping[str, np.ndarray], ground_truth: Groun
     return float(np.mean(hits.sum(axis=1) / ground_truth.n_relevant))
 
 
+def evaluation_slices(
+    context: EvaluationContext, split: TemporalSplit, catalog: pd.DataFrame
+) -> dict[str, tuple[EvaluationContext, np.ndarray]]:
+    """The slices of every comparison table: ``all`` test users, ``warm_users`` (> COLD_USER_EVENTS
+    training events), ``cold_users`` (<= COLD_USER_EVENTS), ``cold_items`` (ground truth restricted to
+    items launched in the test period); each with the row numbers of its users in the full context."""
+    truth = context.ground_truth
+    cold = users_with_few_events(split.train, truth.user_ids, COLD_USER_EVENTS)
+    new_items = np.isin(truth.items.ids, items_launched_between(catalog, split.test_start, split.test_end))
+    return {
+        "all": (context, np.arange(len(truth.user_ids))),
+        "warm_users": context.restrict(users=~cold),
+        "cold_users": context.restrict(users=cold),
+        "cold_items": context.restrict(items=new_items),
+    }
+
+
 def run_baselines(
     data: DomainData,
     *,
+    split: TemporalSplit | None = None,
     test_fraction: float = 0.2,
     validation_fraction: float = 0.1,
     ks: tuple[int, ...] = (10, 100),
@@ -140,26 +159,19 @@ def run_baselines(
 ) -> pd.DataFrame:
     """Every baseline on one temporal split: one row per (model, slice), one column per metric.
 
-    Positives default to the domain's conversion event. Slices: ``all`` test users, ``warm_users``
+    ``split`` defaults to :func:`split_by_time_fraction` of the two fractions. Positives default to the
+    domain's conversion event. Slices (:func:`evaluation_slices`): ``all`` test users, ``warm_users``
     (> COLD_USER_EVENTS training events), ``cold_users`` (<= COLD_USER_EVENTS), ``cold_items`` (ground
     truth restricted to items launched in the test period). Timing columns are wall seconds; the
     split's cut points are in ``table.attrs``.
     """
     say = progress or (lambda _msg: None)
     positives = tuple(positive_events or (domain_config(data.domain).conversion_event,))
-    split = split_by_time_fraction(data.interactions, test_fraction, validation_fraction)
+    split = split or split_by_time_fraction(data.interactions, test_fraction, validation_fraction)
     truth = build_ground_truth(split.test, split.train, data.catalog, positives)
     say(f"split: train < {split.test_start:%Y-%m-%d} <= test <= {split.test_end:%Y-%m-%d}; validation from "
         f"{split.validation_start:%Y-%m-%d}; {len(truth.user_ids)} test users with {positives} positives")
-    context = EvaluationContext.build(truth, split.train, data.catalog, max(ks))
-    cold = users_with_few_events(split.train, truth.user_ids, COLD_USER_EVENTS)
-    new_items = np.isin(truth.items.ids, items_launched_between(data.catalog, split.test_start, split.test_end))
-    slices = {
-        "all": (context, np.arange(len(truth.user_ids))),
-        "warm_users": context.restrict(users=~cold),
-        "cold_users": context.restrict(users=cold),
-        "cold_items": context.restrict(items=new_items),
-    }
+    slices = evaluation_slices(EvaluationContext.build(truth, split.train, data.catalog, max(ks)), split, data.catalog)
     table: list[dict[str, object]] = []
     for model in models:
         started = time.perf_counter()

@@ -43,7 +43,7 @@ def category_levels(path: str | None) -> list[str]:
 
 
 def item_content_inputs(catalog: pd.DataFrame) -> dict[str, np.ndarray]:
-    """Content inputs of every catalog row: ``item_id``, ``cat_l1..3``, ``text``, ``price``."""
+    """Content inputs of every catalog row: ``item_id`` and ``ITEM_INPUTS`` (``cat_l1..3``, ``text``, ``price``)."""
     levels = np.array([category_levels(c) for c in catalog["category"].fillna("")], dtype=object)
     levels = levels.reshape(len(catalog), CATEGORY_LEVELS)
     text = (catalog["title"].fillna("").astype(str) + " " + catalog["description"].fillna("").astype(str)).str.strip()
@@ -53,11 +53,6 @@ def item_content_inputs(catalog: pd.DataFrame) -> dict[str, np.ndarray]:
     out["text"] = text.to_numpy(dtype=object)
     out["price"] = pd.to_numeric(catalog["price"], errors="coerce").fillna(0.0).to_numpy(dtype="float32")
     return out
-
-
-def take_items(content: Mapping[str, np.ndarray], rows: np.ndarray) -> dict[str, np.ndarray]:
-    """The item content inputs (without ``item_id``) of the given catalog row numbers."""
-    return {name: content[name][rows] for name in ITEM_INPUTS}
 
 
 def with_histories(interactions: pd.DataFrame, length: int = HISTORY_LENGTH) -> pd.DataFrame:

@@ -37,7 +37,6 @@ from models.retrieval.data import (
     item_content_inputs,
     pad_histories,
     sampling_probabilities,
-    take_items,
     with_histories,
 )
 from models.retrieval.layers import (
@@ -217,8 +216,7 @@ class TwoTower:
     def item_embeddings(self, catalog: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """``(item_ids, embeddings)`` for every catalog row (items never interacted with included)."""
         content = item_content_inputs(catalog)
-        rows = np.arange(len(catalog))
-        return content["item_id"], embed_in_batches(self.candidate_tower, {"item_id": content["item_id"], **take_items(content, rows)})
+        return content["item_id"], embed_in_batches(self.candidate_tower, content)
 
     def describe(self) -> dict:
         return {"config": asdict(self.config), "user_features": asdict(self.user_spec), "losses": self.losses}
@@ -285,7 +283,7 @@ def train_two_tower(
     candidate = CandidateTower(items, content, config)
     model = TwoTowerModel(query, candidate, config.temperature)
     model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
-    catalog_ids = preprocess_in_batches(candidate, {"item_id": content["item_id"], **take_items(content, np.arange(len(catalog)))})
+    catalog_ids = preprocess_in_batches(candidate, content)
     prepared = {
         "query": preprocess_in_batches(query, {k: features[k] for k in QUERY_INPUTS}),
         "candidate": {k: v[features["item_row"]] for k, v in catalog_ids.items()},

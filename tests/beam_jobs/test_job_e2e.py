@@ -59,6 +59,7 @@ def test_appended_events_reach_the_online_store(feast_paths, events) -> None:
                  orjson.dumps(record(1, "view", "r_i1", 1))],  # duplicate of e1
         )
         user = _wait_for(lambda: (f := online.user_features("r_u5")).found["user_activity"] and f.values)
+        _wait_for(lambda: online.item_features(["r_i3"]).found["item_stats"][0])  # pushed right after users
         visible_after = time.monotonic() - sent
         assert user["recent_item_ids"] == ["r_i2", "r_i4", "r_i1"]
         assert user["recent_category_keys"] == [ROAD, TRAIL] and user["recent_category_counts"] == [1, 2]
@@ -68,10 +69,11 @@ def test_appended_events_reach_the_online_store(feast_paths, events) -> None:
         assert list(items["inventory"]) == [5, 0, 0] and list(items["in_stock"]) == [True, False, False]
 
         send([record(8, "view", "r_i1", 8), record(9, "click", "r_i4", 9, request_id="q9", position=2)])
-        _wait_for(lambda: online.user_features("r_u5").values["session_depth"] == 6)
+        _wait_for(lambda: online.item_features(["r_i4"]).columns["popularity_1d"][0] == 2)
         user = online.user_features("r_u5").values
+        assert user["session_depth"] == 6
         assert user["recent_category_keys"] == [TRAIL, ROAD] and user["recent_category_counts"] == [2, 1]
-        assert list(online.item_features(["r_i4"]).columns["ctr_1d"]) == [pytest.approx(2 / 21)]
+        assert list(online.item_features(["r_i4"]).columns["ctr_1d"]) == [pytest.approx((1 + 1) / 20)]
     finally:
         stop.set()
         runner.join(timeout=120)

@@ -65,14 +65,15 @@ def test_event_batch_is_validated_per_record(client: TestClient, data_paths: Dat
         _event("e3", domain="movielens", user_id="ml_u1", item_id="ml_i1"),  # read-only domain
         _event("e4", event_type="impression"),  # an impression needs request_id and position
         _event("e5", domain="banking", user_id="b_u1", item_id="b_p1", event_type="application_start"),
+        _event("e6", quantity=2**70),  # beyond 64 bits: rejected, and still dead-lettered
     ]
     response = client.post("/v1/events", json={"events": batch}, headers={"X-API-Key": KEY})
     assert response.status_code == 200, response.text
     body = response.json()
-    assert (body["accepted"], body["rejected"]) == (2, 5)
+    assert (body["accepted"], body["rejected"]) == (2, 6)
     assert body["reasons"] == {"unknown_event_type": 1, "duplicate_event_id": 1, "not_an_object": 1,
-                               "domain_read_only": 1, "missing_field": 1}
-    assert [r["index"] for r in body["rejections"]] == [1, 2, 3, 4, 5]
+                               "domain_read_only": 1, "missing_field": 1, "invalid_value": 1}
+    assert [r["index"] for r in body["rejections"]] == [1, 2, 3, 4, 5, 7]
 
     retail, banking = _incoming(data_paths, "retail"), _incoming(data_paths, "banking")
     assert [e["event_id"] for e in retail] == ["e1"] and [e["event_id"] for e in banking] == ["e5"]
@@ -80,8 +81,8 @@ def test_event_batch_is_validated_per_record(client: TestClient, data_paths: Dat
 
     dead = list(read_dead_letters(data_paths, "api"))
     assert sorted(d["reason"]["code"] for d in dead) == sorted(body["reasons"])
-    assert {"record": "not an object", "code": "not_an_object"} in [
-        {"record": d["record"], "code": d["reason"]["code"]} for d in dead]
+    records = {d["reason"]["code"]: d["record"] for d in dead}
+    assert records["not_an_object"] == "not an object" and records["invalid_value"]["quantity"] == str(2**70)
 
     assert delta("recsys_events_total", outcome="accepted", reason="") == 2
     assert delta("recsys_events_total", outcome="rejected", reason="duplicate_event_id") == 1
@@ -106,7 +107,9 @@ def test_event_limits(client: TestClient) -> None:
     [
         ({"user_id": "r_u1", "domain": "retail", "k": 0}, 422, "k"),
         ({"user_id": "r_u1", "domain": "retail", "k": 101}, 422, "k"),
-        ({"user_id": "r_u1", "domain": "movielens"}, 422, "domain 'movielens' is not served here"),
+        ({"user_id": "r_u1", "domain": "movielens"}, 422, "domain"),
+        ({"user_id": "r_u1", "domain": "retail", "exclude": ["r_i"] * 501}, 422, "exclude"),
+        ({"user_id": "x_u1", "domain": "retail"}, 422, "user_id"),
         ({"user_id": "b_u1", "domain": "retail"}, 422, "user_id must start with 'r_'"),
         ({"user_id": "r_u1", "domain": "retail", "colour": "red"}, 422, "colour"),
         ({"domain": "retail"}, 422, "user_id"),

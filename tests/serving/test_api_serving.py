@@ -158,7 +158,7 @@ def test_openapi_contract(served) -> None:
     for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
         for operation in operations:
 
-            @settings(max_examples=20, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+            @settings(max_examples=12, deadline=None, database=None, suppress_health_check=list(HealthCheck))
             @given(case=operation.as_strategy(generation_mode=mode))
             def check(case) -> None:
                 case.call_and_validate(headers={"X-API-Key": KEY}, checks=CHECKS)

@@ -47,8 +47,8 @@ def _compacted(paths) -> pd.DataFrame:
     return pq.read_table(paths.compacted_events).to_pandas().sort_values("event_id").reset_index(drop=True)
 
 
-def test_compaction_validates_dedupes_and_dead_letters(spark, lake):
-    report = compact(spark, lake, D1, D1)
+def test_compaction_validates_dedupes_and_dead_letters(tiny_spark, lake):
+    report = compact(tiny_spark, lake, D1, D1)
 
     assert report.rows_in == 8
     assert report.duplicates == 1
@@ -72,11 +72,11 @@ def test_compaction_validates_dedupes_and_dead_letters(spark, lake):
     assert (lake.dead_letter("compaction") / "date=2025-03-10" / "compaction.jsonl").exists()
 
 
-def test_compaction_is_idempotent_and_leaves_other_dates_alone(spark, lake):
+def test_compaction_is_idempotent_and_leaves_other_dates_alone(tiny_spark, lake):
     assert main(["--date", "2025-03-11", "--data-dir", str(lake.root)]) == 0
-    compact(spark, lake, D1, D1)
+    compact(tiny_spark, lake, D1, D1)
     before = _compacted(lake)
-    report = compact(spark, lake, D1, D1)
+    report = compact(tiny_spark, lake, D1, D1)
 
     after = _compacted(lake)
     pd.testing.assert_frame_equal(before, after)
@@ -85,21 +85,21 @@ def test_compaction_is_idempotent_and_leaves_other_dates_alone(spark, lake):
     assert len(list(read_dead_letters(lake, "compaction"))) == 5
 
 
-def test_all_rejected_partition_removes_stale_output(spark, lake):
-    compact(spark, lake, D1, D1)
+def test_all_rejected_partition_removes_stale_output(tiny_spark, lake):
+    compact(tiny_spark, lake, D1, D1)
     write_events(pd.DataFrame([_event("bad", user_id="b_x")]), lake)  # replaces the 2025-03-10 partition
-    report = compact(spark, lake, D1, D1)
+    report = compact(tiny_spark, lake, D1, D1)
     assert report.written == {}
     assert not (lake.compacted_events / "domain=retail" / "date=2025-03-10").exists()
 
 
-def test_deduplicate_keeps_the_earliest(spark):
+def test_deduplicate_keeps_the_earliest(tiny_spark):
     rows = [
         ("a", datetime(2025, 1, 1, 10, tzinfo=UTC), "late"),
         ("a", datetime(2025, 1, 1, 9, tzinfo=UTC), "early"),
         ("b", datetime(2025, 1, 1, 9, tzinfo=UTC), "only"),
     ]
-    frame = spark.createDataFrame(rows, "event_id string, timestamp timestamp, note string")
+    frame = tiny_spark.createDataFrame(rows, "event_id string, timestamp timestamp, note string")
     frame = frame.withColumn("ingested_at", frame["timestamp"])
     kept = {r["event_id"]: r["note"] for r in deduplicate(frame).collect()}
     assert kept == {"a": "early", "b": "only"}

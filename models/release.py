@@ -1,0 +1,332 @@
+"""The release builder: stage a versioned release, train into it, check it, evaluate it, finalize it.
+
+Layout of one release (``artifacts/<domain>/<version>/``, see :mod:`common.registry` and
+:mod:`serving.releases`)::
+
+    retrieval/            retrieval bundle: query tower, item + content embeddings, two ScaNN indexes,
+                          popularity tables (models.retrieval.export)
+    ranker/               saved_model/ + fast/ (models.ranking.export)
+    catalog.parquet       the catalog the models were built on (serving's catalog snapshot)
+    logs/<stage>/         TensorBoard logs of the training runs
+    summary/<stage>.json  what each stage did: training window, rows, metrics, timings
+
+The stages are separate calls so the nightly DAG can run them as separate tasks (the training ones
+under spark-submit, see ``spark_jobs/train_retrieval.py`` and ``spark_jobs/train_ranker.py``):
+:func:`stage_release` -> :func:`train_retrieval_into` -> :func:`check_indexes` ->
+:func:`train_ranker_into` -> :func:`evaluate_release` -> :func:`finalize_release`. A release is never
+promoted here: promotion is the Airflow gate's job. :func:`build_release` runs every stage in process.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from common.domains import domain as domain_config
+from common.lake import read_catalog
+from common.paths import DataPaths
+from common.registry import ArtifactRegistry, Manifest
+
+RETRIEVAL_DIR = "retrieval"
+RANKER_DIR = "ranker"
+CATALOG_FILE = "catalog.parquet"
+LOGS_DIR = "logs"
+SUMMARY_DIR = "summary"
+MIN_INDEX_RECALL = 0.95  # ScaNN recall@100 against exact search, required of every release
+INDEX_CHECK_USERS = 500  # users whose queries the index check searches
+RANKER_VALID_FRACTION = 0.15  # latest share of the ranking set kept for early stopping / validation AUC
+
+
+class ReleaseCheckFailed(RuntimeError):
+    """A staged release failed one of its checks (index recall, export parity)."""
+
+
+def training_window(logical_date: date, days: int) -> tuple[date, date]:
+    """The ``days`` days ending at ``logical_date`` (both included)."""
+    if days < 1:
+        raise ValueError("the training window needs at least one day")
+    return logical_date - timedelta(days=days - 1), logical_date
+
+
+def stage_release(domain: str, version: str | None = None, registry: ArtifactRegistry | None = None) -> Path:
+    """A fresh staging directory for ``domain`` (``version`` defaults to the UTC time)."""
+    return (registry or ArtifactRegistry()).stage(domain, version)
+
+
+def staged_dir(domain: str, version: str, registry: ArtifactRegistry | None = None) -> Path:
+    """The staging directory of ``version``, claimed now if nobody staged it yet (launchers run alone too)."""
+    registry = registry or ArtifactRegistry()
+    path = registry.staging_path(domain, version)
+    return path if path.is_dir() else registry.stage(domain, version)
+
+
+def release_dir(domain: str, version: str, registry: ArtifactRegistry | None = None) -> Path:
+    """The directory of ``version``: its staging directory while it is being built, else the release."""
+    registry = registry or ArtifactRegistry()
+    staging = registry.staging_path(domain, version)
+    return staging if staging.is_dir() else registry.release_path(domain, version)
+
+
+def write_summary(release: Path, stage: str, summary: Mapping[str, Any]) -> Path:
+    path = release / SUMMARY_DIR / f"{stage}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(summary, indent=2, sort_keys=True, default=str))
+    return path
+
+
+def read_summaries(release: Path) -> dict[str, dict[str, Any]]:
+    folder = release / SUMMARY_DIR
+    return {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))} if folder.is_dir() else {}
+
+
+# ---- retrieval --------------------------------------------------------------------------------
+
+
+def profile_columns(users: pd.DataFrame) -> list[str]:
+    """Profile attributes the query tower reads: the scalar ``user_profile`` fields present in ``users``
+    (serving sends the same names from the online store)."""
+    from common.features import USER_PROFILE
+
+    scalar = [f.name for f in USER_PROFILE.fields if not f.dtype.startswith("Array")]
+    return [c for c in scalar if c in users.columns and users[c].notna().any()]
+
+
+def segment_column(users: pd.DataFrame) -> str | None:
+    """The popularity segment: the first categorical profile column (retail: country), else global only."""
+    return next((c for c in profile_columns(users) if users[c].dtype == object), None)
+
+
+def train_retrieval_into(
+    release: Path,
+    interactions: pd.DataFrame,
+    catalog: pd.DataFrame,
+    users: pd.DataFrame | None,
+    window: tuple[date, date],
+    settings: Any = None,
+    verbose: int = 2,
+) -> dict[str, Any]:
+    """Fit the two-tower and content towers on ``interactions`` (``user_id, item_id, timestamp,
+    event_type, weight``), build popularity and both ScaNN indexes into ``release/retrieval``."""
+    from models.retrieval.pipeline import RetrievalSettings, build_retrieval_bundle
+
+    if interactions.empty:
+        raise ValueError(f"no positive interaction in the training window {window[0]}..{window[1]}")
+    interactions = interactions.assign(timestamp=pd.to_datetime(interactions["timestamp"], utc=True))
+    profiles = users[["user_id", *profile_columns(users)]] if users is not None and not users.empty else None
+    settings = settings or RetrievalSettings(segment_column=segment_column(profiles) if profiles is not None else None)
+    as_of = pd.Timestamp(window[1], tz="UTC") + pd.Timedelta(days=1)
+    print(f"[release] training retrieval on {len(interactions):,} interactions, {len(catalog):,} items "
+          f"({window[0]}..{window[1]})", flush=True)
+    result = build_retrieval_bundle(interactions, catalog, release / RETRIEVAL_DIR, profiles, as_of, settings,
+                                    release / LOGS_DIR / RETRIEVAL_DIR, verbose)
+    catalog.to_parquet(release / CATALOG_FILE, index=False)
+    summary = {"window": [str(window[0]), str(window[1])], "interactions": len(interactions),
+               "users": int(interactions["user_id"].nunique()), "items": len(catalog),
+               "timings": result["timings"], "segment_column": settings.segment_column,
+               "losses": {"two_tower": result["training"]["two_tower"]["losses"],
+                          "content": result["training"]["content"]["losses"]}}
+    write_summary(release, RETRIEVAL_DIR, summary)
+    return summary
+
+
+def check_indexes(
+    release: Path, histories: Mapping[str, Sequence[str]], users: int = INDEX_CHECK_USERS, k: int = 100,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Recall@k of both ScaNN indexes against exact numpy search, on the queries of (a sample of) real
+    users: their two-tower query vectors and content preference vectors. Raises
+    :class:`ReleaseCheckFailed` below :data:`MIN_INDEX_RECALL`; the figures go to ``summary/indexes.json``."""
+    from models.retrieval.export import load_retrievers
+    from models.retrieval.index import recall_vs_exact
+
+    retrievers = load_retrievers(release / RETRIEVAL_DIR)
+    names = sorted(histories)
+    rng = np.random.default_rng(seed)
+    chosen = [names[i] for i in rng.choice(len(names), min(users, len(names)), replace=False)] if names else []
+    if not chosen:
+        raise ReleaseCheckFailed("no user history to build index-check queries from")
+    collaborative = np.stack([retrievers.query_embedding(u, None, histories[u]) for u in chosen])
+    content = [retrievers.content_embedding(histories[u]) for u in chosen]
+    content_queries = np.stack([q for q in content if q is not None])
+    out = {}
+    for name, index, queries in (("collaborative", retrievers.collaborative_index, collaborative),
+                                 ("content", retrievers.content_index, content_queries)):
+        embeddings = np.load(release / RETRIEVAL_DIR / name / "item_embeddings.npy")
+        out[f"{name}_recall@{k}"] = recall_vs_exact(index, embeddings, queries, min(k, len(index)))
+    write_summary(release, "indexes", {**out, "queries": len(chosen), "minimum": MIN_INDEX_RECALL})
+    low = {name: value for name, value in out.items() if value < MIN_INDEX_RECALL}
+    if low:
+        raise ReleaseCheckFailed(f"ScaNN recall below {MIN_INDEX_RECALL}: {low}")
+    print(f"[release] index recall vs exact: {out}", flush=True)
+    return out
+
+
+# ---- ranking ----------------------------------------------------------------------------------
+
+
+def ranker_frame(frame: pd.DataFrame, numeric: Sequence[str], categorical: Sequence[str]) -> pd.DataFrame:
+    """Typed copy of a ranking set: numeric features float32 (nullable ints/bools -> NaN), strings."""
+    out = frame.copy()
+    for name in numeric:
+        column = out[name].astype(object).where(out[name].notna(), np.nan)
+        out[name] = pd.to_numeric(column, errors="coerce").astype("float32")
+    for name in categorical:
+        out[name] = out[name].astype(object).where(out[name].notna(), "").astype(str)
+    return out
+
+
+def train_ranker_into(
+    release: Path, frame: pd.DataFrame, window: tuple[date, date], config: Any = None, verbose: bool = True,
+) -> dict[str, Any]:
+    """Train the DCN-v2 ranker on a ranking set (impressions with features, ``clicked``, ``position``)
+    and write both exports into ``release/ranker``; checks SavedModel vs fast-export parity."""
+    from models.ranking.config import RankerConfig
+    from models.ranking.data import feature_arrays, holdout_split
+    from models.ranking.export import export_ranker, load_scorer
+    from models.ranking.scoring import PARITY_TOLERANCE, compare_scores
+    from models.ranking.train import train_ranker
+
+    if frame.empty or frame["clicked"].nunique() < 2:
+        raise ValueError(f"the ranking set of {window[0]}..{window[1]} needs clicked and not-clicked impressions")
+    default = config or RankerConfig()
+    numeric = [n for n in default.numeric if n in frame.columns]
+    categorical = [n for n in default.categorical if n in frame.columns]
+    config = replace(default, numeric=numeric, categorical=categorical, log1p=[n for n in default.log1p if n in numeric])
+    typed = ranker_frame(frame, numeric, categorical)
+    train, valid = holdout_split(typed, RANKER_VALID_FRACTION, seed=config.seed)
+    print(f"[release] training the ranker on {len(train):,} impressions, validating on {len(valid):,}", flush=True)
+    trained = train_ranker(train, valid, config, tensorboard_dir=release / LOGS_DIR / RANKER_DIR, verbose=verbose)
+    export_ranker(trained, release / RANKER_DIR)
+    probe = feature_arrays(valid.head(500), trained.config)
+    parity = compare_scores(load_scorer(release / RANKER_DIR, "saved_model").score(probe),
+                            load_scorer(release / RANKER_DIR, "fast").score(probe))
+    if parity["max_abs_diff"] > PARITY_TOLERANCE or not parity["top10_identical"]:
+        raise ReleaseCheckFailed(f"ranker exports disagree: {parity}")
+    summary = {"window": [str(window[0]), str(window[1])], "train_rows": len(train), "valid_rows": len(valid),
+               "click_rate": float(typed["clicked"].mean()), "structure": trained.config.structure,
+               "metrics": trained.metrics, "comparison": trained.comparison, "best_epoch": trained.best_epoch,
+               "parity": parity}
+    write_summary(release, RANKER_DIR, summary)
+    return summary
+
+
+# ---- evaluation and finalize ------------------------------------------------------------------
+
+
+def evaluate_release(
+    release: Path, interactions: pd.DataFrame, holdout_start: pd.Timestamp, holdout_end: pd.Timestamp,
+    k: int = 100,
+) -> dict[str, float]:
+    """Offline metrics of a release's retrievers on held-out interactions of ``[holdout_start, holdout_end]``
+    (users' histories = their interactions before ``holdout_start``; relevant = the domain's positive
+    events). ``recall@100``: the merged candidate set (each retriever's top-``k``); ``ndcg@10`` and
+    ``recall@10``: the two-tower order. Adds the ranker's validation AUC (``ranker_auc``)."""
+    from models.candidates import evaluation_histories, retrieve
+    from models.evaluation.evaluate import evaluate_recommender, merged_recall
+    from models.evaluation.split import build_ground_truth
+    from models.retrieval.export import load_retrievers
+
+    interactions = interactions.assign(timestamp=pd.to_datetime(interactions["timestamp"], utc=True))
+    catalog = pd.read_parquet(release / CATALOG_FILE)
+    before = interactions[interactions["timestamp"] < holdout_start]
+    held = interactions[(interactions["timestamp"] >= holdout_start) & (interactions["timestamp"] <= holdout_end)]
+    positives = list(domain_config(str(held["domain"].iloc[0])).positive_events) if "domain" in held and len(held) \
+        else sorted(held["event_type"].unique())
+    truth = build_ground_truth(held, before, catalog, positives)
+    if len(truth.user_ids) == 0:
+        raise ValueError("no held-out user with a relevant interaction: cannot evaluate")
+    k = min(k, len(catalog))
+    histories, seen = evaluation_histories(before, truth.user_ids)
+    candidates = retrieve(load_retrievers(release / RETRIEVAL_DIR), truth.user_ids, histories, seen, k)
+    metrics = evaluate_recommender(candidates.ids["collaborative"], truth, before, catalog, ks=(10,))
+    out = {f"recall@{k}": merged_recall(candidates.ids, truth, k), "ndcg@10": float(metrics["ndcg@10"]),
+           "recall@10": float(metrics["recall@10"]), "eval_users": len(truth.user_ids)}
+    ranker = read_summaries(release).get(RANKER_DIR)
+    if ranker is not None:
+        out["ranker_auc"] = float(ranker["metrics"]["auc"])
+    write_summary(release, "evaluation", {**out, "holdout": [str(holdout_start), str(holdout_end)]})
+    return out
+
+
+def finalize_release(
+    domain: str, version: str, window: tuple[date, date], metrics: Mapping[str, Any] | None = None,
+    registry: ArtifactRegistry | None = None,
+) -> Manifest:
+    """Checksum the staged release into its manifest (training window, metrics, stage summaries)."""
+    registry = registry or ArtifactRegistry()
+    summaries = read_summaries(registry.staging_path(domain, version))
+    merged = {**summaries.get("indexes", {}), **summaries.get("evaluation", {}), **(metrics or {})}
+    merged = {k: v for k, v in merged.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    return registry.finalize(domain, version, training_window=(str(window[0]), str(window[1])), metrics=merged,
+                             extra={"summaries": summaries})
+
+
+@dataclass(frozen=True)
+class BuiltRelease:
+    domain: str
+    version: str
+    manifest: Manifest
+
+
+def build_release(
+    domain: str, logical_date: date, days: int = 14, holdout_days: int = 1, version: str | None = None,
+    paths: DataPaths | None = None, registry: ArtifactRegistry | None = None, master: str | None = None,
+    retrieval_args: Sequence[str] = (), ranker_args: Sequence[str] = (),
+) -> BuiltRelease:
+    """Every stage in this process, on the lake's training sets: models train on the ``days`` days ending
+    ``holdout_days`` before ``logical_date``, and are evaluated on those last ``holdout_days`` days.
+    The release is finalized, not promoted. A failed stage discards the staging directory."""
+    from spark_jobs import train_ranker, train_retrieval
+
+    paths = paths or DataPaths.default()
+    registry = registry or ArtifactRegistry()
+    staging = stage_release(domain, version, registry)
+    version = staging.name
+    train_end = logical_date - timedelta(days=holdout_days)
+    window = training_window(train_end, days)
+    common_args = ["--domain", domain, "--date", train_end.isoformat(), "--days", str(days), "--release", version,
+                   "--data-dir", str(paths.root), *(["--master", master] if master else [])]
+    try:
+        if train_retrieval.main([*common_args, *retrieval_args]) != 0:
+            raise ReleaseCheckFailed("train_retrieval failed")
+        interactions = lake_interactions(paths, domain)
+        check_indexes(staging, histories_until(interactions, pd.Timestamp(train_end, tz="UTC") + pd.Timedelta(days=1)))
+        if train_ranker.main([*common_args, *ranker_args]) != 0:
+            raise ReleaseCheckFailed("train_ranker failed")
+        start = pd.Timestamp(train_end, tz="UTC") + pd.Timedelta(days=1)
+        evaluate_release(staging, interactions, start, pd.Timestamp(logical_date, tz="UTC") + pd.Timedelta(days=1))
+        manifest = finalize_release(domain, version, window, registry=registry)
+    except BaseException:
+        registry.discard(domain, version)
+        raise
+    print(f"[release] finalized {domain}/{version}: {manifest.metrics}", flush=True)
+    return BuiltRelease(domain, version, manifest)
+
+
+def lake_interactions(paths: DataPaths, domain: str) -> pd.DataFrame:
+    """The domain's positive interactions from the lake (weights of ``positive_events``)."""
+    from models.evaluation.data import DomainData
+
+    data = DomainData.from_events(domain, _lake_events(paths, domain), read_catalog(paths, domain), pd.DataFrame())
+    return data.interactions.assign(domain=domain)
+
+
+def _lake_events(paths: DataPaths, domain: str) -> pd.DataFrame:
+    from common.lake import read_events
+
+    return read_events(paths, domain, ["user_id", "item_id", "event_type", "timestamp"])
+
+
+def histories_until(interactions: pd.DataFrame, end: pd.Timestamp) -> dict[str, list[str]]:
+    """Every user's recent items (newest first) from the interactions before ``end``."""
+    from models.retrieval.data import latest_histories
+
+    times = pd.to_datetime(interactions["timestamp"], utc=True)
+    return latest_histories(interactions[times < end])

@@ -1,0 +1,145 @@
+"""The per-domain release tasks of the nightly DAG, around :mod:`models.release` and the registry.
+
+``stage_release`` -> (``train_retrieval``, Spark) -> ``check_indexes`` -> (``train_ranker``, Spark) ->
+``evaluate`` -> ``promotion_gate`` -> ``publish``. The model is trained on the window that ends the
+day before the logical date ``D`` and evaluated on ``D`` itself -- and so is the live release, on a
+throw-away view of its files (a finalized release is never written to), so the gate compares both on
+the same held-out day.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from common.paths import DataPaths
+from common.registry import ArtifactRegistry
+from orchestration.gate import decide
+from orchestration.settings import load_settings
+from orchestration.staging import claim_version
+from orchestration.tasks import fail
+
+log = logging.getLogger(__name__)
+
+
+def _midnight(day: date) -> pd.Timestamp:
+    return pd.Timestamp(day, tz="UTC")
+
+
+def training_args(domain: str, version: str, window: list[str]) -> list[str]:
+    """Arguments of ``spark_jobs/train_retrieval.py`` / ``train_ranker.py`` for a training window."""
+    first, last = date.fromisoformat(window[0]), date.fromisoformat(window[1])
+    days = (last - first).days + 1
+    return ["--domain", domain, "--date", last.isoformat(), "--days", str(days), "--release", version]
+
+
+def stage_release(domain: str, ds: str, window: list[str]) -> dict[str, Any]:
+    """Claim the night's release version of ``domain``; returns it and the training jobs' arguments."""
+    version, staging = claim_version(ArtifactRegistry(), domain, date.fromisoformat(ds))
+    log.info("%s: building release %s in %s", domain, version, staging)
+    args = training_args(domain, version, window)
+    return {"version": version, "retrieval_args": args, "ranker_args": args}
+
+
+def _interactions(domain: str) -> pd.DataFrame:
+    from models.release import lake_interactions
+
+    return lake_interactions(DataPaths.default(), domain)
+
+
+def check_indexes(domain: str, version: str, ds: str) -> dict[str, float]:
+    """ScaNN recall against exact search on the queries of the users known before ``D``."""
+    from models.release import ReleaseCheckFailed, check_indexes, histories_until
+
+    staging = ArtifactRegistry().staging_path(domain, version)
+    histories = histories_until(_interactions(domain), _midnight(date.fromisoformat(ds)))
+    try:
+        return check_indexes(staging, histories)
+    except ReleaseCheckFailed as err:
+        fail(f"{domain}/{version}: {err}")
+
+
+def _evaluate_live(registry: ArtifactRegistry, domain: str, version: str, interactions: pd.DataFrame,
+                   holdout: tuple[pd.Timestamp, pd.Timestamp]) -> dict[str, Any] | None:
+    """Metrics of a finalized release on the holdout, computed on links to its files (never written)."""
+    from models.release import CATALOG_FILE, RETRIEVAL_DIR, SUMMARY_DIR, evaluate_release
+
+    release = registry.release_path(domain, version)
+    with tempfile.TemporaryDirectory(prefix=f"recsys-live-{domain}-") as tmp:
+        view = Path(tmp)
+        for name in (RETRIEVAL_DIR, CATALOG_FILE):
+            (view / name).symlink_to(release / name)
+        if (release / SUMMARY_DIR).is_dir():
+            shutil.copytree(release / SUMMARY_DIR, view / SUMMARY_DIR)
+        try:
+            return evaluate_release(view, interactions, *holdout)
+        except Exception as err:  # an old or damaged live release: compare with its recorded metrics
+            log.warning("%s/%s cannot be re-evaluated (%s); using its manifest's metrics", domain, version, err)
+            return None
+
+
+def evaluate(domain: str, version: str, ds: str, window: list[str]) -> dict[str, Any]:
+    """Evaluate the staged release on the day ``D``, finalize it (manifest with its metrics), and evaluate
+    the live release on the same day."""
+    from models.release import evaluate_release, finalize_release
+
+    registry = ArtifactRegistry()
+    day = date.fromisoformat(ds)
+    holdout = (_midnight(day), _midnight(day + timedelta(days=1)))
+    interactions = _interactions(domain)
+    evaluate_release(registry.staging_path(domain, version), interactions, *holdout)
+    manifest = finalize_release(domain, version, (date.fromisoformat(window[0]), date.fromisoformat(window[1])),
+                                registry=registry)
+    live = registry.current(domain)
+    live_metrics = None
+    if live is not None and live != version:
+        live_metrics = _evaluate_live(registry, domain, live, interactions, holdout)
+        if live_metrics is None:
+            live_metrics = registry.load_manifest(domain, live).metrics
+    log.info("%s: candidate %s %s; live %s %s", domain, version, manifest.metrics, live, live_metrics)
+    return {"version": version, "metrics": manifest.metrics, "live_version": live, "live_metrics": live_metrics}
+
+
+def serving_load_problems(domain: str, version: str) -> list[str]:
+    """Load the release the way serving will (checksums, models, feature coverage, smoke batch)."""
+    from common.online_features import OnlineFeatures
+    from feature_repo.store import get_store
+    from serving.releases import ReleaseLoader, ReleaseRefused
+    from serving.settings import load_settings as serving_settings
+
+    settings = serving_settings([domain])
+    features = OnlineFeatures(get_store(settings.data_paths, settings.online_store))
+    loader = ReleaseLoader(ArtifactRegistry(), settings.data_paths, features, settings.item_cache_ttl_seconds)
+    try:
+        loader.load(domain, version)
+    except ReleaseRefused as err:
+        return [f"serving refuses to load it: {err}"]
+    return []
+
+
+def promotion_gate(domain: str, evaluation: dict[str, Any]) -> dict[str, Any]:
+    """Verify the release, load it as serving would, compare its metrics with the live release's;
+    fail (no retry, nothing published) unless everything passes."""
+    version = evaluation["version"]
+    problems = list(ArtifactRegistry().verify(domain, version).problems)
+    if not problems:
+        problems = serving_load_problems(domain, version)
+    decision = decide(evaluation["metrics"], evaluation["live_metrics"], problems, load_settings().gate_policy(domain))
+    summary = f"{domain}/{version} vs live {evaluation['live_version']}: {decision.summary()}"
+    log.info("promotion gate %s", summary)
+    if not decision.promote:
+        fail(f"promotion refused for {summary}")
+    return {"version": version, **decision.as_dict()}
+
+
+def publish(domain: str, version: str) -> dict[str, Any]:
+    """Make the release live: re-verified, then the atomic ``CURRENT`` switch (a no-op if it already is)."""
+    previous = ArtifactRegistry().promote(domain, version)
+    log.info("%s: CURRENT %s -> %s", domain, previous, version)
+    return {"version": version, "previous": previous}

@@ -15,6 +15,7 @@ from feature_repo.cli import app as features_app
 from ingest.cli import app as data_app
 from models.evaluation.cli import app as evaluation_app
 from models.ranking.cli import app as ranker_app
+from models.retrieval.cli import app as retrieval_app
 from simulation.cli import app as sim_app
 
 app = typer.Typer(
@@ -31,3 +32,4 @@ app.add_typer(evaluation_app, name="eval", help="Offline evaluation: metrics, te
 app.add_typer(sim_app, name="sim", help="The synthetic world: generate retail and banking data with a known truth.")
 app.add_typer(features_app, name="features", help="Feast feature store: apply, materialize, online reads.")
 app.add_typer(ranker_app, name="ranker", help="The DCN-v2 ranker: train, export, check export parity.")
+app.add_typer(retrieval_app, name="retrieval", help="Retrieval: two-tower, content tower, popularity, ScaNN indexes.")

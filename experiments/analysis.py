@@ -55,12 +55,12 @@ METRICS = (
     MetricSpec("ctr", "CTR", "ratio", "clicks", "impressions"),
     MetricSpec("conversion_per_impression", "conversions / impression", "ratio", "attributed_conversions",
                "impressions"),
-    MetricSpec("conversion_per_user", "conversion (buyers / user)", "proportion", "orders", requires="purchase"),
+    MetricSpec("conversion_per_user", "conversion (buyers)", "proportion", "orders", requires="purchase"),
     MetricSpec("aov", "average order value", "ratio", "revenue", "orders", requires="purchase"),
     MetricSpec("revenue_per_user", "revenue / user", "mean", "revenue", requires="purchase"),
-    MetricSpec("applied_per_user", "cross-sell applied / user", "proportion", "applications",
+    MetricSpec("applied_per_user", "cross-sell applied", "proportion", "applications",
                requires="application_start"),
-    MetricSpec("approved_per_user", "cross-sell conversion (approved / user)", "proportion", "approvals",
+    MetricSpec("approved_per_user", "cross-sell conversion (approved)", "proportion", "approvals",
                requires="application_approved"),
 )
 

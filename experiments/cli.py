@@ -132,6 +132,8 @@ def dashboard(
     screenshot: Path | None = typer.Option(
         None, help="Render the page once in headless Chromium, save this PNG and exit (e.g. reports/dashboard.png)."
     ),
+    width: int = typer.Option(1280, min=320, help="Screenshot width (px)."),
+    height: int = typer.Option(2000, min=320, help="Screenshot height (px); the page below it is cut."),
 ) -> None:
     """Serve the dashboard alone (A/B files of RECSYS_DATA_DIR; serving metrics appear when mounted in
     the service), or save a screenshot of it."""
@@ -151,5 +153,5 @@ def dashboard(
     started = time.perf_counter()
     with serve_app(app_, host) as url:
         typer.echo(f"rendering {url}/dashboard in headless Chromium")
-        take_screenshot(f"{url}/dashboard", screenshot)
+        take_screenshot(f"{url}/dashboard", screenshot, width, height)
     typer.echo(f"wrote {screenshot} in {time.perf_counter() - started:.1f}s")

@@ -18,8 +18,8 @@ from beam_jobs.parse import REJECTED
 from beam_jobs.records import SourceLine, StreamEvent
 from beam_jobs.stateful import ItemStatsFn, UserActivityFn
 from beam_jobs.unbounded import UnboundedSettings, build_unbounded
-from common.features import ITEM_STATS, USER_ACTIVITY
 from common.deadletter import read_dead_letters
+from common.features import ITEM_STATS, USER_ACTIVITY
 from common.lake import read_events
 from common.online_features import OnlineFeatures
 from common.schemas import validate_event

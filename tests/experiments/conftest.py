@@ -81,6 +81,12 @@ def ab_catalog() -> pd.DataFrame:
     ])
 
 
+@pytest.fixture
+def lake_events() -> pd.DataFrame:
+    """The events of the table above (a fresh frame per test)."""
+    return ab_events()
+
+
 @dataclass(frozen=True)
 class AnalysedLake:
     paths: DataPaths

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -45,11 +46,15 @@ def _settings(root: Path) -> ServingSettings:
         "release_poll_seconds": 0.05})
 
 
-def _wait_for(client: TestClient, version: str, timeout: float = 60.0) -> None:
+def _wait_until(condition: Callable[[], bool], timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
-    while client.get("/healthz").json()["releases"].get("retail") != version:
-        assert time.monotonic() < deadline, f"release {version} not served after {timeout} s"
+    while not condition():
+        assert time.monotonic() < deadline, f"still waiting after {timeout} s"
         time.sleep(0.05)
+
+
+def _wait_for(client: TestClient, version: str) -> None:
+    _wait_until(lambda: client.get("/healthz").json()["releases"].get("retail") == version)
 
 
 @pytest.fixture(scope="module")
@@ -111,6 +116,7 @@ def test_hot_swap_keeps_answering_and_refuses_broken_releases(
                 response = client.post("/v1/recommendations", json={"user_id": "r_u05", "domain": "retail"})
                 statuses.append(response.status_code)
                 releases.add(response.json().get("release", "?"))
+                time.sleep(0.01)
 
         worker = threading.Thread(target=load)
         worker.start()
@@ -118,21 +124,23 @@ def test_hot_swap_keeps_answering_and_refuses_broken_releases(
             publish(registry, "v2")
             _wait_for(client, "v2")
 
-            def corrupt(version: str) -> None:  # bytes flipped on disk after promotion
-                weights = next((registry.release_path("retail", version) / "ranker").rglob("*.npz"))
-                weights.write_bytes(weights.read_bytes()[:-16] + b"\0" * 16)
-
+            manager = app.state.services.releases
+            manager.stop()  # bytes flipped on disk after promotion, before the watcher looks again
             publish(registry, "v3")
-            corrupt("v3")
-            publish(registry, "v4", mutate=lambda staging: __import__("shutil").rmtree(staging / "ranker"))
+            weights = next((registry.release_path("retail", "v3") / "ranker").rglob("*.npz"))
+            weights.write_bytes(weights.read_bytes()[:-16] + b"\0" * 16)
+            manager.start()
+            assert manager.refused["retail"] == {"v3"}
+            publish(registry, "v4", mutate=lambda staging: shutil.rmtree(staging / "ranker"))  # verifies, cannot load
+            _wait_until(lambda: "v4" in manager.refused["retail"])
+            assert client.get("/healthz").json()["releases"] == {"retail": "v2"}
             publish(registry, "v5")
-            _wait_for(client, "v5")  # v3 and v4 were refused on the way; the watcher is not stuck
+            _wait_for(client, "v5")  # the watcher is not stuck on refused releases
         finally:
             stop.set()
             worker.join()
         assert client.get("/readyz").status_code == 200
 
-    manager = app.state.services.releases
     assert manager.refused["retail"] == {"v3", "v4"}
     assert delta("recsys_release_loads_total", domain="retail", outcome="refused") == 2
     assert delta("recsys_release_loads_total", domain="retail", outcome="loaded") == 3  # v1, v2, v5
@@ -157,6 +165,8 @@ def test_openapi_contract(served) -> None:
         "POST /v1/recommendations", "POST /v1/events", "GET /healthz", "GET /readyz", "GET /metrics"}
     for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
         for operation in operations:
+            if mode is GenerationMode.NEGATIVE and operation.method.upper() == "GET":
+                continue  # no parameters: nothing to break
 
             @settings(max_examples=12, deadline=None, database=None, suppress_health_check=list(HealthCheck))
             @given(case=operation.as_strategy(generation_mode=mode))

@@ -1,0 +1,134 @@
+"""The nightly DAG end to end through Airflow (``dag.test()``) on the ``tiny`` synthetic world.
+
+1. A night on clean data promotes a release per domain, which serving's release manager loads.
+2. A deliberately worse model -- the release staged for the same night with its index ids shuffled,
+   so retrieval returns the wrong items -- is evaluated, finalized and refused by the gate;
+   ``CURRENT`` is unchanged.
+3. A night whose raw data is broken (a third of the retail events carry an unknown event type) fails
+   its data-quality check; no feature, model or release work runs and ``CURRENT`` is unchanged.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from common.lake import read_events, write_events
+from common.paths import DataPaths
+from common.registry import MANIFEST, ArtifactRegistry
+from orchestration.runner import RunReport, run_dag
+
+pytestmark = pytest.mark.slow
+
+DAY = date(2024, 3, 12)  # the tiny world's lake holds 2024-03-04 .. 2024-03-12
+DOMAINS = ("retail", "banking")
+SHARED = r"compact_lake|data_quality\..*|build_features|materialize_features|build_training_sets"
+
+
+def _at(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Night:
+    paths: DataPaths
+    registry: ArtifactRegistry
+    report: RunReport
+
+
+@pytest.fixture(scope="module")
+def night(airflow_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Night]:
+    from simulation.generate import generate
+
+    root = tmp_path_factory.mktemp("nightly")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("RECSYS_DATA_DIR", str(root / "data"))
+        env.setenv("RECSYS_ARTIFACTS_DIR", str(root / "artifacts"))
+        paths = DataPaths(root / "data")
+        generate("tiny", 7, paths)
+        report = run_dag("nightly_retrain", _at(DAY))
+        print(report.table())
+        yield Night(paths, ArtifactRegistry(root / "artifacts"), report)
+
+
+def test_a_clean_night_promotes_releases_that_serving_loads(night: Night) -> None:
+    from common.online_features import OnlineFeatures
+    from feature_repo.store import get_store
+    from serving.metrics import ServingMetrics
+    from serving.releases import ReleaseLoader, ReleaseManager
+
+    assert night.report.ok, night.report.table()
+    assert {t.state for t in night.report.tasks} == {"success"}
+    loader = ReleaseLoader(night.registry, night.paths, OnlineFeatures(get_store(night.paths)), item_cache_ttl=60)
+    manager = ReleaseManager(DOMAINS, night.registry, loader.load, ServingMetrics())
+    assert manager.poll_once() == {"retail": "loaded", "banking": "loaded"}
+    for domain in DOMAINS:
+        assert night.registry.current(domain) == "20240312"
+        manifest = night.registry.load_manifest(domain, "20240312")
+        assert manifest.training_window == ("2024-03-04", "2024-03-11")
+        assert 0.5 < manifest.metrics["ranker_auc"] <= 1.0
+        assert manifest.metrics["collaborative_recall@100"] >= 0.95
+        live = manager.get(domain)
+        ids, scores = live.retrievers.popular(None, 5)
+        assert len(ids) == 5 and np.all(np.diff(scores) <= 0)
+    assert night.registry.load_manifest("retail", "20240312").metrics["recall@100"] > 0
+
+
+def _shuffle_ids(index_dir: Path, seed: int) -> None:
+    ids = np.load(index_dir / "ids.npy")
+    np.save(index_dir / "ids.npy", np.random.default_rng(seed).permutation(ids))
+
+
+def test_a_worse_model_is_refused_and_current_is_unchanged(night: Night) -> None:
+    live = night.registry.release_path("retail", "20240312")
+    staging = night.registry.stage("retail", "20240312.2")
+    shutil.copytree(live, staging, dirs_exist_ok=True, ignore=shutil.ignore_patterns(MANIFEST))
+    for name in ("collaborative", "content"):  # the fault: every embedding now stands for another item
+        _shuffle_ids(staging / "retrieval" / name / "index", seed=1)
+
+    report = run_dag("nightly_retrain", _at(DAY), mark_success=rf"{SHARED}|retail\.train_.*|banking\..*")
+
+    assert not report.ok
+    assert report.state_of("retail.promotion_gate") == "failed"
+    assert report.state_of("retail.publish") == "upstream_failed"
+    assert night.registry.current("retail") == "20240312"
+    refused = night.registry.load_manifest("retail", "20240312.2").metrics
+    kept = night.registry.load_manifest("retail", "20240312").metrics
+    assert refused["ndcg@10"] < 0.95 * kept["ndcg@10"]
+
+
+def _broken_day(paths: DataPaths, day: date) -> None:
+    """``day``'s raw events: a copy of the day before, moved one day on; a third of retail's corrupt."""
+    for domain in DOMAINS:
+        events = read_events(paths, domain)
+        events = events[pd.to_datetime(events["timestamp"], utc=True).dt.date == day - timedelta(days=1)].copy()
+        events["timestamp"] = pd.to_datetime(events["timestamp"], utc=True) + pd.Timedelta(days=1)
+        events["event_id"] = events["event_id"] + "-next"
+        if domain == "retail":
+            events.loc[events.index[::3], "event_type"] = "teleport"
+        write_events(events, paths)
+
+
+def test_broken_data_stops_the_night_and_current_is_unchanged(night: Night) -> None:
+    broken = DAY + timedelta(days=1)
+    _broken_day(night.paths, broken)
+
+    report = run_dag("nightly_retrain", _at(broken), conf={"compact_lookback_days": 1})
+
+    assert not report.ok
+    assert report.state_of("compact_lake") == "success"
+    assert report.state_of("data_quality.retail") == "failed"
+    assert report.state_of("data_quality.banking") == "success"
+    for task in ("build_features", "retail.train_retrieval", "retail.publish", "banking.publish"):
+        assert report.state_of(task) == "upstream_failed", task
+    for domain in DOMAINS:
+        assert night.registry.current(domain) == "20240312"
+    dead = night.paths.dead_letter("compaction") / f"date={broken.isoformat()}" / "compaction.jsonl"
+    assert dead.read_text().count("unknown_event_type") > 100

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -21,7 +22,7 @@ from apache_beam.utils.timestamp import Timestamp
 from apache_beam.utils.windowed_value import WindowedValue
 
 from beam_jobs.records import METRICS_NAMESPACE, FeatureUpdate, FreshnessSample
-from common.features import ITEM_STATS, USER_ACTIVITY
+from common.features import ITEM_STATS, USER_ACTIVITY, USER_ID
 from common.online_features import OnlineFeatures
 from common.paths import DataPaths
 
@@ -44,6 +45,22 @@ class FeastTarget:
             return OnlineFeatures(get_store(DataPaths(Path(self.data_root)), self.online, self.redis_url))
 
         return _STORES.acquire(make, tag=self)
+
+
+def read_activity_rows(online: OnlineFeatures, user_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """The ``user_activity`` rows online for ``user_ids`` (one read); users without a row are absent."""
+    if not user_ids:
+        return {}
+    refs = [USER_ACTIVITY.ref(name) for name in USER_ACTIVITY.names]
+    columns = online.store.get_online_features(
+        features=refs, entity_rows=[{USER_ID: u} for u in user_ids]
+    ).to_dict()
+    rows = {}
+    for k, user_id in enumerate(columns[USER_ID]):
+        row = {name: columns[name][k] for name in USER_ACTIVITY.names}
+        if row["last_event_ts"] is not None:
+            rows[user_id] = row
+    return rows
 
 
 def merge_updates(old: FeatureUpdate | None, new: FeatureUpdate) -> FeatureUpdate:

@@ -23,11 +23,13 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.transforms import trigger, window
-from apache_beam.utils.timestamp import Duration
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.timestamp import Duration, Timestamp
+from apache_beam.utils.windowed_value import WindowedValue
 
 from beam_jobs.catalog import CatalogIndex
 from beam_jobs.checkpoint import CheckpointStore
-from beam_jobs.feast_io import FeastTarget
+from beam_jobs.feast_io import FeastTarget, read_activity_rows
 from beam_jobs.item_state import (
     HOUR,
     HourDelta,
@@ -61,32 +63,41 @@ class HourlyItemCounts(beam.PTransform):
     """``StreamEvent``s -> ``(item_id, HourDelta)`` per item and fixed event-time hour, re-windowed
     into the global window.
 
-    Panes are deltas (discarding mode): with ``early_firing_seconds`` an hour fires early every that
-    many seconds of processing time; the on-time pane fires when the watermark passes the hour and
-    every late event within ``allowed_lateness`` (1 day: older hours are out of the 1-day window
-    anyway) fires a late pane. Later events are dropped here; they still reach the lake and users.
+    In a micro-batch (bounded) every hour fires once. With ``streaming`` the panes are deltas
+    (discarding mode): with ``early_firing_seconds`` an hour fires early every that many seconds of
+    processing time, the on-time pane fires when the watermark passes the hour and every late event
+    within ``allowed_lateness`` (1 day: older hours are out of the 1-day window anyway) fires a late
+    pane. Later events are dropped here; they still reach the lake and the users' features.
     """
 
-    def __init__(self, early_firing_seconds: float | None = None, allowed_lateness: int = DAY) -> None:
+    def __init__(
+        self, streaming: bool = False, early_firing_seconds: float | None = None, allowed_lateness: int = DAY
+    ) -> None:
         super().__init__()
+        self.streaming = streaming
         self.early_firing_seconds = early_firing_seconds
         self.allowed_lateness = allowed_lateness
 
-    def expand(self, events: beam.PCollection) -> beam.PCollection:
+    def _hours(self) -> beam.WindowInto:
+        if not self.streaming:
+            return beam.WindowInto(window.FixedWindows(HOUR))
         early = None
         if self.early_firing_seconds is not None:  # the trigger's delay is whole seconds
             early = trigger.AfterProcessingTime(max(1, math.ceil(self.early_firing_seconds)))
+        return beam.WindowInto(
+            window.FixedWindows(HOUR),
+            trigger=trigger.AfterWatermark(early=early, late=trigger.AfterCount(1)),
+            accumulation_mode=trigger.AccumulationMode.DISCARDING,
+            allowed_lateness=Duration(seconds=self.allowed_lateness),
+        )
+
+    def expand(self, events: beam.PCollection) -> beam.PCollection:
         return (
             events
             | "AtEventTime" >> beam.Map(
                 lambda e: window.TimestampedValue((e.event.item_id, ItemCounts.of(e.event, e.arrived_at)), e.ts)
             ).with_output_types(tuple[str, Any])
-            | "Hours" >> beam.WindowInto(
-                window.FixedWindows(HOUR),
-                trigger=trigger.AfterWatermark(early=early, late=trigger.AfterCount(1)),
-                accumulation_mode=trigger.AccumulationMode.DISCARDING,
-                allowed_lateness=Duration(seconds=self.allowed_lateness),
-            )
+            | "Hours" >> self._hours()
             | "Sum" >> beam.CombinePerKey(sum_counts)
             | "AttachHour" >> beam.ParDo(_AttachHour())
             | "Global" >> beam.WindowInto(window.GlobalWindows())
@@ -107,15 +118,13 @@ class _StateDoFn(beam.DoFn):
 
 
 def start_user_state(
-    user_id: str, domain: str, online: OnlineFeatures | None, categories: Mapping[str, str]
+    domain: str, online_row: Mapping[str, Any] | None, categories: Mapping[str, str]
 ) -> UserActivityState:
-    """A new user's state, seeded from the ``user_activity`` row online (batch-initialised) if any."""
+    """A new user's state, seeded from their ``user_activity`` row online (batch-initialised) if any."""
     state = UserActivityState(domain=domain)
-    if online is not None:
-        features = online.user_features(user_id)
-        if features.found[USER_ACTIVITY.name]:
-            state.seed(features.values, categories)
-            Metrics.counter(METRICS_NAMESPACE, "users_seeded").inc()
+    if online_row is not None:
+        state.seed(online_row, categories)
+        Metrics.counter(METRICS_NAMESPACE, "users_seeded").inc()
     return state
 
 
@@ -138,29 +147,52 @@ def item_update(item_id: str, state: ItemState, as_of: float, arrived: float | N
 
 
 class ApplyUserEvents(_StateDoFn):
-    """``(user_id, events)`` -> the user's new ``user_activity`` row and state (none for impressions only)."""
+    """``(user_id, events)`` -> the user's new ``user_activity`` row and state (none for impressions only).
+
+    Users without committed state are seeded from the online store, ``SEED_BATCH`` users per read.
+    """
+
+    SEED_BATCH = 500
 
     def __init__(self, checkpoint_db: str, seed_from: FeastTarget | None) -> None:
         super().__init__(checkpoint_db)
         self.seed_from = seed_from
+        self._new: list[tuple[str, list[StreamEvent]]] = []
 
     def setup(self) -> None:
         super().setup()
         self.online: OnlineFeatures | None = None if self.seed_from is None else self.seed_from.open()
 
+    def start_bundle(self) -> None:
+        self._new = []
+
     def process(
         self, element: tuple[str, Iterable[StreamEvent]], catalog: CatalogIndex
     ) -> Iterator[FeatureUpdate]:
+        self.catalog = catalog
         user_id, grouped = element
-        events = list(grouped)
         prior = self.store.state(USER_ACTIVITY.name, user_id)
-        if prior is not None:
-            state = UserActivityState.from_json(prior)
-        else:
-            state = start_user_state(user_id, events[0].event.domain, self.online, catalog.categories)
-        update = user_update(user_id, state, events, catalog.categories)
+        if prior is None:
+            self._new.append((user_id, list(grouped)))
+            if len(self._new) >= self.SEED_BATCH:
+                yield from self._start_new()
+            return
+        update = user_update(user_id, UserActivityState.from_json(prior), list(grouped), catalog.categories)
         if update is not None:
             yield update
+
+    def _start_new(self) -> Iterator[FeatureUpdate]:
+        new, self._new = self._new, []
+        rows = {} if self.online is None else read_activity_rows(self.online, [u for u, _ in new])
+        for user_id, events in new:
+            state = start_user_state(events[0].event.domain, rows.get(user_id), self.catalog.categories)
+            update = user_update(user_id, state, events, self.catalog.categories)
+            if update is not None:
+                yield update
+
+    def finish_bundle(self) -> Iterator[WindowedValue]:
+        for update in self._start_new():
+            yield WindowedValue(update, Timestamp.now(), [GlobalWindow()])
 
 
 class UserActivityBatch(beam.PTransform):
@@ -234,13 +266,15 @@ class ItemStatsBatch(beam.PTransform):
 
     def expand(self, events: beam.PCollection) -> beam.PCollection:
         db = self.checkpoint_db
+        hourly = events | "Hourly" >> HourlyItemCounts()
         marks = (
-            events
-            | "EventTimes" >> beam.Map(lambda e: (e.event.domain, e.ts)).with_output_types(tuple[str, float])
+            hourly
+            | "EventTimes" >> beam.Map(lambda kv: (domain_of_id(kv[0]), kv[1].counts.latest)).with_output_types(
+                tuple[str, float]
+            )
             | "LatestPerDomain" >> beam.CombinePerKey(max)
             | "Watermarks" >> beam.ParDo(MergeWatermark(db, self.batch))
         )
-        hourly = events | "Hourly" >> HourlyItemCounts()
         sales = events | "Sales" >> beam.FlatMap(sales_of)
         refresh = marks | "Expired" >> beam.ParDo(ExpiredItems(db))
         return (

@@ -23,7 +23,7 @@ from apache_beam.transforms.userstate import BagStateSpec, ReadModifyWriteStateS
 from apache_beam.utils.timestamp import Timestamp
 
 from beam_jobs.catalog import CatalogIndex
-from beam_jobs.feast_io import FeastTarget
+from beam_jobs.feast_io import FeastTarget, read_activity_rows
 from beam_jobs.features import item_update, start_user_state, user_update
 from beam_jobs.item_state import HourDelta, ItemInput, ItemState, domain_of_id
 from beam_jobs.records import FeatureUpdate, StreamEvent
@@ -59,8 +59,8 @@ class UserActivityFn(beam.DoFn):
     ) -> None:
         user_id, event = element
         if state.read() is None:
-            start = start_user_state(user_id, event.event.domain, self.online, catalog.categories)
-            state.write(start.to_json())
+            online_row = None if self.online is None else read_activity_rows(self.online, [user_id]).get(user_id)
+            state.write(start_user_state(event.event.domain, online_row, catalog.categories).to_json())
         buffer.add((event, catalog.category(event.event.item_id)))
         if not armed.read():
             armed.write(True)

@@ -145,7 +145,7 @@ def build_unbounded(lines: beam.PCollection, catalog: beam.PCollection, settings
         | "UserActivity" >> beam.ParDo(UserActivityFn(settings.flush_seconds, seed, settings.clock), side)
     )
     item_inputs = (
-        unique | "Hourly" >> HourlyItemCounts(early_firing_seconds=settings.flush_seconds),
+        unique | "Hourly" >> HourlyItemCounts(streaming=True, early_firing_seconds=settings.flush_seconds),
         unique | "Sales" >> beam.FlatMap(sales_of),
     ) | "ItemInputs" >> beam.Flatten()
     items = item_inputs | "ItemStats" >> beam.ParDo(ItemStatsFn(settings.flush_seconds, settings.clock), side)

@@ -11,6 +11,7 @@ import typer
 import common  # noqa: F401  (sets TF_USE_LEGACY_KERAS before anything imports TensorFlow)
 from cli.run import run
 from cli.summary import summary
+from experiments.cli import app as experiments_app
 from feature_repo.cli import app as features_app
 from ingest.cli import app as data_app
 from models.evaluation.cli import app as evaluation_app
@@ -33,3 +34,4 @@ app.add_typer(sim_app, name="sim", help="The synthetic world: generate retail an
 app.add_typer(features_app, name="features", help="Feast feature store: apply, materialize, online reads.")
 app.add_typer(ranker_app, name="ranker", help="The DCN-v2 ranker: train, export, check export parity.")
 app.add_typer(retrieval_app, name="retrieval", help="Retrieval: two-tower, content tower, popularity, ScaNN indexes.")
+app.add_typer(experiments_app, name="experiments", help="A/B metrics, SRM, off-policy evaluation, dashboard.")

@@ -69,6 +69,9 @@ class DataPaths:
     def feature_source(self, view: str) -> Path:
         return self.features / view
 
+    def experiments(self, domain: str) -> Path:
+        return self.root / "experiments" / domain
+
     def training(self, domain: str, name: str) -> Path:
         return self.root / "training" / domain / name
 

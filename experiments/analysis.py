@@ -71,10 +71,6 @@ def domain_metrics(domain: str) -> list[MetricSpec]:
     return [m for m in METRICS if m.requires is None or m.requires in event_types]
 
 
-def experiments_dir(paths: DataPaths, domain: str) -> Path:
-    return paths.root / "experiments" / domain
-
-
 def compare(users: pd.DataFrame, spec: MetricSpec, control: str, treatment: str, ci: CiMethod = "delta",
             alpha: float = 0.05, n_boot: int = 2000, seed: int = 0) -> Comparison:
     """Treatment vs control on one metric from the per-user totals (columns ``arm`` + :data:`USER_COLUMNS`)."""
@@ -165,7 +161,7 @@ def format_table(report: ABReport) -> str:
 
 def write_outputs(report: ABReport, daily: pd.DataFrame, paths: DataPaths) -> Path:
     """Write ``comparison.json`` and merge ``daily`` into ``daily.parquet`` (rows of its dates replaced)."""
-    out = experiments_dir(paths, report.domain)
+    out = paths.experiments(report.domain)
     out.mkdir(parents=True, exist_ok=True)
     daily_file = out / DAILY_FILE
     if daily_file.exists():

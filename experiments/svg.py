@@ -37,10 +37,7 @@ def _finite(value: float | None) -> bool:
 def _scale(low: float, high: float, include_zero: bool) -> tuple[float, float]:
     if include_zero:
         low, high = min(low, 0.0), max(high, 0.0)
-    if high == low:
-        pad = abs(high) * 0.1 or 1.0
-        return low - pad, high + pad
-    pad = (high - low) * 0.08
+    pad = (high - low) * 0.08 if high > low else abs(high) * 0.1 or 1.0
     lower = low if include_zero and low == 0 else low - pad
     return (0.0 if low >= 0 > lower else lower), high + pad  # non-negative data keeps a non-negative axis
 
@@ -86,7 +83,9 @@ def line_chart(title: str, x: Sequence[str], series: Mapping[str, Sequence[float
     low, high = _scale(min(values), max(values), include_zero=False)
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     step = plot_w / max(1, len(x) - 1)
-    x_of = (lambda i: LEFT + plot_w / 2) if len(x) == 1 else (lambda i: LEFT + i * step)
+
+    def x_of(i: int) -> float:
+        return LEFT + plot_w / 2 if len(x) == 1 else LEFT + i * step
 
     def y_of(v: float) -> float:
         return TOP + plot_h * (1 - (v - low) / (high - low))

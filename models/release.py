@@ -242,12 +242,12 @@ def evaluate_release(
     truth = build_ground_truth(held, before, catalog, positives)
     if len(truth.user_ids) == 0:
         raise ValueError("no held-out user with a relevant interaction: cannot evaluate")
-    k = min(k, len(catalog))
     histories, seen = evaluation_histories(before, truth.user_ids)
-    candidates = retrieve(load_retrievers(release / RETRIEVAL_DIR), truth.user_ids, histories, seen, k)
-    metrics = evaluate_recommender(candidates.ids["collaborative"], truth, before, catalog, ks=(10,))
-    out = {f"recall@{k}": merged_recall(candidates.ids, truth, k), "ndcg@10": float(metrics["ndcg@10"]),
-           "recall@10": float(metrics["recall@10"]), "eval_users": len(truth.user_ids)}
+    top = min(k, len(catalog) - max(map(len, seen.values()), default=0))  # a small catalog: every unseen item
+    candidates = retrieve(load_retrievers(release / RETRIEVAL_DIR), truth.user_ids, histories, seen, top)
+    metrics = evaluate_recommender(candidates.ids["collaborative"], truth, before, catalog, ks=(min(10, top),))
+    out = {f"recall@{k}": merged_recall(candidates.ids, truth, top), "ndcg@10": float(metrics[f"ndcg@{min(10, top)}"]),
+           "recall@10": float(metrics[f"recall@{min(10, top)}"]), "eval_users": len(truth.user_ids)}
     ranker = read_summaries(release).get(RANKER_DIR)
     if ranker is not None:
         out["ranker_auc"] = float(ranker["metrics"]["auc"])

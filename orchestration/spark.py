@@ -37,5 +37,6 @@ def spark_job(task_id: str, job: str, application_args: Any, **kwargs: Any) -> S
         conn_id=spark.conn_id,
         driver_memory=spark.driver_memory,
         name=f"recsys-{job}",
+        conf={"spark.log.level": "WARN"},  # the jobs print their own progress lines
         **kwargs,
     )

@@ -54,16 +54,16 @@ def _dead_letter_safe(raw: Any) -> Any:
     return raw
 
 
-def _check(raw: Any, seen: set[str], now: datetime) -> tuple[Event | None, Rejection | None]:
+def _check(raw: Any, seen: set[str], now: datetime) -> Event | Rejection:
     event, rejection = validate_event(raw, now=now)
     if event is None:
-        return None, rejection
+        return rejection or Rejection(Reason.INVALID_VALUE, None, "invalid event")
     if domains()[event.domain].read_only:
-        return None, Rejection(DOMAIN_READ_ONLY, "domain", f"domain {event.domain!r} takes no live events")
+        return Rejection(DOMAIN_READ_ONLY, "domain", f"domain {event.domain!r} takes no live events")
     if event.event_id in seen:
-        return None, Rejection(Reason.DUPLICATE_EVENT_ID, "event_id", f"{event.event_id!r} repeats in this batch")
+        return Rejection(Reason.DUPLICATE_EVENT_ID, "event_id", f"{event.event_id!r} repeats in this batch")
     seen.add(event.event_id)
-    return event, None
+    return event
 
 
 def ingest(
@@ -76,12 +76,12 @@ def ingest(
     result = IntakeResult()
     rejected: list[tuple[Any, Rejection]] = []
     for index, raw in enumerate(records):
-        event, rejection = _check(raw, seen, now)
-        if event is None:
-            assert rejection is not None
-            rejected.append((_dead_letter_safe(raw), rejection))
-            result.rejections.append(RecordRejection(index, rejection.code, rejection.field, rejection.detail))
+        checked = _check(raw, seen, now)
+        if isinstance(checked, Rejection):
+            rejected.append((_dead_letter_safe(raw), checked))
+            result.rejections.append(RecordRejection(index, checked.code, checked.field, checked.detail))
             continue
+        event = checked
         by_domain[event.domain].append(event_to_json(event.model_copy(update={"ingested_at": now})))
         result.accepted += 1
     dead_letters.write_many(rejected)

@@ -40,10 +40,6 @@ class Candidates:
     scores: np.ndarray  # float64, aligned with rows
     provenance: tuple[Mapping[str, float], ...]  # per row: retriever -> its score for the row
 
-    @classmethod
-    def empty(cls) -> Candidates:
-        return cls(np.zeros(0, dtype=np.int64), np.zeros(0), ())
-
 
 @dataclass(frozen=True)
 class SlateItem:
@@ -144,7 +140,7 @@ def _explore(
     wanted = min(math.floor(rules.share * k + 1e-9), span, cap)
     if wanted <= 0:
         return {}, 0.0, 0.0
-    outside = np.array(sorted(profile_codes | {int(codes[r]) for r in slate_rows}), dtype=np.int64)
+    outside = np.array(sorted({int(codes[r]) for r in slate_rows}), dtype=np.int64)
     allowed = eligible.copy()
     allowed[slate_rows] = False
     pool = np.flatnonzero(allowed & ~np.isin(codes, outside))

@@ -38,7 +38,7 @@ class StreamFile:
         self._seq = 0
         self._prefix = f"{socket.gethostname().replace('-', '_')}-{os.getpid()}"
 
-    def _open(self) -> None:
+    def _open(self) -> tuple[int, Path]:
         self._close()
         self.directory.mkdir(parents=True, exist_ok=True)
         self._opened_at = self._clock()
@@ -47,29 +47,31 @@ class StreamFile:
         self._path = self.directory / f"{stamp}-{self._prefix}-{self._seq:06d}.jsonl"
         self._fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         self._size = 0
+        return self._fd, self._path
 
     def _close(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
 
-    def _due(self) -> bool:
+    def _current(self) -> tuple[int, Path]:
+        """The open file, after rotating it if it is full or too old."""
         too_old = self._clock() - self._opened_at >= self.rotate_seconds
-        return self._fd is None or self._size >= self.rotate_bytes or too_old
+        if self._fd is None or self._path is None or self._size >= self.rotate_bytes or too_old:
+            return self._open()
+        return self._fd, self._path
 
     def append(self, lines: Sequence[bytes]) -> Path:
         """Append JSON lines (without their newline); returns the file written. Durable on return."""
         data = b"".join(line + b"\n" for line in lines)
         with self._lock:
-            if self._due():
-                self._open()
-            assert self._fd is not None and self._path is not None
+            fd, path = self._current()
             view = memoryview(data)
             while view:
-                view = view[os.write(self._fd, view):]
-            os.fsync(self._fd)
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
             self._size += len(data)
-            return self._path
+            return path
 
     def close(self) -> None:
         with self._lock:

@@ -57,7 +57,7 @@ def test_hourly_counts_take_out_of_order_and_late_events_and_drop_too_late_ones(
         .advance_watermark_to_infinity()
     )
     with streaming_pipeline() as p:
-        out = p | stream | HourlyItemCounts()
+        out = p | stream | HourlyItemCounts(streaming=True)
         assert_that(out, equal_to([
             ("r_i1", HourDelta(h0, ItemCounts(1, 1, 0, 1.0, h0 + 20.0))),
             ("r_i1", HourDelta(h0 + HOUR, ItemCounts(1, 0, 0, 1.0, h0 + 3_700.0))),
@@ -76,7 +76,7 @@ def test_hourly_counts_fire_early_panes_as_deltas(events, streaming_pipeline) ->
         .advance_watermark_to_infinity()  # on-time pane: only what came since (discarding)
     )
     with streaming_pipeline() as p:
-        out = p | stream | HourlyItemCounts(early_firing_seconds=1)
+        out = p | stream | HourlyItemCounts(streaming=True, early_firing_seconds=1)
         assert_that(out | beam.Map(lambda kv: kv[1].counts.positives), equal_to([1, 2]))
 
 

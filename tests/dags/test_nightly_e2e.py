@@ -81,6 +81,16 @@ def test_a_clean_night_promotes_releases_that_serving_loads(night: Night) -> Non
     assert night.registry.load_manifest("retail", "20240312").metrics["recall@100"] > 0
 
 
+def test_feature_materialization_continues_where_the_night_ended(night: Night) -> None:
+    from feature_repo.store import get_store
+
+    end = _at(DAY + timedelta(days=1)) + timedelta(minutes=30)
+    report = run_dag("feature_materialization", end)  # the interval ending 00:30 after the night's day
+    assert report.ok, report.table()
+    views = get_store(night.paths).list_feature_views()
+    assert views and {v.most_recent_end_time.astimezone(UTC) for v in views} == {end}
+
+
 def _shuffle_ids(index_dir: Path, seed: int) -> None:
     ids = np.load(index_dir / "ids.npy")
     np.save(index_dir / "ids.npy", np.random.default_rng(seed).permutation(ids))

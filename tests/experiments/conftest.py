@@ -20,6 +20,8 @@ Categories: i1 Shoes>Running, i2 Shoes>Trail, i3 Bags, i4 Bags, i5 Hats>Summer, 
 
 from __future__ import annotations
 
+import contextlib
+import io
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -29,6 +31,7 @@ import pytest
 
 from common.lake import write_catalog, write_events
 from common.paths import DataPaths
+from experiments.analysis import ABReport
 
 DAY1, DAY2 = date(2025, 3, 10), date(2025, 3, 11)
 CATEGORIES = {"r_i1": "Shoes>Running", "r_i2": "Shoes>Trail", "r_i3": "Bags", "r_i4": "Bags",
@@ -90,17 +93,14 @@ def lake_events() -> pd.DataFrame:
 @dataclass(frozen=True)
 class AnalysedLake:
     paths: DataPaths
-    reports: list  # list[ABReport]
+    reports: list[ABReport]
     stdout: str
 
 
 @pytest.fixture(scope="session")
 def analysed_lake(spark, tmp_path_factory: pytest.TempPathFactory) -> AnalysedLake:
     """The hand-built lake after one run of the A/B metrics job (outputs under its data root)."""
-    import contextlib
-    import io
-
-    from experiments.ab_metrics import ABOptions, run
+    from experiments.ab_metrics import ABOptions, run  # imports pyspark
 
     paths = DataPaths(Path(tmp_path_factory.mktemp("ab")) / "data")
     write_events(ab_events(), paths)

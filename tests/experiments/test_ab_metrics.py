@@ -14,7 +14,7 @@ import orjson
 import pandas as pd
 import pytest
 
-from experiments.analysis import experiments_dir, read_outputs
+from experiments.analysis import read_outputs
 
 Z975 = 1.959963984540054
 
@@ -74,7 +74,7 @@ def test_window_comparison(analysed_lake) -> None:
 
 
 def test_outputs_and_printed_table(analysed_lake) -> None:
-    folder = experiments_dir(analysed_lake.paths, "retail")
+    folder = analysed_lake.paths.experiments("retail")
     saved = orjson.loads((folder / "comparison.json").read_bytes())
     assert saved["window"] == {"start": "2025-03-10", "end": "2025-03-11"}
     assert saved["experiment"] == "retail-aov-v1" and saved["control"] == "control"

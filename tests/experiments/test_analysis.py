@@ -12,7 +12,6 @@ from experiments.analysis import (
     compare,
     comparisons,
     domain_metrics,
-    experiments_dir,
     format_table,
     read_outputs,
     write_outputs,
@@ -83,5 +82,5 @@ def test_outputs_replace_the_rows_of_the_dates_written(tmp_path) -> None:
         ("2025-03-11", "control", 0.2), ("2025-03-11", "treatment", 0.2),
         ("2025-03-12", "control", 0.2), ("2025-03-12", "treatment", 0.2)]
     assert comparison is not None and comparison["srm"]["flagged"] is False
-    assert (experiments_dir(paths, "retail") / "comparison.json").exists()
+    assert (paths.experiments("retail") / "comparison.json").exists()
     assert not np.isnan(comparison["comparisons"][0]["lift"])

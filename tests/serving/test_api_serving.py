@@ -155,10 +155,11 @@ def test_hot_swap_keeps_answering_and_refuses_broken_releases(
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
 
-def test_openapi_contract(served) -> None:
+def test_openapi_contract(served, metric_delta: type) -> None:
     """Driven by hand: ``schemathesis.pytest.from_fixture`` does not run under pytest 9 (4.x reads
     ``node._nodeid``), so each operation's strategy is given to hypothesis directly."""
     _, app, _ = served
+    delta = metric_delta(app.state.services.metrics)
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     operations = [result.ok() for result in schema.get_all_operations()]
     assert {f"{op.method.upper()} {op.path}" for op in operations} >= {
@@ -174,3 +175,4 @@ def test_openapi_contract(served) -> None:
                 case.call_and_validate(headers={"X-API-Key": KEY}, checks=CHECKS)
 
             check()
+    assert delta("recsys_requests_total", route="/v1/recommendations", status="200") > 0  # the real pipeline ran

@@ -1,0 +1,115 @@
+"""Between two simulated days: land the day's events, then retrain and publish new releases.
+
+- :func:`drain_stream` runs the streaming job over ``incoming/`` until it is drained: the events the
+  service took in (and the impressions it logged) reach the raw lake and the online features.
+- :func:`retrain` builds the night's releases for the logical date ``day``:
+
+  - ``airflow``: the nightly DAG through Airflow (``orchestration.runner.run_nightly``): compaction,
+    data quality, features, training sets, training, evaluation, the promotion gate, publish. A
+    refused promotion or failed check is an outcome of the loop (the live release keeps serving);
+  - ``fast``: the same Spark jobs and the release builder called directly in this process (one shared
+    SparkSession, no Airflow, no gate), then ``promote``: a new release every night.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Literal
+
+from common.paths import DataPaths
+from common.registry import ArtifactRegistry
+
+RetrainMode = Literal["airflow", "fast", "none"]
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class NightResult:
+    day: str
+    mode: str
+    ok: bool
+    seconds: float
+    releases: dict[str, str | None]  # CURRENT per domain after the night
+    changed: dict[str, bool]  # CURRENT moved this night
+    failed_tasks: list[str] = field(default_factory=list)
+    stream_events: int = 0
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def drain_stream(paths: DataPaths) -> int:
+    """The streaming job once over ``incoming/`` (files source, DirectRunner); returns events processed."""
+    from beam_jobs.job import FileStreamJob, StreamConfig
+
+    for noisy in ("apache_beam", "feast", "absl", "beam_jobs"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    summary = FileStreamJob(StreamConfig(paths, once=True, poll_interval=0.1)).run()
+    return int(summary.get("events", 0))
+
+
+def _free_version(registry: ArtifactRegistry, domain: str, day: date) -> str:
+    """``YYYYMMDD``, or ``YYYYMMDD.N`` if that one was already built or staged."""
+    from orchestration.staging import version_name
+
+    for attempt in range(1, 100):
+        version = version_name(day, attempt)
+        if not registry.release_path(domain, version).exists() and not registry.staging_path(domain, version).exists():
+            return version
+    raise RuntimeError(f"{domain}: no free release version for {day}")
+
+
+def _fast_night(paths: DataPaths, day: date, domains: Sequence[str], training_days: int,
+                compact_lookback_days: int, master: str) -> None:
+    """The nightly DAG's work without Airflow and without the gate (see the module docstring)."""
+    from models.release import build_release
+    from orchestration.tasks import day_end, materialize, plan
+    from spark_jobs import compact, features, training_sets
+    from spark_jobs.session import build_session
+
+    night = plan(day.isoformat(), compact_lookback_days, training_days)
+    spark = build_session("recsys-loop-nightly", master=master, shuffle_partitions=2)
+    try:
+        for job, args in ((compact, night["compact_args"]), (features, night["features_args"])):
+            if job.main(args) != 0:
+                raise RuntimeError(f"{job.__name__} failed for {day}")
+        materialize(day_end(day.isoformat()))
+        if training_sets.main(night["training_sets_args"]) != 0:
+            raise RuntimeError(f"training sets failed for {day}")
+        registry = ArtifactRegistry()
+        for name in domains:
+            built = build_release(name, day, days=training_days, version=_free_version(registry, name, day),
+                                  paths=paths, registry=registry, master=master)
+            registry.promote(name, built.version)
+    finally:
+        spark.stop()
+
+
+def retrain(day: date, mode: RetrainMode, domains: Sequence[str], training_days: int = 7,
+            compact_lookback_days: int = 2, airflow_home: Path | None = None, master: str = "local[2]") -> NightResult:
+    """Drain the stream, then run the night of ``day`` in ``mode``; never raises for a refused release."""
+    paths = DataPaths.default()
+    registry = ArtifactRegistry()
+    before = {d: registry.current(d) for d in domains}
+    started = time.perf_counter()
+    streamed = drain_stream(paths)
+    ok, failed = True, []
+    if mode == "airflow":
+        from orchestration.runner import run_nightly
+
+        report = run_nightly(day, airflow_home or paths.root / "airflow",
+                             {"training_days": training_days, "compact_lookback_days": compact_lookback_days})
+        ok = report.ok
+        failed = [t.task_id for t in report.tasks if t.state not in ("success", "skipped")]
+        if not ok:
+            log.warning("nightly run of %s did not succeed: %s", day, failed)
+    elif mode == "fast":
+        _fast_night(paths, day, domains, training_days, compact_lookback_days, master)
+    after = {d: registry.current(d) for d in domains}
+    return NightResult(day.isoformat(), mode, ok, round(time.perf_counter() - started, 1), after,
+                       {d: after[d] != before[d] for d in domains}, failed, streamed)

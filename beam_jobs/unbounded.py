@@ -21,6 +21,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import apache_beam as beam
 from apache_beam.transforms import trigger, window
@@ -148,7 +149,9 @@ def build_unbounded(lines: beam.PCollection, catalog: beam.PCollection, settings
         unique | "Hourly" >> HourlyItemCounts(streaming=True, early_firing_seconds=settings.flush_seconds),
         unique | "Sales" >> beam.FlatMap(sales_of),
     ) | "ItemInputs" >> beam.Flatten()
-    items = item_inputs | "ItemStats" >> beam.ParDo(ItemStatsFn(settings.flush_seconds, settings.clock), side)
+    items = item_inputs | "ItemStats" >> beam.ParDo(ItemStatsFn(settings.flush_seconds, settings.clock), side).with_input_types(
+        tuple[str, Any]
+    )
     (users, items) | "Updates" >> beam.Flatten() | "Push" >> beam.ParDo(PushRows(settings.target, settings.push_rows))
 
 

@@ -18,6 +18,7 @@ from models.evaluation.cli import app as evaluation_app
 from models.ranking.cli import app as ranker_app
 from models.retrieval.cli import app as retrieval_app
 from simulation.cli import app as sim_app
+from spark_jobs.cli import app as batch_app
 
 app = typer.Typer(
     name="recsys",
@@ -35,3 +36,4 @@ app.add_typer(features_app, name="features", help="Feast feature store: apply, m
 app.add_typer(ranker_app, name="ranker", help="The DCN-v2 ranker: train, export, check export parity.")
 app.add_typer(retrieval_app, name="retrieval", help="Retrieval: two-tower, content tower, popularity, ScaNN indexes.")
 app.add_typer(experiments_app, name="experiments", help="A/B metrics, SRM, off-policy evaluation, dashboard.")
+app.add_typer(batch_app, name="batch", help="Spark batch jobs: compaction, features, training sets.")

@@ -21,6 +21,17 @@ NO_TIME_DAYS = 365.0  # "never happened" for days-since features
 HISTORY_LENGTH = 50  # items kept in the compact per-user history
 RECENT_LENGTH = 20  # items kept in the real-time recent-items list
 TOP_CATEGORIES = 5  # categories kept in the category-affinity feature
+CTR_PRIOR = 0.05  # click-through rates are smoothed towards this prior ...
+CTR_PRIOR_IMPRESSIONS = 20.0  # ... with the weight of this many impressions
+
+
+def smoothed_ctr(clicks, impressions):
+    """``(clicks + CTR_PRIOR * CTR_PRIOR_IMPRESSIONS) / (impressions + CTR_PRIOR_IMPRESSIONS)``.
+
+    The one CTR formula of the batch (Spark) and streaming (Beam) jobs; works on numbers, numpy
+    arrays and Spark columns alike (only arithmetic operators).
+    """
+    return (clicks + CTR_PRIOR * CTR_PRIOR_IMPRESSIONS) / (impressions + CTR_PRIOR_IMPRESSIONS)
 
 
 @dataclass(frozen=True)

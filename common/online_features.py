@@ -42,6 +42,7 @@ from common.features import (
     FeatureField,
     FeatureViewSpec,
 )
+from common.request_context import request_context
 
 MAX_ITEMS = 500
 _SCALAR_DEFAULTS: dict[str, Any] = {
@@ -63,34 +64,17 @@ _DEFAULT_OVERRIDES: dict[str, Any] = {
     USER_PROFILE.ref("days_since_last_purchase"): NO_TIME_DAYS,
     USER_PROFILE.ref("days_since_last_session"): NO_TIME_DAYS,
 }
-_DEVICE_TYPES = {
-    "web": "web",
-    "desktop": "web",
-    "browser": "web",
-    "mobile_web": "web",
-    "ios": "ios",
-    "iphone": "ios",
-    "ipad": "ios",
-    "android": "android",
-}
-
-
 def request_context_values(request_ts: int, device: str | None) -> dict[str, Any]:
-    """Hour of day and day of week (UTC, 0=Monday), weekend flag and normalised device of one request."""
-    days, seconds = divmod(int(request_ts), 86_400)
-    day_of_week = (days + 3) % 7  # 1970-01-01 was a Thursday
-    return {
-        "hour_of_day": seconds // 3_600,
-        "day_of_week": day_of_week,
-        "is_weekend": day_of_week >= 5,
-        "device_type": _DEVICE_TYPES.get((device or "").strip().lower(), "other"),
-    }
+    """One request's context features as Python scalars (rules in :mod:`common.request_context`)."""
+    return {name: value.item() for name, value in request_context(request_ts, device).items()}
 
 
 def request_context_columns(request_ts: Sequence[int], device: Sequence[str | None]) -> dict[str, list[Any]]:
-    """Column-wise ``request_context_values`` (the shape of a Feast python-mode on-demand view)."""
-    rows = [request_context_values(ts, dev) for ts, dev in zip(request_ts, device, strict=True)]
-    return {name: [row[name] for row in rows] for name in REQUEST_CONTEXT.names}
+    """Column-wise request context (the shape of a Feast python-mode on-demand view)."""
+    if len(request_ts) != len(device):
+        raise ValueError(f"{len(request_ts)} timestamps but {len(device)} devices")
+    values = request_context(np.asarray(request_ts, dtype=np.int64), list(device))
+    return {name: values[name].tolist() for name in REQUEST_CONTEXT.names}
 
 
 def push_source_name(spec: FeatureViewSpec) -> str:

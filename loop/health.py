@@ -40,9 +40,10 @@ def reference_before(paths: DataPaths, domain: str, first_day: date) -> SlateRef
 
 
 def pipeline_arms(domain: str, arms: list[str]) -> list[str]:
-    """The arms that serve the platform's pipeline (not the legacy recommender)."""
+    """The arms that serve the platform's pipeline (not the legacy recommender); every arm when the
+    service ran no experiment (one arm) or none is configured."""
     experiment = experiment_for(domain)
-    if experiment is None:
+    if experiment is None or len(arms) < 2:
         return arms
     return [a for a in arms if a in experiment.arms and experiment.arms[a].variant != LEGACY_VARIANT]
 

@@ -109,7 +109,7 @@ class ServiceClient:
         response.raise_for_status()
         return dict(response.json()["releases"])
 
-    def wait_for_releases(self, wanted: Mapping[str, str], timeout_s: float = 60.0) -> dict[str, str]:
+    def wait_for_releases(self, wanted: Mapping[str, str], timeout_s: float = 300.0) -> dict[str, str]:
         """Block until the service serves ``wanted`` (domain -> version), i.e. it hot-swapped them."""
         deadline = time.monotonic() + timeout_s
         while True:

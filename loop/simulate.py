@@ -77,6 +77,7 @@ class LoopResult:
     slates: dict[str, pd.DataFrame] = field(default_factory=dict)  # per domain: one row per served slate
     days: list[DayRecord] = field(default_factory=list)
     nights: list[NightResult] = field(default_factory=list)
+    truths: dict[str, GroundTruth] = field(default_factory=dict)  # the world's state after the last day
     seconds: float = 0.0
 
     def summary(self) -> dict[str, Any]:
@@ -165,7 +166,7 @@ def run_loop(settings: LoopSettings, client: ServiceClient, progress: bool = Tru
     profile = get_profile(settings.profile)
     truths = {d: GroundTruth.load(paths, d) for d in settings.domains}
     rng = np.random.default_rng(settings.seed)
-    result = LoopResult(settings)
+    result = LoopResult(settings, truths=truths)
     events: dict[str, list[pd.DataFrame]] = {d: [] for d in settings.domains}
     slates: dict[str, list[pd.DataFrame]] = {d: [] for d in settings.domains}
     first = first_loop_day(settings.profile)

@@ -98,7 +98,9 @@ def prepare_base(settings: StudySettings, api_key: str, say: Callable[[str], Non
     return base
 
 
-def _ope_checks(settings: StudySettings, client: ServiceClient, env: Mapping[str, str], root: Path) -> list[OPECheck]:
+def _ope_checks(settings: StudySettings, client: ServiceClient, env: Mapping[str, str], root: Path,
+                truths: Mapping[str, GroundTruth]) -> list[OPECheck]:
+    """The off-policy check on the day after the loop, from the world's state at the end of the loop."""
     from serving.settings import load_settings
 
     candidate_file = write_variant(root / "serving-candidate.yaml", {"exploration": {"share": settings.candidate_share}})
@@ -107,8 +109,7 @@ def _ope_checks(settings: StudySettings, client: ServiceClient, env: Mapping[str
     profile = get_profile(settings.loop.profile)
     checks = []
     with running_service(settings.loop.domains, env, candidate_file, log_file=root / "service-candidate.log") as candidate:
-        for name in settings.loop.domains:
-            truth = GroundTruth.load(DataPaths.default(), name)  # the check's own copy of the pre-loop world
+        for name, truth in truths.items():
             checks.append(ope_check(client, candidate, truth, day, profile.size(name).slate_size, rules[name],
                                     settings.candidate_share, settings.loop.seed + 1, settings.loop.max_requests_per_day))
     return checks
@@ -127,7 +128,7 @@ def run_variant(settings: StudySettings, base: Path, variant: str, api_key: str,
         result = run_loop(loop_settings, client, on_day=lambda d: say(
             f"  {d.domain} {d.day}: {d.requests} slates, {d.events} events, arms {d.arms}, release {d.releases}, "
             f"intake {d.intake} ({d.seconds:.0f} s)"))
-        checks = _ope_checks(settings, client, env, root) if settings.ope and variant == "on" else []
+        checks = _ope_checks(settings, client, env, root, result.truths) if settings.ope and variant == "on" else []
     return result, checks
 
 

@@ -13,6 +13,7 @@ Protocol (one global time cut, never random; :func:`models.evaluation.split.spli
   catalog minus the user's past items, completed with the popularity fallback when short
   (:mod:`models.candidates`).
 - Merged candidates: the union of the retrievers' top-K; its recall is reported separately.
+- Popularity window/half-life: tuned on the validation window (:func:`tune_popularity`).
 - Ranker: trained on candidates of retrievers A for the validation-window users, labels = their
   validation-window positives (:mod:`models.candidate_ranker`); early stopping on a user hold-out of
   that set. The test period is only ever scored. ``merged:two_tower_order`` orders the same merged
@@ -36,9 +37,11 @@ from models.candidates import CandidateSet, evaluation_histories, retrieve
 from models.evaluation.baselines import BASELINES
 from models.evaluation.data import DomainData
 from models.evaluation.evaluate import EvaluationContext, evaluation_slices, run_baselines
+from models.evaluation.metrics import gather, ideal_gains, ndcg_at_k
 from models.evaluation.split import GroundTruth, TemporalSplit, build_ground_truth, split_by_time_fraction
 from models.release import profile_columns, segment_column
 from models.retrieval.pipeline import RetrievalSettings
+from models.retrieval.popularity import PopularityConfig, PopularityTable
 
 CANDIDATES_PER_RETRIEVER = 100
 FULL_SLATE = 10
@@ -115,6 +118,30 @@ def candidate_recall(candidates: CandidateSet, truth: GroundTruth, rows: np.ndar
     return float(np.mean(recalls))
 
 
+POPULARITY_GRID = ((30.0, 7.0), (365.0, 90.0), (3650.0, 730.0), (36500.0, 36500.0))  # (window, half-life) days
+
+
+def tune_popularity(split: TemporalSplit, catalog: pd.DataFrame, positives: Collection[str],
+                    settings: PipelineSettings, say: Callable[[str], None]) -> PopularityConfig:
+    """The popularity window and half-life with the best NDCG@10 on the validation window (fitted on
+    ``split.fit``; every validation user, since popularity is what users without history get)."""
+    truth = build_ground_truth(split.validation, split.fit, catalog, positives)
+    _, seen = evaluation_histories(split.fit, truth.user_ids)
+    ideal = ideal_gains(truth.relevance, 10)
+    best, best_score = settings.retrieval.popularity, -1.0
+    for window, half_life in POPULARITY_GRID:
+        config = replace(settings.retrieval.popularity, window_days=window, half_life_days=half_life, top_n=len(catalog))
+        ranked = PopularityTable.build(split.fit, split.validation_start, config).top(None, len(catalog))[0]
+        recs = np.array([[i for i in ranked if i not in seen.get(u, ())][:10] for u in truth.user_ids], dtype=object)
+        if recs.shape[1] < 10:
+            continue
+        score = ndcg_at_k(gather(truth.items.encode(recs), truth.relevance), ideal, 10)
+        say(f"  popularity window {window:g} d, half-life {half_life:g} d: validation NDCG@10 = {score:.4f}")
+        if score > best_score:
+            best, best_score = config, score
+    return best
+
+
 def _train_ranker(data: DomainData, split: TemporalSplit, workdir: Path, settings: PipelineSettings,
                   profiles: _Profiles, positives: Collection[str], k: int, say: Callable[[str], None]) -> Any:
     from models.ranking.data import holdout_split
@@ -145,6 +172,8 @@ def evaluate_pipeline(data: DomainData, workdir: Path, settings: PipelineSetting
     table = run_baselines(data, split=split, ks=ks, positive_events=positives, models=models,
                           tune=settings.tune_baselines, progress=say)
     profiles = _Profiles.of(data.users)
+    popularity = tune_popularity(split, data.catalog, positives, settings, say)
+    settings = replace(settings, retrieval=replace(settings.retrieval, popularity=popularity))
     ranker = _train_ranker(data, split, workdir, settings, profiles, positives, k, say)
     say(f"ranker: {ranker.config.structure} validation {ranker.metrics}")
     truth = build_ground_truth(split.test, split.train, data.catalog, positives)
@@ -172,6 +201,7 @@ def evaluate_pipeline(data: DomainData, workdir: Path, settings: PipelineSetting
         "cold_users_full_slate": float((merged_sizes[cold_rows] >= FULL_SLATE).mean()) if len(cold_rows) else None,
         "content_found_cold_items": _cold_item_hits(candidates.ids["content"], candidates.found["content"],
                                                      slices["cold_items"]),
+        "popularity": {"window_days": popularity.window_days, "half_life_days": popularity.half_life_days},
         "ranker": {"structure": ranker.config.structure, "validation": ranker.metrics,
                    "comparison": ranker.comparison, "best_epoch": ranker.best_epoch},
         "seconds": round(time.perf_counter() - started, 1),

@@ -93,7 +93,7 @@ def diversify(pool: np.ndarray, codes: np.ndarray, k: int, cap: int) -> tuple[li
         if len(picked) == k:
             break
         code = int(codes[row])
-        if counts.get(code, 0) < cap:
+        if counts.get(code, 0) < cap + 1:
             counts[code] = counts.get(code, 0) + 1
             picked.append(index)
             promoted.append(bool(deferred))
@@ -140,7 +140,7 @@ def _explore(
     wanted = min(math.floor(rules.share * k + 1e-9), span, cap)
     if wanted <= 0:
         return {}, 0.0, 0.0
-    outside = np.array(sorted({int(codes[r]) for r in slate_rows}), dtype=np.int64)
+    outside = np.array(sorted(profile_codes | {int(codes[r]) for r in slate_rows}), dtype=np.int64)
     allowed = eligible.copy()
     allowed[slate_rows] = False
     pool = np.flatnonzero(allowed & ~np.isin(codes, outside))

@@ -2,28 +2,21 @@
 initialisation of the fast-moving state the streaming job keeps fresh).
 
 Popularity counts the domain's positive events (``positive_events`` of the domain config); CTR is
-``slate_clicks / impressions`` smoothed towards CTR_PRIOR with the weight of CTR_PRIOR_IMPRESSIONS
-impressions, so an item with few impressions is not ranked on noise:
-``(clicks + CTR_PRIOR * CTR_PRIOR_IMPRESSIONS) / (impressions + CTR_PRIOR_IMPRESSIONS)``.
+``slate_clicks / impressions`` smoothed by :func:`common.features.smoothed_ctr` (shared with the
+streaming job), so an item with few impressions is not ranked on noise.
 """
 
 from __future__ import annotations
 
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from common.features import ITEM_ID
+from common.features import ITEM_ID, smoothed_ctr
 from spark_jobs.interactions import DAY, SNAPSHOT, within
 
 KEY = [ITEM_ID, SNAPSHOT]
-CTR_PRIOR = 0.05
-CTR_PRIOR_IMPRESSIONS = 20.0
 PRICE_BUCKETS = 10
 WINDOWS = (1, 7, 30)
-
-
-def smoothed_ctr(clicks: Column, impressions: Column) -> Column:
-    return (clicks + CTR_PRIOR * CTR_PRIOR_IMPRESSIONS) / (impressions + CTR_PRIOR_IMPRESSIONS)
 
 
 def item_daily(daily: DataFrame) -> DataFrame:

@@ -75,7 +75,7 @@ def write_world(paths: DataPaths) -> pd.DataFrame:
     for name, frame in (("retrieval", retrieval), ("ranking", _ranking_set(np.random.default_rng(0)))):
         target = paths.training("retail", name)
         target.mkdir(parents=True)
-        frame.to_parquet(target / "part-0.parquet", index=False, coerce_timestamps="us")  # as Spark writes
+        frame.to_parquet(target / "part-0.parquet", index=False, coerce_timestamps="us", allow_truncated_timestamps=True)
     return retrieval
 
 

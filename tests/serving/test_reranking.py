@@ -118,9 +118,11 @@ def test_boosts_apply_to_new_and_high_margin_items(catalog_row: Row, now: dateti
 
 
 def test_exploration_slot_and_propensities(catalog_row: Row, now: datetime) -> None:
-    rows = [catalog_row(f"r_{i}", f"Known{i % 2}>x") for i in range(6)] + [catalog_row("r_new", "Fresh>y")]
+    rows = [catalog_row(f"r_{i}", f"Known{i % 2}>x") for i in range(6)]
+    rows += [catalog_row("r_new", "Fresh>y"), catalog_row("r_liked", "Liked>z")]
     catalog = CatalogIndex.from_frame(pd.DataFrame(rows), "retail")
-    user = UserContext("r_u", categories=frozenset({"Known0>x", "Known1>x"}))
+    # r_liked is in the user's profile but not in the slate: never an exploration pick
+    user = UserContext("r_u", categories=frozenset({"Known0>x", "Known1>x", "Liked>z"}))
     rules = PLAIN.model_copy(update={"exploration": ExplorationRules(share=0.25, min_position=2)})
     slates = [_rerank(catalog, user, rules, 4, [f"r_{i}" for i in range(6)], now, seed=s) for s in range(40)]
     for slate in slates:
@@ -153,12 +155,11 @@ def worlds(draw: st.DrawFn, catalog_row: Row, now: datetime) -> dict:
             inventory=draw(st.integers(0, 3)),
             margin=draw(st.floats(-0.2, 0.9)),
             launched_at=now - timedelta(days=draw(st.integers(-5, 200))),
-            requires_no_arrears=draw(st.booleans()),
+            requires_no_arrears=draw(st.integers(0, 3)) == 0,
             excludes=draw(st.lists(st.sampled_from(ids), max_size=2)),
         )
-        for name, scale in RULE_SCALE.items():
-            bound = draw(st.none() | st.integers(0, 100))
-            row[name] = None if bound is None else bound * scale
+        for name, scale in RULE_SCALE.items():  # each rule set on about a quarter of the products
+            row[name] = draw(st.integers(0, 100)) * scale if draw(st.integers(0, 3)) == 0 else None
         rows.append(row)
     some_ids = st.lists(st.sampled_from(ids), max_size=3).map(frozenset)
     user = UserContext(

@@ -67,6 +67,11 @@ class Batch:
     id: int
     ranges: tuple[ByteRange, ...]
 
+    @property
+    def name(self) -> str:
+        """Name of the batch's lake files and dead-letter file."""
+        return f"batch-{self.id:010d}"
+
 
 class CheckpointStore:
     """One connection to the checkpoint database (open one per process/DoFn instance)."""

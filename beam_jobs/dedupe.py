@@ -21,7 +21,7 @@ from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
 from apache_beam.utils.timestamp import Timestamp
 
-from beam_jobs.checkpoint import CheckpointStore
+from beam_jobs.checkpoint import Batch, CheckpointStore
 from beam_jobs.parse import REJECTED, count_rejection
 from beam_jobs.records import METRICS_NAMESPACE, Rejected, StreamEvent
 from common.schemas import Reason, Rejection
@@ -39,10 +39,10 @@ def duplicate(event: StreamEvent, detail: str) -> beam.pvalue.TaggedOutput:
 class DropDuplicates(beam.DoFn):
     """``(event_id, occurrences)`` -> the first occurrence unless already seen; the rest rejected."""
 
-    def __init__(self, checkpoint_db: str, batch: int) -> None:
+    def __init__(self, checkpoint_db: str) -> None:
         self.checkpoint_db = checkpoint_db
-        self.batch = batch
         self._kept: list[str] = []
+        self._batch = 0
 
     def setup(self) -> None:
         self.store = CheckpointStore(self.checkpoint_db)
@@ -50,7 +50,8 @@ class DropDuplicates(beam.DoFn):
     def start_bundle(self) -> None:
         self._kept = []
 
-    def process(self, element: tuple[str, Iterable[StreamEvent]]) -> Iterator[Any]:
+    def process(self, element: tuple[str, Iterable[StreamEvent]], batch: Batch) -> Iterator[Any]:
+        self._batch = batch.id
         event_id, occurrences = element
         ordered = sorted(occurrences, key=lambda e: (e.source, e.offset))
         first = ordered[0]
@@ -64,7 +65,7 @@ class DropDuplicates(beam.DoFn):
             yield duplicate(event, f"event {event_id!r} repeats {first.source} at byte {first.offset}")
 
     def finish_bundle(self) -> None:
-        self.store.stage_seen(self.batch, self._kept)
+        self.store.stage_seen(self._batch, self._kept)
         self._kept = []
 
     def teardown(self) -> None:
@@ -72,9 +73,10 @@ class DropDuplicates(beam.DoFn):
 
 
 class DedupeBatch(beam.PTransform):
-    """``StreamEvent``s -> unique ones on ``UNIQUE``, duplicates (``Rejected``) on ``REJECTED``."""
+    """``StreamEvent``s -> unique ones on ``UNIQUE``, duplicates (``Rejected``) on ``REJECTED``;
+    ``batch`` is the micro-batch side input (``AsSingleton`` of a ``Batch``)."""
 
-    def __init__(self, checkpoint_db: str, batch: int) -> None:
+    def __init__(self, checkpoint_db: str, batch: Any) -> None:
         super().__init__()
         self.checkpoint_db = checkpoint_db
         self.batch = batch
@@ -84,7 +86,7 @@ class DedupeBatch(beam.PTransform):
             events
             | "ById" >> beam.Map(lambda e: (e.event_id, e)).with_output_types(tuple[str, Any])
             | "GroupById" >> beam.GroupByKey()
-            | "DropDuplicates" >> beam.ParDo(DropDuplicates(self.checkpoint_db, self.batch)).with_outputs(
+            | "DropDuplicates" >> beam.ParDo(DropDuplicates(self.checkpoint_db), self.batch).with_outputs(
                 REJECTED, main=UNIQUE
             )
         )

@@ -28,7 +28,7 @@ from apache_beam.utils.timestamp import Duration, Timestamp
 from apache_beam.utils.windowed_value import WindowedValue
 
 from beam_jobs.catalog import CatalogIndex
-from beam_jobs.checkpoint import CheckpointStore
+from beam_jobs.checkpoint import Batch, CheckpointStore
 from beam_jobs.feast_io import FeastTarget, read_activity_rows
 from beam_jobs.item_state import (
     HOUR,
@@ -216,15 +216,11 @@ class UserActivityBatch(beam.PTransform):
 class MergeWatermark(_StateDoFn):
     """``(domain, max event time in the batch)`` -> ``(domain, new watermark)``, staged for the commit."""
 
-    def __init__(self, checkpoint_db: str, batch: int) -> None:
-        super().__init__(checkpoint_db)
-        self.batch = batch
-
-    def process(self, element: tuple[str, float]) -> Iterator[tuple[str, float]]:
+    def process(self, element: tuple[str, float], batch: Batch) -> Iterator[tuple[str, float]]:
         domain, latest = element
         stored = self.store.watermark(domain)
         mark = latest if stored is None else max(stored, latest)
-        self.store.stage_watermarks(self.batch, [(domain, mark)])
+        self.store.stage_watermarks(batch.id, [(domain, mark)])
         yield domain, mark
 
 
@@ -258,7 +254,7 @@ def sales_of(event: StreamEvent) -> Iterator[tuple[str, ItemInput]]:
 
 
 class ItemStatsBatch(beam.PTransform):
-    def __init__(self, checkpoint_db: str, batch: int, catalog: beam.PCollection) -> None:
+    def __init__(self, checkpoint_db: str, batch: Any, catalog: beam.PCollection) -> None:
         super().__init__()
         self.checkpoint_db = checkpoint_db
         self.batch = batch
@@ -273,7 +269,7 @@ class ItemStatsBatch(beam.PTransform):
                 tuple[str, float]
             )
             | "LatestPerDomain" >> beam.CombinePerKey(max)
-            | "Watermarks" >> beam.ParDo(MergeWatermark(db, self.batch))
+            | "Watermarks" >> beam.ParDo(MergeWatermark(db), self.batch)
         )
         sales = events | "Sales" >> beam.FlatMap(sales_of)
         refresh = marks | "Expired" >> beam.ParDo(ExpiredItems(db))

@@ -1,7 +1,7 @@
 """The local streaming job: tail ``incoming/`` in micro-batches, each one a Beam pipeline, exactly once.
 
 Each step: plan the next byte ranges from the committed offsets and write the plan ahead
-(``CheckpointStore.begin``) -> run the batch's pipeline (``microbatch.run_batch``: dead letters, lake
+(``CheckpointStore.begin``) -> run the micro-batch pipeline on it (``microbatch``: dead letters, lake
 files, Feast pushes, staged state) -> commit state, seen ids, watermarks and offsets in one SQLite
 transaction. Restart safety (kill -9 at any moment):
 
@@ -30,7 +30,7 @@ from typing import Any
 from beam_jobs.checkpoint import Batch, CheckpointStore
 from beam_jobs.feast_io import FeastTarget
 from beam_jobs.metrics import StreamMetrics
-from beam_jobs.microbatch import BatchSettings, batch_name, run_batch
+from beam_jobs.microbatch import BatchSettings, MicroBatchPipeline
 from beam_jobs.sinks import dead_letter_files, scratch_dir
 from beam_jobs.tail import plan_ranges
 from common.paths import DataPaths
@@ -91,6 +91,7 @@ class FileStreamJob:
             str(paths.root), str(checkpoint_path(paths)), target, config.seed_users, config.push_rows
         )
         self._online = target.open()  # opened once, kept alive for the DoFns of every batch
+        self.pipeline = MicroBatchPipeline(self.settings)
         self.metrics = StreamMetrics(state_dir(paths), config.metrics_port)
         self._last_prune = 0.0
 
@@ -102,7 +103,7 @@ class FileStreamJob:
     def _recover(self, batch: Batch) -> None:
         """Undo what an interrupted attempt of ``batch`` may have written, before re-running it."""
         LOG.warning("batch %d was interrupted before its commit: re-running its %d range(s)", batch.id, len(batch.ranges))
-        paths, name = self.config.paths, batch_name(batch.id)
+        paths, name = self.config.paths, batch.name
         self.store.discard_staged(batch.id)
         for file in [*dead_letter_files(paths, name), *paths.events.glob(f"domain=*/date=*/{name}.parquet")]:
             file.unlink()
@@ -125,7 +126,7 @@ class FileStreamJob:
             return None
         batch, recovered = planned
         started = time.time()
-        counters = run_batch(batch, self.settings)
+        counters = self.pipeline.run()
         _crash_point("before_commit", batch.id)
         freshness = self.store.staged_freshness(batch.id)
         self.store.commit(batch)

@@ -2,14 +2,16 @@
 
 ::
 
-    ranges -> ReadRanges -> ParseEvents -+-> rejected ------------------------+-> dead letters
+    pending batch -> ranges -> ReadRanges -> ParseEvents -+-> rejected ------------------------+-> dead letters
                                          +-> DedupeBatch -+-> duplicates -----+
                                                           +-> unique -+-> WriteLake (lake partitions)
                          catalog (side input) ----------------------->+-> UserActivityBatch -+-> StageUpdates
                                                                       +-> ItemStatsBatch ----+-> PushRows -> StageFreshness
 
-Every external write is idempotent for a replay of the same batch, and everything the commit needs
-(state, seen ids, watermarks, freshness samples) is staged in the checkpoint store.
+The batch (its id and byte ranges) is read from the checkpoint store's write-ahead record and is a
+side input of every step that names or stages something. Every external write is idempotent for a
+replay of the same batch, and everything the commit needs (state, seen ids, watermarks, freshness
+samples) is staged in the checkpoint store.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineResult
 
 from beam_jobs.catalog import load_catalog_index
-from beam_jobs.checkpoint import Batch
+from beam_jobs.checkpoint import Batch, CheckpointStore
 from beam_jobs.dedupe import UNIQUE, DedupeBatch
 from beam_jobs.feast_io import FeastTarget, PushRows
 from beam_jobs.features import ItemStatsBatch, UserActivityBatch
@@ -49,39 +51,48 @@ class BatchSettings:
         return DataPaths(Path(self.data_root))
 
 
-def batch_name(batch_id: int) -> str:
-    """Name of a batch's lake files and dead-letter file."""
-    return f"batch-{batch_id:010d}"
+def pending_batch(_: bytes, checkpoint_db: str) -> Batch:
+    """The batch the driver planned (written ahead in the checkpoint store) and is now running."""
+    store = CheckpointStore(checkpoint_db)
+    try:
+        batch = store.pending()
+    finally:
+        store.close()
+    if batch is None:
+        raise RuntimeError("no pending micro-batch in the checkpoint store")
+    return batch
 
 
-def build_batch(p: beam.Pipeline, batch: Batch, settings: BatchSettings) -> None:
-    """Add the micro-batch's transforms to ``p``."""
-    name, db = batch_name(batch.id), settings.checkpoint_db
-    incoming = str(settings.paths.incoming())
+def build_batch(p: beam.Pipeline, settings: BatchSettings) -> None:
+    """Add the micro-batch transforms to ``p``: they process the checkpoint store's pending batch, so
+    the graph is built once and run once per batch."""
+    db = settings.checkpoint_db
+    batch = p | "Impulse" >> beam.Impulse() | "PendingBatch" >> beam.Map(pending_batch, db)
+    this_batch = beam.pvalue.AsSingleton(batch)
     parsed = (
-        p
-        | "Ranges" >> beam.Create(batch.ranges)
-        | "ReadRanges" >> beam.ParDo(ReadRanges(incoming))
+        batch
+        | "Ranges" >> beam.FlatMap(lambda b: b.ranges)
+        | "ReadRanges" >> beam.ParDo(ReadRanges(str(settings.paths.incoming())))
         | "Parse" >> beam.ParDo(ParseEvents()).with_outputs(REJECTED, main=EVENTS)
     )
-    deduped = parsed[EVENTS] | "Dedupe" >> DedupeBatch(db, batch.id)
+    deduped = parsed[EVENTS] | "Dedupe" >> DedupeBatch(db, this_batch)
     unique = deduped[UNIQUE]
     (
         (parsed[REJECTED], deduped[REJECTED])
         | "Rejected" >> beam.Flatten()
-        | "DeadLetters" >> beam.ParDo(WriteDeadLetters(settings.data_root, name))
+        | "DeadLetters" >> beam.ParDo(WriteDeadLetters(settings.data_root), this_batch)
     )
-    unique | "Lake" >> WriteLake(settings.data_root, basename=name)
+    unique | "Lake" >> WriteLake(settings.data_root, batch=this_batch)
     catalog = p | "CatalogRoot" >> beam.Create([settings.data_root]) | "LoadCatalog" >> beam.Map(load_catalog_index)
     seed = settings.target if settings.seed_users else None
     users = unique | "UserActivity" >> UserActivityBatch(db, catalog, seed)
-    items = unique | "ItemStats" >> ItemStatsBatch(db, batch.id, catalog)
+    items = unique | "ItemStats" >> ItemStatsBatch(db, this_batch, catalog)
     updates = (users, items) | "Updates" >> beam.Flatten()
-    updates | "StageState" >> beam.ParDo(StageUpdates(db, batch.id))
+    updates | "StageState" >> beam.ParDo(StageUpdates(db), this_batch)
     (
         updates
         | "Push" >> beam.ParDo(PushRows(settings.target, settings.push_rows))
-        | "StageFreshness" >> beam.ParDo(StageFreshness(db, batch.id))
+        | "StageFreshness" >> beam.ParDo(StageFreshness(db), this_batch)
     )
 
 
@@ -95,13 +106,19 @@ def counters(result: PipelineResult) -> dict[str, int]:
     return totals
 
 
-def run_batch(batch: Batch, settings: BatchSettings) -> dict[str, int]:
-    """Run one micro-batch on the Python direct runner's batch engine (the FnApiRunner, named
-    explicitly: the generic ``DirectRunner`` would first try to download Prism); returns its counters."""
-    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+class MicroBatchPipeline:
+    """The micro-batch graph on the Python direct runner's batch engine (the FnApiRunner, named
+    explicitly: the generic ``DirectRunner`` would first try to download Prism). Built once -- the
+    construction costs about as much CPU as running a small batch -- and run once per batch."""
 
-    pipeline = beam.Pipeline(runner=FnApiRunner(), options=PipelineOptions(flags=[]))
-    build_batch(pipeline, batch, settings)
-    result = pipeline.run()
-    result.wait_until_finish()
-    return counters(result)
+    def __init__(self, settings: BatchSettings) -> None:
+        from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+        self.pipeline = beam.Pipeline(runner=FnApiRunner(), options=PipelineOptions(flags=[]))
+        build_batch(self.pipeline, settings)
+
+    def run(self) -> dict[str, int]:
+        """Process the pending batch; returns the run's counters."""
+        result = self.pipeline.run()
+        result.wait_until_finish()
+        return counters(result)

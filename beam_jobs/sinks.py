@@ -2,7 +2,7 @@
 
 Lake files are idempotent: each (domain, date) group of a micro-batch is written to the partition
 the nightly jobs read (``lake/events/domain=<d>/date=<day>/``) under a deterministic name
-(``stream-<batch>.parquet``; in the unbounded job ``stream-<window end>-p<pane>.parquet``), first to
+(``batch-<id>.parquet``; in the unbounded job ``stream-<window end>-p<pane>.parquet``), first to
 a temporary file then renamed into place, so a replay overwrites instead of duplicating and readers
 never see half a file. Dead letters of a micro-batch go to ``dead_letter/streaming/date=*/<name>.jsonl``
 (``name`` = the batch's, so a replay first deletes what the interrupted attempt wrote).
@@ -23,7 +23,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.transforms import window
 
-from beam_jobs.checkpoint import CheckpointStore
+from beam_jobs.checkpoint import Batch, CheckpointStore
 from beam_jobs.records import DEAD_LETTER_SOURCE, METRICS_NAMESPACE, FeatureUpdate, FreshnessSample, Rejected
 from common.deadletter import DeadLetterWriter
 from common.lake import write_events
@@ -55,38 +55,44 @@ def lake_key(event: Event) -> tuple[str, str]:
     return event.domain, event.timestamp.strftime("%Y-%m-%d")
 
 
-class WritePartition(beam.DoFn):
-    """``((domain, date), events)`` -> one lake file; ``basename`` fixed (micro-batch) or from the
-    window and pane (unbounded job)."""
+def _write_group(data_root: str, stream_events: Iterable[Any], name: str) -> int:
+    events = [e.event for e in stream_events]
+    write_lake_partition(DataPaths(Path(data_root)), events, name)
+    Metrics.counter(METRICS_NAMESPACE, "lake_rows").inc(len(events))
+    return len(events)
 
-    def __init__(self, data_root: str, basename: str | None = None) -> None:
+
+class WriteBatchPartition(beam.DoFn):
+    """``((domain, date), events)`` -> one lake file named after the micro-batch (side input)."""
+
+    def __init__(self, data_root: str) -> None:
         self.data_root = data_root
-        self.basename = basename
+
+    def process(self, element: tuple[tuple[str, str], Iterable[Any]], batch: Batch) -> Iterator[int]:
+        yield _write_group(self.data_root, element[1], batch.name)
+
+
+class WriteWindowPartition(beam.DoFn):
+    """``((domain, date), events)`` -> one lake file named after the window and pane (unbounded job)."""
+
+    def __init__(self, data_root: str) -> None:
+        self.data_root = data_root
 
     def process(
-        self,
-        element: tuple[tuple[str, str], Iterable[Any]],
-        win=beam.DoFn.WindowParam,
-        pane=beam.DoFn.PaneInfoParam,
+        self, element: tuple[tuple[str, str], Iterable[Any]], win=beam.DoFn.WindowParam, pane=beam.DoFn.PaneInfoParam
     ) -> Iterator[int]:
-        _, stream_events = element
-        events = [e.event for e in stream_events]
-        name = self.basename
-        if name is None:
-            name = f"stream-{win.end.to_utc_datetime():%Y%m%dT%H%M%S}-p{pane.index}"
-        write_lake_partition(DataPaths(Path(self.data_root)), events, name)
-        Metrics.counter(METRICS_NAMESPACE, "lake_rows").inc(len(events))
-        yield len(events)
+        name = f"stream-{win.end.to_utc_datetime():%Y%m%dT%H%M%S}-p{pane.index}"
+        yield _write_group(self.data_root, element[1], name)
 
 
 class WriteLake(beam.PTransform):
-    """Unique ``StreamEvent``s -> lake partitions. ``window_seconds`` (unbounded job) groups events into
-    fixed processing windows first; without it the whole (bounded) batch is one group per partition."""
+    """Unique ``StreamEvent``s -> lake partitions. In a micro-batch (``batch``: the batch side input)
+    the whole batch is one group per partition; the unbounded job groups by ``window_seconds`` windows."""
 
-    def __init__(self, data_root: str, basename: str | None = None, window_seconds: int | None = None) -> None:
+    def __init__(self, data_root: str, batch: Any = None, window_seconds: int | None = None) -> None:
         super().__init__()
         self.data_root = data_root
-        self.basename = basename
+        self.batch = batch
         self.window_seconds = window_seconds
 
     def expand(self, events: beam.PCollection) -> beam.PCollection:
@@ -96,30 +102,34 @@ class WriteLake(beam.PTransform):
             events
             | "ByPartition" >> beam.Map(lambda e: (lake_key(e.event), e)).with_output_types(tuple[tuple[str, str], Any])
             | "GroupByPartition" >> beam.GroupByKey()
-            | "WritePartition" >> beam.ParDo(WritePartition(self.data_root, self.basename))
+            | "WritePartition" >> (
+                beam.ParDo(WriteWindowPartition(self.data_root)) if self.batch is None
+                else beam.ParDo(WriteBatchPartition(self.data_root), self.batch)
+            )
         )
 
 
 class WriteDeadLetters(beam.DoFn):
-    """``Rejected`` -> appended to the dead-letter store once per bundle (already counted upstream)."""
+    """``Rejected`` -> appended to the dead-letter store once per bundle (already counted upstream),
+    in a file named after the micro-batch (side input) or, in the unbounded job, the worker."""
 
-    def __init__(self, data_root: str, name: str | None = None) -> None:
+    def __init__(self, data_root: str) -> None:
         self.data_root = data_root
-        self.name = name
         self._rejected: list[Rejected] = []
-
-    def setup(self) -> None:
-        name = self.name or f"{socket.gethostname()}-{os.getpid()}"
-        self.writer = DeadLetterWriter(DataPaths(Path(self.data_root)), DEAD_LETTER_SOURCE, name=name)
+        self._name = ""
 
     def start_bundle(self) -> None:
         self._rejected = []
+        self._name = f"{socket.gethostname()}-{os.getpid()}"
 
-    def process(self, rejected: Rejected) -> None:
+    def process(self, rejected: Rejected, batch: Batch | None = None) -> None:
+        if batch is not None:
+            self._name = batch.name
         self._rejected.append(rejected)
 
     def finish_bundle(self) -> None:
-        self.writer.write_many([(r.raw, r.rejection) for r in self._rejected])
+        writer = DeadLetterWriter(DataPaths(Path(self.data_root)), DEAD_LETTER_SOURCE, name=self._name)
+        writer.write_many([(r.raw, r.rejection) for r in self._rejected])
         self._rejected = []
 
 
@@ -128,12 +138,12 @@ def dead_letter_files(paths: DataPaths, name: str) -> list[Path]:
 
 
 class _Stage(beam.DoFn, abc.ABC):
-    """Buffers a bundle and writes it to the checkpoint store's staging tables."""
+    """Buffers a bundle and writes it to the checkpoint store's staging tables for the batch (side input)."""
 
-    def __init__(self, checkpoint_db: str, batch: int) -> None:
+    def __init__(self, checkpoint_db: str) -> None:
         self.checkpoint_db = checkpoint_db
-        self.batch = batch
         self._buffer: list[Any] = []
+        self.batch = 0
 
     def setup(self) -> None:
         self.store = CheckpointStore(self.checkpoint_db)
@@ -141,7 +151,8 @@ class _Stage(beam.DoFn, abc.ABC):
     def start_bundle(self) -> None:
         self._buffer = []
 
-    def process(self, element: Any) -> None:
+    def process(self, element: Any, batch: Batch) -> None:
+        self.batch = batch.id
         self._buffer.append(element)
 
     def finish_bundle(self) -> None:

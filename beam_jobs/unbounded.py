@@ -27,7 +27,7 @@ import apache_beam as beam
 from apache_beam.transforms import trigger, window
 from apache_beam.transforms.periodicsequence import PeriodicImpulse
 
-from beam_jobs.catalog import load_catalog_index
+from beam_jobs.catalog import CatalogIndex, load_catalog_index
 from beam_jobs.dedupe import UNIQUE, DedupeFn
 from beam_jobs.feast_io import FeastTarget, PushRows
 from beam_jobs.features import HourlyItemCounts, sales_of
@@ -149,9 +149,9 @@ def build_unbounded(lines: beam.PCollection, catalog: beam.PCollection, settings
         unique | "Hourly" >> HourlyItemCounts(streaming=True, early_firing_seconds=settings.flush_seconds),
         unique | "Sales" >> beam.FlatMap(sales_of),
     ) | "ItemInputs" >> beam.Flatten()
-    items = item_inputs | "ItemStats" >> beam.ParDo(ItemStatsFn(settings.flush_seconds, settings.clock), side).with_input_types(
-        tuple[str, Any]
-    )
+    items = item_inputs | "ItemStats" >> beam.ParDo(
+        ItemStatsFn(settings.flush_seconds, settings.clock), side
+    ).with_input_types(tuple[str, Any], CatalogIndex)  # a deterministic key coder for the state
     (users, items) | "Updates" >> beam.Flatten() | "Push" >> beam.ParDo(PushRows(settings.target, settings.push_rows))
 
 

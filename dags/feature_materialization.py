@@ -7,8 +7,8 @@ serving reads (SQLite locally, Redis with `RECSYS_ONLINE_STORE=redis`).
 
 Idempotent and keyed by the run's data interval: each view is materialized from where its last
 materialization ended up to the end of the interval, so a retry or a re-run finds nothing left to do
-and a late run catches up. The nightly retraining DAG runs the same step right after the features
-are rebuilt. Logic: `orchestration.tasks.materialize`.
+and a late run catches up. The nightly retraining DAG loads each day's new snapshot itself, right
+after the features are rebuilt. Logic: `orchestration.tasks.materialize_incremental`.
 """
 
 from __future__ import annotations
@@ -35,9 +35,9 @@ SETTINGS = load_settings()
 def feature_materialization() -> None:
     @task
     def materialize(data_interval_end: datetime | None = None) -> dict:
-        from orchestration.tasks import materialize
+        from orchestration.tasks import materialize_incremental
 
-        return materialize(data_interval_end)
+        return materialize_incremental(data_interval_end)
 
     materialize()
 

@@ -51,9 +51,9 @@ def data_quality(domain: str, ds: str | None = None) -> dict:
 
 @task
 def materialize_features(ds: str | None = None) -> dict:
-    from orchestration.tasks import day_end, materialize
+    from orchestration.tasks import materialize_day
 
-    return materialize(day_end(ds))
+    return materialize_day(ds)
 
 
 @task(multiple_outputs=True)

@@ -47,14 +47,14 @@ def _launch(job: str, domain: str, date: datetime, release: str, days: int, data
 
 @app.command("train-retrieval")
 def train_retrieval_command(domain: Domain, date: Day, release: Release, days: Days = 14, data_dir: DataDir = None,
-                            master: Master = None, epochs: Annotated[int | None, typer.Option()] = None) -> None:
+                            master: Master = None, epochs: Annotated[int | None, typer.Option(help="Epochs (default: the models' own).")] = None) -> None:
     """Train the two-tower + content towers, popularity and both ScaNN indexes into a staged release."""
     _launch("retrieval", domain, date, release, days, data_dir, master, epochs)
 
 
 @app.command("train-ranker")
 def train_ranker_command(domain: Domain, date: Day, release: Release, days: Days = 14, data_dir: DataDir = None,
-                         master: Master = None, epochs: Annotated[int | None, typer.Option()] = None) -> None:
+                         master: Master = None, epochs: Annotated[int | None, typer.Option(help="Epochs (default: the models' own).")] = None) -> None:
     """Train the DCN-v2 ranker (position-bias corrected) and its two exports into a staged release."""
     _launch("ranker", domain, date, release, days, data_dir, master, epochs)
 
@@ -62,19 +62,10 @@ def train_ranker_command(domain: Domain, date: Day, release: Release, days: Days
 @app.command("check-indexes")
 def check_indexes_command(domain: Domain, release: Release, date: Day, data_dir: DataDir = None) -> None:
     """ScaNN recall@100 vs exact search of both indexes, on real users' queries (exit 1 below 0.95)."""
-    import pandas as pd
+    from models.release import ReleaseCheckFailed, check_release_indexes
 
-    from models.release import (
-        ReleaseCheckFailed,
-        check_indexes,
-        histories_until,
-        lake_interactions,
-        release_dir,
-    )
-
-    end = pd.Timestamp(date, tz="UTC") + pd.Timedelta(days=1)
     try:
-        figures = check_indexes(release_dir(domain, release), histories_until(lake_interactions(_paths(data_dir), domain), end))
+        figures = check_release_indexes(domain, release, date.date(), _paths(data_dir))
     except ReleaseCheckFailed as err:
         typer.echo(str(err), err=True)
         raise typer.Exit(1) from err
@@ -87,13 +78,9 @@ def evaluate_command(domain: Domain, release: Release,
                      end: Annotated[datetime, typer.Option(formats=["%Y-%m-%d"], help="Last held-out day.")],
                      data_dir: DataDir = None) -> None:
     """Offline metrics of a release on held-out days of the lake (written to its summary/evaluation.json)."""
-    import pandas as pd
+    from models.release import evaluate_on_days
 
-    from models.release import evaluate_release, lake_interactions, release_dir
-
-    metrics = evaluate_release(release_dir(domain, release), lake_interactions(_paths(data_dir), domain),
-                               pd.Timestamp(start, tz="UTC"), pd.Timestamp(end, tz="UTC") + pd.Timedelta(days=1))
-    typer.echo(json.dumps(metrics, indent=1))
+    typer.echo(json.dumps(evaluate_on_days(domain, release, start.date(), end.date(), _paths(data_dir)), indent=1))
 
 
 @app.command("finalize")

@@ -296,18 +296,33 @@ def build_release(
     try:
         if train_retrieval.main([*common_args, *retrieval_args]) != 0:
             raise ReleaseCheckFailed("train_retrieval failed")
-        interactions = lake_interactions(paths, domain)
-        check_indexes(staging, histories_until(interactions, pd.Timestamp(train_end, tz="UTC") + pd.Timedelta(days=1)))
+        check_release_indexes(domain, version, train_end, paths, registry)
         if train_ranker.main([*common_args, *ranker_args]) != 0:
             raise ReleaseCheckFailed("train_ranker failed")
-        start = pd.Timestamp(train_end, tz="UTC") + pd.Timedelta(days=1)
-        evaluate_release(staging, interactions, start, pd.Timestamp(logical_date, tz="UTC") + pd.Timedelta(days=1))
+        evaluate_on_days(domain, version, train_end + timedelta(days=1), logical_date, paths, registry)
         manifest = finalize_release(domain, version, window, registry=registry)
     except BaseException:
         registry.discard(domain, version)
         raise
     print(f"[release] finalized {domain}/{version}: {manifest.metrics}", flush=True)
     return BuiltRelease(domain, version, manifest)
+
+
+def check_release_indexes(domain: str, version: str, logical_date: date, paths: DataPaths | None = None,
+                          registry: ArtifactRegistry | None = None) -> dict[str, float]:
+    """:func:`check_indexes` of a (staged) release with the histories of the lake's users up to ``logical_date``."""
+    end = pd.Timestamp(logical_date, tz="UTC") + pd.Timedelta(days=1)
+    histories = histories_until(lake_interactions(paths or DataPaths.default(), domain), end)
+    return check_indexes(release_dir(domain, version, registry), histories)
+
+
+def evaluate_on_days(domain: str, version: str, first: date, last: date, paths: DataPaths | None = None,
+                     registry: ArtifactRegistry | None = None) -> dict[str, float]:
+    """:func:`evaluate_release` of a (staged) release on the lake's held-out days ``first``..``last``."""
+    start = pd.Timestamp(first, tz="UTC")
+    end = pd.Timestamp(last, tz="UTC") + pd.Timedelta(days=1)
+    interactions = lake_interactions(paths or DataPaths.default(), domain)
+    return evaluate_release(release_dir(domain, version, registry), interactions, start, end)
 
 
 def lake_interactions(paths: DataPaths, domain: str) -> pd.DataFrame:

@@ -29,15 +29,22 @@ def fail(message: str) -> NoReturn:
     raise AirflowFailException(message)
 
 
-def day_end(ds: str) -> datetime:
-    """Midnight UTC after the logical day: the feature rows of that day are true from then on."""
+def day_start(ds: str | None) -> datetime:
+    """Midnight UTC at the start of the logical day ``ds`` (``YYYY-MM-DD``)."""
+    if ds is None:
+        fail("this DAG needs a logical date: trigger it with one (e.g. airflow dags test <dag> 2024-06-04)")
     day = date.fromisoformat(ds)
-    return datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def day_end(ds: str | None) -> datetime:
+    """Midnight UTC after the logical day: the feature rows of that day are true from then on."""
+    return day_start(ds) + timedelta(days=1)
 
 
 def plan(ds: str, compact_lookback_days: int, training_days: int) -> dict[str, Any]:
     """The night's dates and the Spark jobs' arguments (:mod:`orchestration.plan`)."""
-    night = plan_night(DataPaths.default(), date.fromisoformat(ds), compact_lookback_days, training_days)
+    night = plan_night(DataPaths.default(), day_start(ds).date(), compact_lookback_days, training_days)
     out = night.as_xcom(writable_domains())
     log.info("nightly plan for %s: %s", ds, out)
     return out
@@ -61,14 +68,36 @@ def online_store() -> str:
     return serving_settings().online_store
 
 
-def materialize(end: datetime) -> dict[str, list[str]]:
-    """Register the Feast definitions (idempotent) and materialize every view up to ``end``."""
-    from feature_repo.store import apply, get_store, materialize_incremental
+def _feature_store() -> Any:
+    """The Feast store serving reads, with the definitions registered (idempotent)."""
+    from feature_repo.store import apply, get_store
 
     paths = DataPaths.default()
     store = get_store(paths, online_store())  # type: ignore[arg-type]
     apply(store, paths)
-    windows = materialize_incremental(store, end)
+    return store
+
+
+def materialize_day(ds: str) -> dict[str, str]:
+    """Load the logical day's feature snapshot into the online store: the latest row per entity with
+    an event time in ``[start of D, end of D]``. An explicit window, not "since the last run": the
+    short-schedule DAG may already have moved the views' watermark past the end of ``D`` before the
+    night wrote ``D``'s rows, and re-running the night writes the same values again."""
+    from feature_repo.store import materialize
+
+    start, end = day_start(ds), day_end(ds)
+    materialize(_feature_store(), start, end)
+    log.info("materialized the snapshot of %s: %s .. %s", ds, start.isoformat(), end.isoformat())
+    return {"start": start.isoformat(), "end": end.isoformat()}
+
+
+def materialize_incremental(end: datetime) -> dict[str, list[str]]:
+    """Materialize every view from where its last materialization ended up to ``end``."""
+    from feature_repo.store import materialize_incremental as incremental
+
+    if end is None:
+        fail("this DAG needs a data interval: trigger it with a logical date")
+    windows = incremental(_feature_store(), end)
     out = {name: [start.isoformat(), stop.isoformat()] for name, (start, stop) in windows.items()}
     log.info("materialized up to %s: %s", end.isoformat(), out or "every view was already up to date")
     return out

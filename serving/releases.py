@@ -1,6 +1,7 @@
 """Releases: load ``CURRENT`` per domain at start, hot-swap new ones, refuse broken ones.
 
-A release directory ``artifacts/<domain>/<version>/`` (see ``common.registry``) holds, for serving::
+A release directory ``artifacts/<domain>/<version>/`` (see ``common.registry`` and ``models.release``)
+holds, for serving::
 
     retrieval/      the retrieval bundle (``models.retrieval.export.load_retrievers``)
     ranker/         the ranker exports (``models.ranking.export``; serving loads the ``fast`` one)
@@ -27,16 +28,13 @@ import pandas as pd
 from common.lake import read_catalog
 from common.paths import DataPaths
 from common.registry import ArtifactRegistry, Manifest
+from models.release import CATALOG_FILE, RANKER_DIR, RETRIEVAL_DIR  # the release layout, defined once
 from serving.catalog import CatalogIndex
 from serving.features import ItemFeatureCache, ranker_batch, servable_features
 from serving.metrics import ServingMetrics
 from serving.protocols import FeatureReader, RankScorer, Retrievers
 
 log = logging.getLogger(__name__)
-
-RETRIEVAL_DIR = "retrieval"
-RANKER_DIR = "ranker"
-CATALOG_FILE = "catalog.parquet"
 
 
 class ReleaseRefused(Exception):

@@ -93,7 +93,7 @@ def diversify(pool: np.ndarray, codes: np.ndarray, k: int, cap: int) -> tuple[li
         if len(picked) == k:
             break
         code = int(codes[row])
-        if counts.get(code, 0) < cap + 1:
+        if counts.get(code, 0) < cap:
             counts[code] = counts.get(code, 0) + 1
             picked.append(index)
             promoted.append(bool(deferred))

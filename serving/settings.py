@@ -56,11 +56,20 @@ class RerankRules(_Frozen):
 
 
 class Budgets(_Frozen):
+    """Milliseconds per stage; the stages run one after the other, so together they fit the total."""
+
     total: float = Field(100, gt=0)
-    user_features: float = Field(20, gt=0)
-    retrieval: float = Field(40, gt=0)
-    item_features: float = Field(20, gt=0)
-    ranking: float = Field(30, gt=0)
+    user_features: float = Field(15, gt=0)
+    retrieval: float = Field(35, gt=0)
+    item_features: float = Field(15, gt=0)
+    ranking: float = Field(25, gt=0)
+
+    @model_validator(mode="after")
+    def _stages_fit_the_total(self) -> Budgets:
+        stages = self.user_features + self.retrieval + self.item_features + self.ranking
+        if stages > self.total:
+            raise ValueError(f"stage budgets add up to {stages} ms, more than the total of {self.total} ms")
+        return self
 
 
 class StreamSettings(_Frozen):

@@ -47,10 +47,10 @@ def main(argv: list[str] | None = None) -> int:
         config = replace(config, epochs=args.epochs)
     paths = data_paths(args)
     first, last = training_window(args.date, args.days)
-    release = staged_dir(args.domain, args.release)
     source = paths.training(args.domain, "ranking")
     if not source.exists():
         parser.error(f"no ranking set at {source}: run the training-sets job first")
+    release = staged_dir(args.domain, args.release)
     with job_session("recsys-train-ranker", args.master) as spark:
         frame = in_window(spark.read.parquet(str(source)), EVENT_TIMESTAMP, first, last)
         columns = [c for c in (*KEPT, *config.features) if c in frame.columns]

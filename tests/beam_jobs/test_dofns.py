@@ -9,7 +9,7 @@ from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from beam_jobs.catalog import CatalogIndex, load_catalog_index
-from beam_jobs.checkpoint import CheckpointStore
+from beam_jobs.checkpoint import Batch, CheckpointStore
 from beam_jobs.dedupe import UNIQUE, DedupeBatch
 from beam_jobs.features import HourlyItemCounts, ItemStatsBatch, UserActivityBatch
 from beam_jobs.item_state import HOUR, HourDelta, ItemCounts, ItemState
@@ -65,7 +65,8 @@ def test_dedupe_keeps_the_first_occurrence_and_remembers_across_batches(data_pat
     inputs = [stream_event(events, 1, offset=50), stream_event(events, 1, offset=0), stream_event(events, 2),
               stream_event(events, 9)]
     with BeamTestPipeline(runner=fnapi()) as p:
-        out = p | beam.Create(inputs) | DedupeBatch(str(store.path), batch.id)
+        this_batch = beam.pvalue.AsSingleton(p | "Batch" >> beam.Create([batch]))
+        out = p | beam.Create(inputs) | DedupeBatch(str(store.path), this_batch)
         assert_that(out[UNIQUE] | beam.Map(lambda e: (e.event_id, e.offset)), equal_to([("e1", 0), ("e2", 200)]),
                     label="unique")
         assert_that(out[REJECTED] | beam.Map(lambda r: (r.raw["event_id"], r.rejection.code, r.rejection.detail)),
@@ -132,7 +133,8 @@ def test_item_stats_batch_counts_sells_out_and_refreshes_expired_items(data_path
     catalog_index = CatalogIndex({}, {"r_i2": 2, "r_i4": 40})
     with BeamTestPipeline(runner=fnapi()) as p:
         catalog = p | "Catalog" >> beam.Create([catalog_index])
-        out = p | beam.Create(inputs) | ItemStatsBatch(str(store.path), batch.id, catalog)
+        this_batch = beam.pvalue.AsSingleton(p | "Batch" >> beam.Create([batch]))
+        out = p | beam.Create(inputs) | ItemStatsBatch(str(store.path), this_batch, catalog)
         as_of = h0 + 3_700
         assert_that(_updates(out), equal_to([
             (ITEM_STATS.name, "r_i2", {"item_id": "r_i2", "event_timestamp": as_of, "popularity_1d": 2,
@@ -151,7 +153,8 @@ def test_lake_writes_are_idempotent_per_batch_name(data_paths, events, fnapi) ->
               stream_event(events, 3, "view", user="b_u1", item="b_p1", domain="banking")]
     for _ in range(2):  # a replay of the same batch replaces its files
         with BeamTestPipeline(runner=fnapi()) as p:
-            p | beam.Create(inputs) | WriteLake(str(data_paths.root), basename="batch-0000000007")
+            this_batch = beam.pvalue.AsSingleton(p | "Batch" >> beam.Create([Batch(7, ())]))
+            p | beam.Create(inputs) | WriteLake(str(data_paths.root), batch=this_batch)
     files = sorted(p.relative_to(data_paths.events).as_posix() for p in data_paths.events.rglob("*.parquet"))
     assert files == ["domain=banking/date=2024-06-03/batch-0000000007.parquet",
                      "domain=retail/date=2024-06-02/batch-0000000007.parquet",
@@ -164,7 +167,8 @@ def test_dead_letters_are_written_with_their_reason(data_paths, fnapi) -> None:
     rejected = [Rejected(b"{oops", Rejection(Reason.MALFORMED_JSON, None, "not valid JSON")),
                 Rejected({"event_id": "e1"}, Rejection(Reason.DUPLICATE_EVENT_ID, "event_id", "repeats"))]
     with BeamTestPipeline(runner=fnapi()) as p:
-        p | beam.Create(rejected) | beam.ParDo(WriteDeadLetters(str(data_paths.root), "batch-0000000003"))
+        this_batch = beam.pvalue.AsSingleton(p | "Batch" >> beam.Create([Batch(3, ())]))
+        p | beam.Create(rejected) | beam.ParDo(WriteDeadLetters(str(data_paths.root)), this_batch)
     assert len(dead_letter_files(data_paths, "batch-0000000003")) == 1
     records = sorted(read_dead_letters(data_paths, "streaming"), key=lambda r: r["reason"]["code"])
     assert [(r["reason"]["code"], r["record"]) for r in records] == [

@@ -30,7 +30,7 @@ from serving.app import create_app
 from serving.settings import Budgets, ServingSettings, load_settings
 
 KEY = "test-key-0123456789"
-BUDGETS = Budgets(total=3000, user_features=1000, retrieval=2000, item_features=1000, ranking=1000)
+BUDGETS = Budgets(total=5000, user_features=1000, retrieval=2000, item_features=1000, ranking=1000)
 
 
 @pytest.fixture(scope="module")

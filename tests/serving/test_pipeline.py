@@ -28,7 +28,7 @@ from serving.settings import (
 
 # Generous budgets keep the happy path deterministic on a loaded 2-core CI box; the fault tests
 # check that a stage over ITS budget is abandoned and the answer still comes in time.
-BUDGETS = Budgets(total=3000, user_features=1000, retrieval=2000, item_features=1000, ranking=300)
+BUDGETS = Budgets(total=5000, user_features=1000, retrieval=2000, item_features=1000, ranking=300)
 OUT_OF_STOCK = "r_i07"  # see conftest: out of stock in the real-time item_stats view only
 
 

@@ -1,0 +1,103 @@
+"""Hand-computed cases of the release builder's and the end-to-end evaluation's pure pieces."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from common.registry import ArtifactRegistry
+
+
+def test_finalize_keeps_numeric_metrics_and_the_window(data_paths) -> None:
+    from models.release import finalize_release, write_summary
+
+    registry = ArtifactRegistry()
+    staging = registry.stage("retail", "v7")
+    (staging / "retrieval").mkdir()
+    (staging / "retrieval" / "retrieval.json").write_text("{}")
+    write_summary(staging, "indexes", {"collaborative_recall@100": 0.97, "queries": 500, "minimum": 0.95})
+    write_summary(staging, "evaluation", {"recall@100": 0.4, "ndcg@10": 0.2, "holdout": ["a", "b"]})
+    manifest = finalize_release("retail", "v7", (date(2025, 3, 1), date(2025, 3, 14)), {"ranker_auc": 0.7, "ok": True})
+    assert manifest.training_window == ("2025-03-01", "2025-03-14")
+    assert manifest.metrics == {"collaborative_recall@100": 0.97, "queries": 500, "minimum": 0.95, "recall@100": 0.4,
+                                "ndcg@10": 0.2, "ranker_auc": 0.7}
+    assert manifest.extra["summaries"]["evaluation"]["holdout"] == ["a", "b"]
+    assert registry.verify("retail", "v7").ok and registry.current("retail") is None
+
+
+def test_ranker_frame_types_nullable_columns() -> None:
+    from models.release import ranker_frame
+
+    raw = pd.DataFrame({"age": pd.array([30, None], dtype="Int64"), "has_arrears": [True, None],
+                        "country": ["DE", None]})
+    typed = ranker_frame(raw, ["age", "has_arrears"], ["country"])
+    assert typed["age"].dtype == np.float32 and np.isnan(typed["age"].iloc[1]) and typed["age"].iloc[0] == 30
+    assert typed["has_arrears"].tolist()[0] == 1.0 and np.isnan(typed["has_arrears"].iloc[1])
+    assert typed["country"].tolist() == ["DE", ""]
+
+
+def test_slate_ndcg_against_true_relevance() -> None:
+    from models.position_bias import slate_ndcg
+
+    frame = pd.DataFrame({"request_id": ["a", "a", "b", "b"]})
+    gains = np.array([1.0, 0.0, 0.0, 0.5])
+    # request a: perfect order (1.0); request b: the relevant item second: (0.5/log2 3) / 0.5 = 0.6309
+    assert slate_ndcg(frame, np.array([2.0, 1.0, 2.0, 1.0]), gains) == pytest.approx((1.0 + 1 / np.log2(3)) / 2)
+
+
+def test_history_rows_follow_the_user_history_view() -> None:
+    from models.candidate_ranker import history_rows
+
+    t = [datetime(2025, 3, 1, h, tzinfo=UTC) for h in (1, 2, 3)]
+    before = pd.DataFrame({"user_id": ["u", "u", "u"], "item_id": ["a", "b", "a"],
+                           "event_type": ["view", "view", "purchase"], "timestamp": t})
+    catalog = pd.DataFrame({"item_id": ["a", "b"], "category": ["X>Y", "Z"]})
+    row = history_rows(before, catalog, "retail")["u"]
+    epoch = [int(x.timestamp()) for x in t]
+    assert row["hist_item_ids"] == ["a", "b"]  # newest first: a was last touched at 03:00
+    assert row["hist_item_last_ts"] == [epoch[2], epoch[1]]
+    assert row["hist_item_views"] == [1, 1] and row["hist_item_purchases"] == [1, 0]
+    cats = dict(zip(row["cat_keys"], zip(row["cat_views"], row["cat_purchases"], strict=True), strict=True))
+    assert cats == {"X>Y": (1, 1), "Z": (1, 0)}
+
+
+def test_ranked_lists_order_by_score_and_complete_from_the_fallback() -> None:
+    from models.candidate_ranker import ranked_lists
+
+    frame = pd.DataFrame({"user_id": ["u1", "u1", "u1", "u2"], "item_id": ["a", "b", "c", "d"]})
+    out = ranked_lists(frame, np.array([0.1, 0.9, 0.5, 0.3]), np.array(["u1", "u2"], dtype=object),
+                       {"u1": np.array(["z"]), "u2": np.array(["d", "e", "f"])}, 3)
+    assert out.tolist() == [["b", "c", "a"], ["d", "e", "f"]]
+
+
+def test_candidate_recall_counts_each_relevant_item_once() -> None:
+    from models.candidates import CandidateSet
+    from models.evaluation.data import ItemVocabulary, user_item_matrix
+    from models.evaluation.split import GroundTruth
+    from models.pipeline_eval import candidate_recall
+
+    items = ItemVocabulary(np.array(["a", "b", "c", "d"], dtype=object))
+    users = np.array(["u1", "u2"], dtype=object)
+    relevant = user_item_matrix(pd.DataFrame({"user_id": ["u1", "u1", "u2"], "item_id": ["a", "d", "c"],
+                                              "weight": 1.0}), users, items, binary=True)
+    truth = GroundTruth(users, items, relevant, relevant)
+    ids = {"collaborative": np.array([["a", "b"], ["a", "b"]], dtype=object),
+           "content": np.array([["a", "c"], ["d", "d"]], dtype=object),
+           "popularity": np.array([["b", "d"], ["c", "a"]], dtype=object)}
+    found = {"collaborative": np.array([2, 2]), "content": np.array([2, 0]), "popularity": np.array([1, 1])}
+    candidates = CandidateSet(users, ids, {}, found, np.zeros((2, 1)), np.zeros((2, 1)))
+    # u1: merged {a, b, c} (popularity found only b) -> 1 of {a, d}; u2: {a, b, c} -> 1 of {c}
+    assert candidates.merged(0) == ["a", "b", "c"]
+    assert candidate_recall(candidates, truth, np.array([0, 1])) == pytest.approx((0.5 + 1.0) / 2)
+
+
+def test_summaries_round_trip(tmp_path) -> None:
+    from models.release import read_summaries, write_summary
+
+    write_summary(tmp_path, "ranker", {"metrics": {"auc": 0.61}, "window": [date(2025, 1, 1), "x"]})
+    assert read_summaries(tmp_path) == {"ranker": {"metrics": {"auc": 0.61}, "window": ["2025-01-01", "x"]}}
+    assert json.loads((tmp_path / "summary" / "ranker.json").read_text())["metrics"]["auc"] == 0.61

@@ -54,9 +54,12 @@ def sum_counts(values: Iterable[ItemCounts]) -> ItemCounts:
 
 
 class _AttachHour(beam.DoFn):
+    """``(item_id, counts)`` of an hourly pane -> ``(item_id, HourDelta)``; empty panes are dropped."""
+
     def process(self, element: tuple[str, ItemCounts], win=beam.DoFn.WindowParam) -> Iterator[tuple[str, HourDelta]]:
         item_id, counts = element
-        yield item_id, HourDelta(int(win.start), counts)
+        if not math.isinf(counts.arrived_at):
+            yield item_id, HourDelta(int(win.start), counts)
 
 
 class HourlyItemCounts(beam.PTransform):

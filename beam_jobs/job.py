@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from feast.errors import FeatureViewNotFoundException
+
 from beam_jobs.checkpoint import Batch, CheckpointStore
 from beam_jobs.feast_io import FeastTarget
 from beam_jobs.metrics import StreamMetrics
@@ -90,13 +92,18 @@ class FileStreamJob:
         self.settings = BatchSettings(
             str(paths.root), str(checkpoint_path(paths)), target, config.seed_users, config.push_rows
         )
-        self._online = target.open()  # opened once, kept alive for the DoFns of every batch
+        try:
+            self._online = target.open()  # opened once, kept alive for the DoFns of every batch
+        except FeatureViewNotFoundException as err:
+            raise RuntimeError(
+                f"the Feast registry under {paths.root} lacks the feature views ({err}); "
+                "register them first: recsys features apply"
+            ) from err
         self.pipeline = MicroBatchPipeline(self.settings)
         self.metrics = StreamMetrics(state_dir(paths), config.metrics_port)
         self._last_prune = 0.0
 
     def close(self) -> None:
-        self.metrics.export()
         self.metrics.close()
         self.store.close()
 

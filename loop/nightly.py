@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -44,12 +45,18 @@ class NightResult:
 
 
 def drain_stream(paths: DataPaths) -> int:
-    """The streaming job once over ``incoming/`` (files source, DirectRunner); returns events processed."""
+    """The streaming job once over ``incoming/`` (files source, DirectRunner); returns events processed.
+    The Feast definitions are registered first (idempotent): a fresh world has none yet."""
     from beam_jobs.job import FileStreamJob, StreamConfig
+    from feature_repo.store import apply, get_store
+    from orchestration.tasks import online_store
 
     for noisy in ("apache_beam", "feast", "absl", "beam_jobs"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    summary = FileStreamJob(StreamConfig(paths, once=True, poll_interval=0.1)).run()
+    online = online_store()
+    apply(get_store(paths, online), paths)  # type: ignore[arg-type]
+    summary = FileStreamJob(StreamConfig(paths, once=True, poll_interval=0.1, online=online,
+                                         redis_url=os.environ.get("RECSYS_REDIS_URL"))).run()
     return int(summary.get("events", 0))
 
 
@@ -65,10 +72,11 @@ def _free_version(registry: ArtifactRegistry, domain: str, day: date) -> str:
 
 
 def _fast_night(paths: DataPaths, day: date, domains: Sequence[str], training_days: int,
-                compact_lookback_days: int, master: str) -> None:
-    """The nightly DAG's work without Airflow and without the gate (see the module docstring)."""
-    from models.release import build_release
-    from orchestration.tasks import day_end, materialize, plan
+                compact_lookback_days: int, master: str) -> list[str]:
+    """The nightly DAG's work without Airflow and without the gate (see the module docstring); returns
+    the domains whose release could not be built (their live release keeps serving)."""
+    from models.release import ReleaseCheckFailed, build_release
+    from orchestration.tasks import materialize_day, plan
     from spark_jobs import compact, features, training_sets
     from spark_jobs.session import build_session
 
@@ -78,14 +86,21 @@ def _fast_night(paths: DataPaths, day: date, domains: Sequence[str], training_da
         for job, args in ((compact, night["compact_args"]), (features, night["features_args"])):
             if job.main(args) != 0:
                 raise RuntimeError(f"{job.__name__} failed for {day}")
-        materialize(day_end(day.isoformat()))
+        materialize_day(day.isoformat())
         if training_sets.main(night["training_sets_args"]) != 0:
             raise RuntimeError(f"training sets failed for {day}")
         registry = ArtifactRegistry()
+        failed = []
         for name in domains:
-            built = build_release(name, day, days=training_days, version=_free_version(registry, name, day),
-                                  paths=paths, registry=registry, master=master)
+            try:
+                built = build_release(name, day, days=training_days, version=_free_version(registry, name, day),
+                                      paths=paths, registry=registry, master=master)
+            except (ReleaseCheckFailed, ValueError) as err:
+                log.warning("%s: no release for %s: %s", name, day, err)
+                failed.append(f"{name}.build_release")
+                continue
             registry.promote(name, built.version)
+        return failed
     finally:
         spark.stop()
 
@@ -109,7 +124,8 @@ def retrain(day: date, mode: RetrainMode, domains: Sequence[str], training_days:
         if not ok:
             log.warning("nightly run of %s did not succeed: %s", day, failed)
     elif mode == "fast":
-        _fast_night(paths, day, domains, training_days, compact_lookback_days, master)
+        failed = _fast_night(paths, day, domains, training_days, compact_lookback_days, master)
+        ok = not failed
     after = {d: registry.current(d) for d in domains}
     return NightResult(day.isoformat(), mode, ok, round(time.perf_counter() - started, 1), after,
                        {d: after[d] != before[d] for d in domains}, failed, streamed)

@@ -48,9 +48,13 @@ def write_ab(results: Mapping[str, DomainAB], out: Path) -> str:
                for domain, r in results.items()}
     _write_json(out / "ab.json", payload)
     tables = "\n\n".join(format_table(r.overall) for r in results.values())
-    text = f"# Closed-loop A/B result\n\n{headline_table(results)}\n\n## All metrics over the window\n\n```\n{tables}\n```\n"
+    single = {d: sorted(r.overall.arms) for d, r in results.items() if len(r.overall.arms) < 2}
+    note = "".join(f"\n**{d}: the service returned only the arm(s) {arms}: no A/B comparison is possible.**\n"
+                   for d, arms in single.items())
+    text = (f"# Closed-loop A/B result\n{note}\n{headline_table(results)}\n\n"
+            f"## All metrics over the window\n\n```\n{tables}\n```\n")
     (out / "ab.md").write_text(text)
-    return tables
+    return note.replace("**", "") + tables
 
 
 def write_health(frames: Sequence[pd.DataFrame], out: Path) -> str | None:

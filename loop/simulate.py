@@ -170,9 +170,11 @@ def run_loop(settings: LoopSettings, client: ServiceClient, progress: bool = Tru
     events: dict[str, list[pd.DataFrame]] = {d: [] for d in settings.domains}
     slates: dict[str, list[pd.DataFrame]] = {d: [] for d in settings.domains}
     first = first_loop_day(settings.profile)
+
+    def out_of_time() -> bool:
+        return settings.time_limit_s is not None and time.perf_counter() - started > settings.time_limit_s
+
     for offset in tqdm(range(settings.days), desc="simulated days", unit="day", disable=not progress):
-        if settings.time_limit_s is not None and offset and time.perf_counter() - started > settings.time_limit_s:
-            break
         day = first + timedelta(days=offset)
         for name, truth in truths.items():
             began = time.perf_counter()
@@ -186,7 +188,9 @@ def run_loop(settings: LoopSettings, client: ServiceClient, progress: bool = Tru
             result.days.append(record)
             if on_day is not None:
                 on_day(record)
-        if offset < settings.days - 1 and settings.retrain != "none":
+        if offset == settings.days - 1 or out_of_time():
+            break
+        if settings.retrain != "none":
             night = retrain(day, settings.retrain, settings.domains, settings.training_days,
                             airflow_home=Path(settings.airflow_home) if settings.airflow_home else None)
             result.nights.append(night)

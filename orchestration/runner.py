@@ -99,6 +99,18 @@ def latest_lake_day(paths: DataPaths) -> date:
     return date.fromisoformat(max(days))
 
 
+def night_released(day: date) -> bool:
+    """Whether every writable domain already serves a release built by the night of ``day`` (so a
+    repeated ``make run`` can skip retraining)."""
+    from common.domains import writable_domains
+    from common.registry import ArtifactRegistry
+    from orchestration.staging import version_name
+
+    registry = ArtifactRegistry()
+    base = version_name(day)
+    return all((registry.current(d) or "").split(".")[0] == base for d in writable_domains())
+
+
 def run_nightly(
     day: date | None = None, airflow_home: Path | None = None, conf: dict[str, Any] | None = None
 ) -> RunReport:

@@ -57,3 +57,8 @@ def test_run_once_then_status(feast_paths, events, write_lines) -> None:
     assert "committed batches: 1" in status.output
     size = (feast_paths.incoming("retail") / "a.jsonl").stat().st_size
     assert f"retail/a.jsonl: {size:,} / {size:,} bytes done" in status.output
+
+
+def test_run_without_registered_features_says_what_to_do(data_paths) -> None:
+    result = runner.invoke(app, ["run", "--once", "--data-dir", str(data_paths.root)])
+    assert result.exit_code != 0 and "recsys features apply" in str(result.exception)

@@ -87,3 +87,20 @@ def test_appended_events_reach_the_online_store(feast_paths, events) -> None:
     summary = orjson.loads((feast_paths.root / "streaming" / "summary.json").read_bytes())
     assert summary["events"] == 7 and summary["dead_letters"]["duplicate_event_id"] == 1
     assert summary["freshness_seconds"]["user_activity"]["count"] >= 2
+
+
+def test_a_new_user_starts_from_the_batch_initialised_row(feast_paths, events, write_lines) -> None:
+    online = OnlineFeatures(get_store(feast_paths))
+    t0 = int(events.t0.timestamp())
+    online.push_user_activity([{
+        "user_id": "r_u9", "event_timestamp": t0 - 3_600, "session_depth": 4, "last_event_ts": t0 - 3_600,
+        "last_purchase_ts": t0 - 7_200, "recent_item_ids": ["r_i3", "r_i2"],
+        "recent_category_keys": ["Bags>City", ROAD], "recent_category_counts": [1, 1],
+    }])
+    write_lines(feast_paths.incoming("retail") / "seeded.jsonl",
+                [events.line(events.record(90, "view", user="r_u9", item="r_i1", session_id="today"))])
+    FileStreamJob(StreamConfig(feast_paths, once=True)).run()
+    row = online.user_features("r_u9").values
+    assert row["recent_item_ids"] == ["r_i1", "r_i3", "r_i2"]
+    assert row["recent_category_keys"] == [TRAIL, "Bags>City", ROAD] and row["recent_category_counts"] == [1, 1, 1]
+    assert (row["session_depth"], row["last_event_ts"], row["last_purchase_ts"]) == (1, t0, t0 - 7_200)

@@ -9,10 +9,9 @@ row is then re-pushed even without new events.
 
 Counts follow the batch job (``spark_jobs.item_features``): popularity counts the domain's positive
 events, impressions count ``impression`` events, clicks are clicks on a served slate (with a
-``request_id``), and CTR is smoothed towards ``CTR_PRIOR`` with the weight of
-``CTR_PRIOR_IMPRESSIONS`` impressions. Inventory is the catalog's minus the units purchased since
-the stream saw that catalog value (a new catalog value, e.g. a restock, re-bases it); an item that
-sells out gets ``in_stock = False``. An item missing from the catalog has no known stock
+``request_id``), and CTR is ``common.features.smoothed_ctr`` (the one formula of both jobs).
+Inventory is the catalog's minus the units purchased since the stream saw that catalog value (a new
+catalog value, e.g. a restock, re-bases it); an item that sells out gets ``in_stock = False``. An item missing from the catalog has no known stock
 (``inventory = 0``, ``in_stock = False``), as in the batch job.
 """
 
@@ -27,18 +26,11 @@ import orjson
 
 from common.domains import domain as domain_config
 from common.domains import domains
-from common.features import EVENT_TIMESTAMP, ITEM_ID, ITEM_STATS
+from common.features import EVENT_TIMESTAMP, ITEM_ID, ITEM_STATS, smoothed_ctr
 from common.schemas import Event
 
 HOUR = 3_600
 WINDOW_HOURS = 24
-# The batch job's smoothing (spark_jobs.item_features); to move into common.features (see report).
-CTR_PRIOR = 0.05
-CTR_PRIOR_IMPRESSIONS = 20.0
-
-
-def smoothed_ctr(clicks: int, impressions: int) -> float:
-    return (clicks + CTR_PRIOR * CTR_PRIOR_IMPRESSIONS) / (impressions + CTR_PRIOR_IMPRESSIONS)
 
 
 def hour_start(ts: float) -> int:

@@ -14,6 +14,7 @@ from cli.summary import summary
 from experiments.cli import app as experiments_app
 from feature_repo.cli import app as features_app
 from ingest.cli import app as data_app
+from models.cli import app as models_app
 from models.evaluation.cli import app as evaluation_app
 from models.ranking.cli import app as ranker_app
 from models.retrieval.cli import app as retrieval_app
@@ -37,3 +38,4 @@ app.add_typer(ranker_app, name="ranker", help="The DCN-v2 ranker: train, export,
 app.add_typer(retrieval_app, name="retrieval", help="Retrieval: two-tower, content tower, popularity, ScaNN indexes.")
 app.add_typer(experiments_app, name="experiments", help="A/B metrics, SRM, off-policy evaluation, dashboard.")
 app.add_typer(batch_app, name="batch", help="Spark batch jobs: compaction, features, training sets.")
+app.add_typer(models_app, name="models", help="Training launchers, release builder, end-to-end offline evaluation.")

@@ -6,7 +6,7 @@ import re
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
 
 class Context(BaseModel):
@@ -15,8 +15,14 @@ class Context(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     device: str | None = Field(None, max_length=64, examples=["ios"])
-    session_id: str | None = Field(None, min_length=1, max_length=256)
+    session_id: str | None = Field(None, max_length=256)
     page: str | None = Field(None, max_length=128, examples=["home"])
+
+    @field_validator("device", "session_id", "page")
+    @classmethod
+    def _blank_is_absent(cls, value: str | None) -> str | None:
+        """Surrounding blanks are dropped and a blank value means "not given" (as in the event contract)."""
+        return (value.strip() or None) if value is not None else None
 
 
 class RecommendationRequest(BaseModel):

@@ -185,6 +185,6 @@ def _log_impressions(services: Services, slate: ServedSlate) -> None:
     """Runs after the response is sent; a failure loses the impressions of one slate, counted."""
     try:
         services.metrics.impressions.labels(slate.domain).inc(log_impressions(slate, services.streams))
-    except OSError:
+    except Exception:  # never let logging break serving: a disk error, an unexpected value
         log.exception("could not log the impressions of request %s", slate.request_id)
         services.metrics.impression_failures.labels(slate.domain).inc(len(slate.items))

@@ -14,11 +14,10 @@ from beam_jobs.item_state import (
     Refresh,
     Sale,
     domain_of_id,
-    smoothed_ctr,
     units_sold,
 )
 from beam_jobs.user_state import UserActivityState
-from common.features import ITEM_STATS, RECENT_LENGTH, USER_ACTIVITY
+from common.features import ITEM_STATS, RECENT_LENGTH, USER_ACTIVITY, smoothed_ctr
 from common.schemas import validate_event
 
 TRAIL, ROAD = "Shoes>Running>Trail", "Shoes>Running>Road"

@@ -73,7 +73,7 @@ def test_recommendation_end_to_end(served, metric_delta: type) -> None:
     delta = metric_delta(app.state.services.metrics)
     assert client.get("/readyz").json() == {"status": "ready", "releases": {"retail": "v1"}, "missing": []}
     response = client.post("/v1/recommendations", json={
-        "user_id": "r_u03", "domain": "retail", "k": 6, "context": {"device": "web", "session_id": "s1"},
+        "user_id": "r_u03", "domain": "retail", "k": 6, "context": {"device": " web ", "session_id": "s1", "page": " "},
         "exclude": ["r_i03"]})
     assert response.status_code == 200, response.text
     body = response.json()
@@ -169,7 +169,7 @@ def test_openapi_contract(served, metric_delta: type) -> None:
             if mode is GenerationMode.NEGATIVE and operation.method.upper() == "GET":
                 continue  # no parameters: nothing to break
 
-            @settings(max_examples=12, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+            @settings(max_examples=60, deadline=None, database=None, suppress_health_check=list(HealthCheck))
             @given(case=operation.as_strategy(generation_mode=mode))
             def check(case) -> None:
                 case.call_and_validate(headers={"X-API-Key": KEY}, checks=CHECKS)

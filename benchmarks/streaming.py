@@ -154,6 +154,7 @@ def run_rate(rate: int, seconds: float, rng: np.random.Generator) -> dict[str, A
 
 def run(rates: tuple[int, ...] = RATES, seconds: float = SECONDS, seed: int = 0) -> dict[str, Any]:
     rng = np.random.default_rng(seed)
+    load_at_start = os.getloadavg()
     results = []
     for rate in rates:
         results.append(run_rate(rate, seconds, rng))
@@ -163,6 +164,7 @@ def run(rates: tuple[int, ...] = RATES, seconds: float = SECONDS, seed: int = 0)
         "runner": "DirectRunner (FnApiRunner), files source, one bounded pipeline per micro-batch",
         "poll_interval_s": POLL_INTERVAL,
         "seconds_per_rate": seconds,
+        "load_average_at_start": load_at_start,  # the 2 cores are shared with other work
         "load_average_at_end": os.getloadavg(),
         "cpu_count": os.cpu_count(),
         "rates": results,

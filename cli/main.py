@@ -18,6 +18,7 @@ from models.cli import app as models_app
 from models.evaluation.cli import app as evaluation_app
 from models.ranking.cli import app as ranker_app
 from models.retrieval.cli import app as retrieval_app
+from serving.cli import app as serving_app
 from simulation.cli import app as sim_app
 from spark_jobs.cli import app as batch_app
 
@@ -39,3 +40,4 @@ app.add_typer(retrieval_app, name="retrieval", help="Retrieval: two-tower, conte
 app.add_typer(experiments_app, name="experiments", help="A/B metrics, SRM, off-policy evaluation, dashboard.")
 app.add_typer(batch_app, name="batch", help="Spark batch jobs: compaction, features, training sets.")
 app.add_typer(models_app, name="models", help="Training launchers, release builder, end-to-end offline evaluation.")
+app.add_typer(serving_app, name="serving", help="The real-time recommendation API (FastAPI + uvicorn).")

@@ -30,6 +30,26 @@ def _jsonable(raw: Any) -> Any:
     return raw
 
 
+def _big_ints_as_text(raw: Any) -> Any:
+    """Integers beyond 64 bits (which JSON readers turn into lossy floats) as their exact decimal text."""
+    if isinstance(raw, int) and not isinstance(raw, bool) and not -(2**63) <= raw < 2**64:
+        return str(raw)
+    if isinstance(raw, dict):
+        return {key: _big_ints_as_text(value) for key, value in raw.items()}
+    if isinstance(raw, list):
+        return [_big_ints_as_text(value) for value in raw]
+    return raw
+
+
+def _line(entry: dict[str, Any]) -> bytes:
+    """One JSONL line; a record orjson refuses (integers beyond 64 bits) keeps those as text."""
+    option = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC | orjson.OPT_SERIALIZE_NUMPY
+    try:
+        return orjson.dumps(entry, option=option, default=str) + b"\n"
+    except TypeError:
+        return orjson.dumps(_big_ints_as_text(entry), option=option, default=str) + b"\n"
+
+
 class DeadLetterWriter:
     """Appends rejected records to ``dead_letter/<source>/date=<today>/<name>.jsonl`` (thread-safe)."""
 
@@ -51,12 +71,7 @@ class DeadLetterWriter:
             return
         now = datetime.now(UTC)
         lines = b"".join(
-            orjson.dumps(
-                {"source": self.source, "rejected_at": now, "reason": rej.as_dict(), "record": _jsonable(raw)},
-                option=orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC | orjson.OPT_SERIALIZE_NUMPY,
-                default=str,
-            )
-            + b"\n"
+            _line({"source": self.source, "rejected_at": now, "reason": rej.as_dict(), "record": _jsonable(raw)})
             for raw, rej in rejected
         )
         path = self.file_for(now)

@@ -63,6 +63,7 @@ class Reason:
     NEGATIVE_VALUE = "negative_value"
     INVALID_VALUE = "invalid_value"
     DUPLICATE_EVENT_ID = "duplicate_event_id"
+    DOMAIN_READ_ONLY = "domain_read_only"
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,11 @@ import typer
 app = typer.Typer(name="serving", help="The online recommendation service (FastAPI + uvicorn).", no_args_is_help=True)
 
 
+@app.callback()
+def main() -> None:
+    """The online recommendation service (FastAPI + uvicorn)."""
+
+
 @app.command()
 def serve(
     host: str = typer.Option("127.0.0.1", help="interface to bind"),

@@ -18,7 +18,6 @@ from serving.reranking import SlateItem
 from serving.stream import IncomingStreams
 
 DEAD_LETTER_SOURCE = "api"
-DOMAIN_READ_ONLY = "domain_read_only"  # not (yet) one of common.schemas.Reason
 
 
 @dataclass(frozen=True)
@@ -39,19 +38,6 @@ class IntakeResult:
         return dict(Counter(r.code for r in self.rejections))
 
 
-_INT64 = 2**63
-
-
-def _dead_letter_safe(raw: Any) -> Any:
-    """The raw record with integers beyond 64 bits as strings (the dead-letter writer's orjson cannot
-    encode them; remove once ``common.deadletter`` handles them itself)."""
-    if isinstance(raw, int) and not isinstance(raw, bool) and not -_INT64 <= raw < _INT64:
-        return str(raw)
-    if isinstance(raw, dict):
-        return {key: _dead_letter_safe(value) for key, value in raw.items()}
-    if isinstance(raw, list):
-        return [_dead_letter_safe(value) for value in raw]
-    return raw
 
 
 def _check(raw: Any, seen: set[str], now: datetime) -> Event | Rejection:
@@ -59,7 +45,7 @@ def _check(raw: Any, seen: set[str], now: datetime) -> Event | Rejection:
     if event is None:
         return rejection or Rejection(Reason.INVALID_VALUE, None, "invalid event")
     if domains()[event.domain].read_only:
-        return Rejection(DOMAIN_READ_ONLY, "domain", f"domain {event.domain!r} takes no live events")
+        return Rejection(Reason.DOMAIN_READ_ONLY, "domain", f"domain {event.domain!r} takes no live events")
     if event.event_id in seen:
         return Rejection(Reason.DUPLICATE_EVENT_ID, "event_id", f"{event.event_id!r} repeats in this batch")
     seen.add(event.event_id)
@@ -78,7 +64,7 @@ def ingest(
     for index, raw in enumerate(records):
         checked = _check(raw, seen, now)
         if isinstance(checked, Rejection):
-            rejected.append((_dead_letter_safe(raw), checked))
+            rejected.append((raw, checked))
             result.rejections.append(RecordRejection(index, checked.code, checked.field, checked.detail))
             continue
         event = checked

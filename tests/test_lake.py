@@ -48,3 +48,10 @@ def test_dead_letters_keep_raw_record_and_reason(data_paths):
     assert rows[0]["record"] == "{not json"
     assert rows[1]["record"] == {"event_id": "x"}
     assert writer.counts == {"malformed_json": 1, "missing_field": 1}
+
+
+def test_dead_letters_keep_records_orjson_cannot_encode(data_paths):
+    writer = DeadLetterWriter(data_paths, "unit")
+    writer.write({"position": 2**70}, Rejection(Reason.WRONG_TYPE, "position", "too big"))
+    (row,) = read_dead_letters(data_paths, "unit")
+    assert row["record"] == {"position": str(2**70)}  # exact, as text (JSON readers would round it)

@@ -14,13 +14,14 @@ import os
 import time
 from collections import Counter as Tally
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import orjson
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server, write_to_textfile
+from prometheus_client import CollectorRegistry, Metric, start_http_server, write_to_textfile
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 
 FRESHNESS_BUCKETS = (0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 30.0, 60.0, 120.0)
 MAX_SAMPLES = 200_000
@@ -42,31 +43,49 @@ def _atomic_write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def _prefixed(totals: Mapping[str, int], prefix: str) -> dict[str, int]:
+    return {k.removeprefix(prefix): v for k, v in sorted(totals.items()) if k.startswith(prefix)}
+
+
+class _Histogram:
+    """Cumulative Prometheus-style buckets of one view's freshness."""
+
+    def __init__(self) -> None:
+        self.counts = [0] * len(FRESHNESS_BUCKETS)
+        self.total = 0
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.total += 1
+        self.sum += value
+        for k, bound in enumerate(FRESHNESS_BUCKETS):
+            if value <= bound:
+                self.counts[k] += 1
+
+    def buckets(self) -> list[tuple[str, float]]:
+        return [*((str(b), float(c)) for b, c in zip(FRESHNESS_BUCKETS, self.counts, strict=True)),
+                ("+Inf", float(self.total))]
+
+
 class StreamMetrics:
+    """The job's counters and freshness distribution, and their exports.
+
+    A Prometheus *collector* over the job's own totals (not ``prometheus_client`` metric objects:
+    importing Feast switches those to multiprocess mode, where same-named metrics share values).
+    """
+
     def __init__(self, out_dir: Path, port: int | None = None) -> None:
         self.out_dir = out_dir
         out_dir.mkdir(parents=True, exist_ok=True)
-        self.registry = CollectorRegistry()
-        self.events = Counter("recsys_stream_events", "Valid, unique events processed", registry=self.registry)
-        self.lines = Counter("recsys_stream_lines", "Input lines read", registry=self.registry)
-        self.dead_letters = Counter(
-            "recsys_stream_dead_letters", "Records sent to the dead-letter store", ["reason"], registry=self.registry
-        )
-        self.pushed = Counter("recsys_stream_pushed_rows", "Feature rows pushed online", ["view"], registry=self.registry)
-        self.batches = Counter("recsys_stream_batches", "Micro-batches committed", registry=self.registry)
-        self.freshness = Histogram(
-            "recsys_stream_freshness_seconds", "Event arrival to feature row readable online",
-            ["view"], buckets=FRESHNESS_BUCKETS, registry=self.registry,
-        )
-        self.batch_seconds = Histogram(
-            "recsys_stream_batch_seconds", "Wall time of one micro-batch", registry=self.registry
-        )
         self._samples: dict[str, deque[float]] = {}
+        self._histograms: dict[str, _Histogram] = {}
         self._totals: Tally[str] = Tally()
         self._busy = 0.0
         self._batch_count = 0
         self._started: float | None = None
         self._last_commit: float | None = None
+        self.registry = CollectorRegistry()
+        self.registry.register(self)
         self._server = start_http_server(port, addr="127.0.0.1", registry=self.registry)[0] if port else None
 
     def record_batch(
@@ -77,18 +96,31 @@ class StreamMetrics:
         self._busy += seconds
         self._batch_count += 1
         self._totals.update(counters)
-        self.batches.inc()
-        self.batch_seconds.observe(seconds)
-        self.lines.inc(counters.get("lines", 0))
-        self.events.inc(self.unique_events(counters))
-        for name, value in counters.items():
-            if name.startswith(DEAD_LETTER_PREFIX):
-                self.dead_letters.labels(name.removeprefix(DEAD_LETTER_PREFIX)).inc(value)
-            elif name.startswith(PUSHED_PREFIX):
-                self.pushed.labels(name.removeprefix(PUSHED_PREFIX)).inc(value)
         for view, value in freshness:
-            self.freshness.labels(view).observe(value)
+            self._histograms.setdefault(view, _Histogram()).observe(value)
             self._samples.setdefault(view, deque(maxlen=MAX_SAMPLES)).append(value)
+
+    def collect(self) -> Iterator[Metric]:
+        """Prometheus metric families (``prometheus_client`` collector protocol)."""
+        yield CounterMetricFamily("recsys_stream_events", "Valid, unique events processed",
+                                  value=self.unique_events(self._totals))
+        yield CounterMetricFamily("recsys_stream_lines", "Input lines read", value=self._totals.get("lines", 0))
+        yield CounterMetricFamily("recsys_stream_batches", "Micro-batches committed", value=self._batch_count)
+        yield CounterMetricFamily("recsys_stream_busy_seconds", "Wall time spent in micro-batches", value=self._busy)
+        dead = CounterMetricFamily("recsys_stream_dead_letters", "Records sent to the dead-letter store",
+                                   labels=["reason"])
+        for reason, value in _prefixed(self._totals, DEAD_LETTER_PREFIX).items():
+            dead.add_metric([reason], value)
+        yield dead
+        pushed = CounterMetricFamily("recsys_stream_pushed_rows", "Feature rows pushed online", labels=["view"])
+        for view, value in _prefixed(self._totals, PUSHED_PREFIX).items():
+            pushed.add_metric([view], value)
+        yield pushed
+        fresh = HistogramMetricFamily("recsys_stream_freshness_seconds",
+                                      "Event arrival to feature row readable online", labels=["view"])
+        for view, histogram in sorted(self._histograms.items()):
+            fresh.add_metric([view], histogram.buckets(), sum_value=histogram.sum)
+        yield fresh
 
     @staticmethod
     def unique_events(counters: Mapping[str, int]) -> int:
@@ -104,13 +136,8 @@ class StreamMetrics:
             "events": events,
             "events_per_second": events / span if span > 0 else 0.0,
             "capacity_events_per_second": events / self._busy if self._busy > 0 else 0.0,
-            "dead_letters": {
-                k.removeprefix(DEAD_LETTER_PREFIX): v for k, v in sorted(self._totals.items())
-                if k.startswith(DEAD_LETTER_PREFIX)
-            },
-            "pushed": {
-                k.removeprefix(PUSHED_PREFIX): v for k, v in sorted(self._totals.items()) if k.startswith(PUSHED_PREFIX)
-            },
+            "dead_letters": _prefixed(self._totals, DEAD_LETTER_PREFIX),
+            "pushed": _prefixed(self._totals, PUSHED_PREFIX),
             "counters": dict(sorted(self._totals.items())),
             "freshness_seconds": {
                 "all": percentiles(v for samples in self._samples.values() for v in samples),

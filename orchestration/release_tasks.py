@@ -12,7 +12,9 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+from collections.abc import Callable
 from datetime import date, timedelta
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -65,9 +67,10 @@ def check_indexes(domain: str, version: str, ds: str) -> dict[str, float]:
         fail(f"{domain}/{version}: {err}")
 
 
-def _evaluate_live(registry: ArtifactRegistry, domain: str, version: str, interactions: pd.DataFrame,
-                   holdout: tuple[pd.Timestamp, pd.Timestamp]) -> dict[str, Any] | None:
-    """Metrics of a finalized release on the holdout, computed on links to its files (never written)."""
+def _evaluate_live(registry: ArtifactRegistry, domain: str, version: str, interactions: Callable[[], pd.DataFrame],
+                   holdout: tuple[pd.Timestamp, pd.Timestamp]) -> dict[str, Any]:
+    """Metrics of the live release on the holdout, computed on links to its files (a finalized release is
+    never written to); its recorded metrics if it cannot be re-evaluated (an old or damaged release)."""
     from models.release import CATALOG_FILE, RETRIEVAL_DIR, SUMMARY_DIR, evaluate_release
 
     release = registry.release_path(domain, version)
@@ -78,43 +81,46 @@ def _evaluate_live(registry: ArtifactRegistry, domain: str, version: str, intera
         if (release / SUMMARY_DIR).is_dir():
             shutil.copytree(release / SUMMARY_DIR, view / SUMMARY_DIR)
         try:
-            return evaluate_release(view, interactions, *holdout)
-        except Exception as err:  # an old or damaged live release: compare with its recorded metrics
+            return evaluate_release(view, interactions(), *holdout)
+        except Exception as err:  # any failure of an old release's models means "use what it recorded"
             log.warning("%s/%s cannot be re-evaluated (%s); using its manifest's metrics", domain, version, err)
-            return None
+    return registry.load_manifest(domain, version).metrics
 
 
 def evaluate(domain: str, version: str, ds: str, window: list[str]) -> dict[str, Any]:
     """Evaluate the staged release on the day ``D``, finalize it (manifest with its metrics), and evaluate
-    the live release on the same day."""
+    the live release on the same day. A retry after the release was finalized reads its manifest."""
     from models.release import evaluate_release, finalize_release
 
     registry = ArtifactRegistry()
     day = date.fromisoformat(ds)
     holdout = (_midnight(day), _midnight(day + timedelta(days=1)))
-    interactions = _interactions(domain)
-    evaluate_release(registry.staging_path(domain, version), interactions, *holdout)
-    manifest = finalize_release(domain, version, (date.fromisoformat(window[0]), date.fromisoformat(window[1])),
-                                registry=registry)
+    interactions = cache(lambda: _interactions(domain))
+    staging = registry.staging_path(domain, version)
+    if staging.is_dir():
+        evaluate_release(staging, interactions(), *holdout)
+        manifest = finalize_release(domain, version, (date.fromisoformat(window[0]), date.fromisoformat(window[1])),
+                                    registry=registry)
+    else:
+        manifest = registry.load_manifest(domain, version)
     live = registry.current(domain)
     live_metrics = None
     if live is not None and live != version:
         live_metrics = _evaluate_live(registry, domain, live, interactions, holdout)
-        if live_metrics is None:
-            live_metrics = registry.load_manifest(domain, live).metrics
     log.info("%s: candidate %s %s; live %s %s", domain, version, manifest.metrics, live, live_metrics)
     return {"version": version, "metrics": manifest.metrics, "live_version": live, "live_metrics": live_metrics}
 
 
 def serving_load_problems(domain: str, version: str) -> list[str]:
-    """Load the release the way serving will (checksums, models, feature coverage, smoke batch)."""
-    from common.online_features import OnlineFeatures
-    from feature_repo.store import get_store
+    """Load the release the way serving will (checksums, models, feature coverage, smoke batch), with
+    serving's own settings and feature reader."""
+    from serving.app import open_feature_reader
+    from serving.online import LazyFeatureReader
     from serving.releases import ReleaseLoader, ReleaseRefused
     from serving.settings import load_settings as serving_settings
 
     settings = serving_settings([domain])
-    features = OnlineFeatures(get_store(settings.data_paths, settings.online_store))
+    features = LazyFeatureReader(lambda: open_feature_reader(settings))
     loader = ReleaseLoader(ArtifactRegistry(), settings.data_paths, features, settings.item_cache_ttl_seconds)
     try:
         loader.load(domain, version)

@@ -40,4 +40,6 @@ def test_batches_fold_into_the_summary_and_the_exports(tmp_path) -> None:
     for exported in (text, served):
         assert 'recsys_stream_dead_letters_total{reason="malformed_json"} 1.0' in exported
         assert 'recsys_stream_freshness_seconds_count{view="user_activity"} 2.0' in exported
-        assert "recsys_stream_events_total 13.0" in exported
+        assert "recsys_stream_events_total 13.0" in exported and "recsys_stream_batches_total 2.0" in exported
+        assert 'recsys_stream_freshness_seconds_bucket{le="1.0",view="user_activity"} 1.0' in exported
+        assert 'recsys_stream_freshness_seconds_bucket{le="3.0",view="user_activity"} 2.0' in exported

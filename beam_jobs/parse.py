@@ -14,10 +14,9 @@ from apache_beam.metrics import Metrics
 
 from beam_jobs.records import METRICS_NAMESPACE, Rejected, SourceLine, StreamEvent
 from common.domains import domains
-from common.schemas import Rejection, parse_event_line
+from common.schemas import Reason, Rejection, parse_event_line
 
 REJECTED = "rejected"
-DOMAIN_READ_ONLY = "domain_read_only"  # serving.intake's code; to move into common.schemas.Reason
 
 
 def count_rejection(code: str) -> None:
@@ -42,7 +41,7 @@ class ParseEvents(beam.DoFn):
         event, rejection = parse_event_line(line.data)
         if event is not None and domains()[event.domain].read_only:
             event, rejection = None, Rejection(
-                DOMAIN_READ_ONLY, "domain", f"domain {event.domain!r} takes no live events"
+                Reason.DOMAIN_READ_ONLY, "domain", f"domain {event.domain!r} takes no live events"
             )
         if event is None:
             assert rejection is not None

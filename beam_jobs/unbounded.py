@@ -37,8 +37,6 @@ from beam_jobs.records import SourceLine, StreamEvent
 from beam_jobs.sinks import WriteDeadLetters, WriteLake
 from beam_jobs.stateful import ItemStatsFn, UserActivityFn
 
-SOURCES = ("files", "pubsub", "kafka")
-
 
 @dataclass(frozen=True)
 class UnboundedSettings:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import typer
 
 import common  # noqa: F401  (sets TF_USE_LEGACY_KERAS before anything imports TensorFlow)
+from beam_jobs.cli import app as stream_app
 from cli.run import run
 from cli.summary import summary
 from experiments.cli import app as experiments_app
@@ -18,6 +19,7 @@ from models.cli import app as models_app
 from models.evaluation.cli import app as evaluation_app
 from models.ranking.cli import app as ranker_app
 from models.retrieval.cli import app as retrieval_app
+from orchestration.cli import app as airflow_app
 from serving.cli import app as serving_app
 from simulation.cli import app as sim_app
 from spark_jobs.cli import app as batch_app
@@ -41,3 +43,5 @@ app.add_typer(experiments_app, name="experiments", help="A/B metrics, SRM, off-p
 app.add_typer(batch_app, name="batch", help="Spark batch jobs: compaction, features, training sets.")
 app.add_typer(models_app, name="models", help="Training launchers, release builder, end-to-end offline evaluation.")
 app.add_typer(serving_app, name="serving", help="The real-time recommendation API (FastAPI + uvicorn).")
+app.add_typer(stream_app, name="stream", help="The Beam streaming job: live events -> online features, lake, dead letters.")
+app.add_typer(airflow_app, name="airflow", help="Run the Airflow DAGs locally (nightly retraining, materialization).")

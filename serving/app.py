@@ -20,6 +20,7 @@ from fastapi.security import APIKeyHeader
 from common.deadletter import DeadLetterWriter
 from common.domains import domain as domain_config
 from common.registry import ArtifactRegistry
+from experiments.dashboard import dashboard_router
 from serving.api_models import (
     ErrorBody,
     EventBatch,
@@ -109,6 +110,7 @@ def create_app(settings: ServingSettings, features: FeatureReader | None = None)
     )
     app.state.services = services
     install_error_handlers(app)
+    app.include_router(dashboard_router(settings.data_paths, registry=services.metrics.registry))
     request_body = recommendation_request_model(
         settings.domains, [domain_config(d).id_prefix for d in settings.domains], settings.max_k, settings.max_exclude
     )

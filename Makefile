@@ -10,7 +10,7 @@ export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
 export TF_CPP_MIN_LOG_LEVEL := 2
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 
-.PHONY: setup run test bench lint lock clean help
+.PHONY: setup run test bench demo lint lock clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -26,6 +26,9 @@ test: setup  ## the full test suite (tiny data profile)
 
 bench: setup  ## benchmarks; writes reports/bench/*.json
 	$(PY) -m benchmarks
+
+demo: setup  ## short closed-loop A/B simulation against the running service; prints the A/B table
+	$(PY) -m cli loop demo
 
 lint: setup  ## ruff
 	$(VENV)/bin/ruff check .

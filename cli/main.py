@@ -15,6 +15,7 @@ from cli.summary import summary
 from experiments.cli import app as experiments_app
 from feature_repo.cli import app as features_app
 from ingest.cli import app as data_app
+from loop.cli import app as loop_app
 from models.cli import app as models_app
 from models.evaluation.cli import app as evaluation_app
 from models.ranking.cli import app as ranker_app
@@ -45,3 +46,4 @@ app.add_typer(models_app, name="models", help="Training launchers, release build
 app.add_typer(serving_app, name="serving", help="The real-time recommendation API (FastAPI + uvicorn).")
 app.add_typer(stream_app, name="stream", help="The Beam streaming job: live events -> online features, lake, dead letters.")
 app.add_typer(airflow_app, name="airflow", help="Run the Airflow DAGs locally (nightly retraining, materialization).")
+app.add_typer(loop_app, name="loop", help="Closed-loop A/B simulation against the running service.")

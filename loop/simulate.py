@@ -188,7 +188,9 @@ def run_loop(settings: LoopSettings, client: ServiceClient, progress: bool = Tru
             result.days.append(record)
             if on_day is not None:
                 on_day(record)
-        if offset == settings.days - 1 or out_of_time():
+        if offset == settings.days - 1:
+            continue  # the last day: no night after it
+        if out_of_time():
             break
         if settings.retrain != "none":
             night = retrain(day, settings.retrain, settings.domains, settings.training_days,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
@@ -17,12 +18,24 @@ class Context(BaseModel):
     device: str | None = Field(None, max_length=64, examples=["ios"])
     session_id: str | None = Field(None, max_length=256)
     page: str | None = Field(None, max_length=128, examples=["home"])
+    timestamp: datetime | None = Field(
+        None, examples=["2024-03-14T09:30:00Z"],
+        description="ISO-8601 request time (no offset: UTC); used only when the server trusts context "
+                    "timestamps (simulated time, serving.trust_context_timestamp), ignored otherwise")
 
     @field_validator("device", "session_id", "page")
     @classmethod
     def _blank_is_absent(cls, value: str | None) -> str | None:
         """Surrounding blanks are dropped and a blank value means "not given" (as in the event contract)."""
         return (value.strip() or None) if value is not None else None
+
+    @field_validator("timestamp")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        """Aware, in UTC (a timestamp without an offset is taken as UTC)."""
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class RecommendationRequest(BaseModel):
@@ -65,8 +78,8 @@ class RecommendationResponse(BaseModel):
     request_id: str
     items: list[SlateEntry]
     release: str
-    arm: str
-    path: str = Field(description="full | cold_start | retrieval_order | popularity_fallback")
+    arm: str = Field(description="the experiment arm that served the request (logged on its impressions)")
+    path: str = Field(description="full | cold_start | retrieval_order | popularity_fallback | legacy_segment")
 
 
 class EventBatch(BaseModel):

@@ -1,6 +1,7 @@
 """The online service: ``create_app(settings)`` builds the FastAPI application.
 
-Routes: ``POST /v1/recommendations``, ``POST /v1/events`` (API key), ``GET /healthz``,
+Every request is served by the user's experiment arm (:mod:`serving.arms`), returned in the response
+and logged on the impressions. Routes: ``POST /v1/recommendations``, ``POST /v1/events`` (API key), ``GET /healthz``,
 ``GET /readyz``, ``GET /metrics``. Releases load when the app starts (lifespan) and a background
 watcher hot-swaps new ones; every served slate is logged as impressions after the response is sent.
 """
@@ -32,6 +33,7 @@ from serving.api_models import (
     SlateEntry,
     recommendation_request_model,
 )
+from serving.arms import ArmResolver
 from serving.http import BodyLimit, CountRequests, install_error_handlers
 from serving.intake import DEAD_LETTER_SOURCE, ServedSlate, ingest, log_impressions
 from serving.metrics import ServingMetrics
@@ -56,6 +58,7 @@ class Services:
     metrics: ServingMetrics
     releases: ReleaseManager
     pipeline: Pipeline
+    arms: ArmResolver
     streams: IncomingStreams
     dead_letters: DeadLetterWriter
 
@@ -79,6 +82,7 @@ def build_services(settings: ServingSettings, features: FeatureReader | None = N
         metrics=metrics,
         releases=releases,
         pipeline=Pipeline(settings, releases, features, metrics),
+        arms=ArmResolver(settings),
         streams=IncomingStreams(settings.data_paths, settings.stream.rotate_bytes, settings.stream.rotate_seconds),
         dead_letters=DeadLetterWriter(settings.data_paths, DEAD_LETTER_SOURCE),
     )
@@ -122,12 +126,13 @@ def create_app(settings: ServingSettings, features: FeatureReader | None = None)
         request_id = uuid.uuid4().hex
         request = Request(body.user_id, body.domain, body.k, body.context.device, body.context.session_id,
                           tuple(body.exclude))
-        served_at = datetime.now(UTC)
+        served_at = _served_at(settings, body.context.timestamp)
+        arm = services.arms.arm(body.domain, body.user_id)
         try:
-            result = services.pipeline.recommend(request, now=served_at)
+            result = services.pipeline.recommend(request, now=served_at, arm=arm)
         except NotReady:
             raise HTTPException(503, f"no release is loaded for domain {body.domain!r} yet") from None
-        slate = ServedSlate(body.domain, body.user_id, request_id, settings.default_arm, result.items,
+        slate = ServedSlate(body.domain, body.user_id, request_id, arm.name, result.items,
                             body.context.session_id, body.context.device, served_at)
         background.add_task(_log_impressions, services, slate)
         return RecommendationResponse(
@@ -135,7 +140,7 @@ def create_app(settings: ServingSettings, features: FeatureReader | None = None)
             items=[SlateEntry(item_id=i.item_id, score=i.score, retrievers=dict(i.retrievers),
                               reasons=list(i.reasons), propensity=i.propensity) for i in result.items],
             release=result.release,
-            arm=settings.default_arm,
+            arm=arm.name,
             path=result.path,
         )
 
@@ -181,6 +186,13 @@ def create_app(settings: ServingSettings, features: FeatureReader | None = None)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(CountRequests, metrics=services.metrics, routes=ROUTES)  # outermost: counts 413s too
     return app
+
+
+def _served_at(settings: ServingSettings, requested: datetime | None) -> datetime:
+    """The request's time: the clock, or the client's ``context.timestamp`` under simulated time."""
+    if settings.trust_context_timestamp and requested is not None:
+        return requested
+    return datetime.now(UTC)
 
 
 def _log_impressions(services: Services, slate: ServedSlate) -> None:

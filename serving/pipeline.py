@@ -12,6 +12,10 @@ Degradation paths (the response says which one was taken; ``/metrics`` counts th
   the merged retrieval order (reciprocal-rank fusion) is re-ranked instead of the ranker's order;
 - ``popularity_fallback``: the online store is unreachable (or no retriever answered) -- popular
   items with default user features; eligibility rules then only pass products without constraints.
+
+An arm of variant ``legacy_segment`` (:mod:`serving.arms`) takes path ``legacy_segment`` instead:
+user features -> the popularity list of the user's segment -> hard filters (no ranker; its rules
+switch boosts, diversity and exploration off).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from common.online_features import MAX_ITEMS, UserFeatures
+from serving.arms import LEGACY_SEGMENT, Arm
 from serving.features import (
     category_affinity,
     history_row,
@@ -46,7 +51,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 FULL, COLD_START, RETRIEVAL_ORDER, POPULARITY_FALLBACK = "full", "cold_start", "retrieval_order", "popularity_fallback"
-PATHS = (FULL, COLD_START, RETRIEVAL_ORDER, POPULARITY_FALLBACK)
+PATHS = (FULL, COLD_START, RETRIEVAL_ORDER, POPULARITY_FALLBACK, LEGACY_SEGMENT)
 RRF_K = 60.0  # reciprocal-rank fusion constant
 
 
@@ -137,7 +142,9 @@ class Pipeline:
 
     # ---- the request ---------------------------------------------------------------------------
 
-    def recommend(self, request: Request, rng: np.random.Generator | None = None, now: datetime | None = None) -> Result:
+    def recommend(self, request: Request, rng: np.random.Generator | None = None, now: datetime | None = None,
+                  arm: Arm | None = None) -> Result:
+        """The slate of ``request``, served by ``arm`` (default: the full pipeline with the domain's rules)."""
         release = self.releases.get(request.domain)
         if release is None:
             raise NotReady(request.domain)
@@ -155,7 +162,9 @@ class Pipeline:
         t = self._timed(domain, "user_features", t, timings)
 
         history = recent_history(user)
-        if user is None:
+        if arm is not None and arm.variant == LEGACY_SEGMENT:
+            path = LEGACY_SEGMENT
+        elif user is None:
             path = POPULARITY_FALLBACK
         else:
             path = FULL if history or history_row(user) is not None else COLD_START
@@ -164,10 +173,10 @@ class Pipeline:
         for name, (ids, _) in results.items():
             self.metrics.candidates.labels(domain, name).observe(len(ids))
         t = self._timed(domain, "retrieval", t, timings)
-        if len(candidates.rows) == 0:
+        if len(candidates.rows) == 0 and path != LEGACY_SEGMENT:
             path = POPULARITY_FALLBACK
 
-        if path != POPULARITY_FALLBACK:
+        if path not in (POPULARITY_FALLBACK, LEGACY_SEGMENT):
             ranked = self._rank(release, request, user, candidates, now_ts, timings, t)
             t = time.perf_counter()
             if ranked is None:
@@ -177,7 +186,8 @@ class Pipeline:
 
         popular = results.get("popular", ((), None))[0]
         slate = rerank(
-            candidates, release.catalog, user_context(user, request.user_id), self.settings.rules[domain], request.k,
+            candidates, release.catalog, user_context(user, request.user_id),
+            self.settings.rules[domain] if arm is None else arm.rules, request.k,
             in_stock=release.items.in_stock(), backfill_rows=release.catalog.rows_of(popular), now_ts=now_ts,
             rng=rng or np.random.default_rng(), exclude=request.exclude,
         )

@@ -91,7 +91,10 @@ class ServingSettings(_Frozen):
     stream: StreamSettings = StreamSettings()
     release_poll_seconds: float = Field(1.0, gt=0)
     item_cache_ttl_seconds: float = Field(60, ge=0)
-    default_arm: str = "control"
+    default_arm: str = "control"  # the arm of domains without an experiment (config/experiments.yaml)
+    # Simulated time: when on, a request's optional ``context.timestamp`` is its served-at time (impressions,
+    # ranker time features, newness boosts). Off in production: clients do not choose the clock.
+    trust_context_timestamp: bool = False
     online_store: Literal["sqlite", "redis"] = "sqlite"  # RECSYS_ONLINE_STORE; Redis URL: RECSYS_REDIS_URL
     rules: dict[str, RerankRules] = Field(default_factory=dict)
 

@@ -77,7 +77,8 @@ def test_recommendation_end_to_end(served, metric_delta: type) -> None:
         "exclude": ["r_i03"]})
     assert response.status_code == 200, response.text
     body = response.json()
-    assert (body["release"], body["arm"], body["path"]) == ("v1", "control", "full")
+    # r_u03 hashes into the full-pipeline "treatment" arm of config/experiments.yaml
+    assert (body["release"], body["arm"], body["path"]) == ("v1", "treatment", "full")
     ids = [i["item_id"] for i in body["items"]]
     assert len(ids) == 6 == len(set(ids)) and "r_i03" not in ids
     assert all(0 < i["propensity"] <= 1 and isinstance(i["reasons"], list) for i in body["items"])
@@ -87,7 +88,7 @@ def test_recommendation_end_to_end(served, metric_delta: type) -> None:
     impressions = [e for e in lines if e.get("request_id") == body["request_id"]]
     assert [(e["item_id"], e["position"]) for e in impressions] == [(i, p) for p, i in enumerate(ids, start=1)]
     assert {(e["event_type"], e["arm"], e["session_id"], e["device"]) for e in impressions} == {
-        ("impression", "control", "s1", "web")}
+        ("impression", "treatment", "s1", "web")}
     assert all(validate_event(e)[1] is None for e in impressions)  # the streaming job will accept them
 
     assert delta("recsys_serving_path_total", domain="retail", path="full") == 1

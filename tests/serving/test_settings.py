@@ -20,6 +20,16 @@ def test_settings_from_the_repository_files(data_paths: DataPaths, monkeypatch: 
     banking, retail = settings.rules["banking"], settings.rules["retail"]
     assert banking.filters.eligibility and not retail.filters.eligibility
     assert banking.filters.purchased and retail.filters.purchased  # repurchase_allowed: false in domains.yaml
+    assert not settings.trust_context_timestamp  # simulated time is opt-in
+
+
+def test_a_variant_file_turns_simulated_time_on(data_paths: DataPaths, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from loop.service import write_variant
+
+    variant = write_variant(tmp_path / "serving.yaml", {}, {"trust_context_timestamp": True})
+    monkeypatch.setenv("RECSYS_SERVING_FILE", str(variant))
+    assert load_settings().trust_context_timestamp
 
 
 def test_bad_settings_are_refused(data_paths: DataPaths, tmp_path: Path) -> None:

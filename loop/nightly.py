@@ -78,11 +78,11 @@ def _fast_night(paths: DataPaths, day: date, domains: Sequence[str], training_da
     from models.release import ReleaseCheckFailed, build_release
     from orchestration.tasks import materialize_day, plan
     from spark_jobs import compact, features, training_sets
-    from spark_jobs.session import build_session
+    from spark_jobs.session import job_session
 
     night = plan(day.isoformat(), compact_lookback_days, training_days)
-    spark = build_session("recsys-loop-nightly", master=master, shuffle_partitions=2)
-    try:
+    # the caller's active session is reused and left running (tests share one); a new one is stopped
+    with job_session("recsys-loop-nightly", master):
         for job, args in ((compact, night["compact_args"]), (features, night["features_args"])):
             if job.main(args) != 0:
                 raise RuntimeError(f"{job.__name__} failed for {day}")
@@ -101,8 +101,6 @@ def _fast_night(paths: DataPaths, day: date, domains: Sequence[str], training_da
                 continue
             registry.promote(name, built.version)
         return failed
-    finally:
-        spark.stop()
 
 
 def retrain(day: date, mode: RetrainMode, domains: Sequence[str], training_days: int = 7,

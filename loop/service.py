@@ -45,6 +45,9 @@ def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+SIMULATED_TIME = {"trust_context_timestamp": True}  # impressions land in the simulated day's partition
+
+
 def write_variant(path: Path, rule_overrides: Mapping[str, Any], serving_overrides: Mapping[str, Any] | None = None,
                   base: Path | None = None) -> Path:
     """A serving settings file: ``base`` (default ``config/serving.yaml``) with ``rule_overrides`` applied to
@@ -81,9 +84,15 @@ class ServiceClient:
     def close(self) -> None:
         self._http.close()
 
-    def recommend(self, user_id: str, domain: str, k: int, device: str, session_id: str) -> Slate:
+    def recommend(self, user_id: str, domain: str, k: int, device: str, session_id: str,
+                  timestamp: str | None = None) -> Slate:
+        """``timestamp`` (ISO-8601 UTC) is the simulated request time; a service started with
+        ``trust_context_timestamp`` logs the slate's impressions at it, any other ignores it."""
+        context = {"device": device, "session_id": session_id}
+        if timestamp is not None:
+            context["timestamp"] = timestamp
         response = self._http.post("/v1/recommendations", json={
-            "user_id": user_id, "domain": domain, "k": k, "context": {"device": device, "session_id": session_id},
+            "user_id": user_id, "domain": domain, "k": k, "context": context,
         })
         response.raise_for_status()
         body = response.json()

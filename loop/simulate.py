@@ -4,9 +4,10 @@ Per simulated day and domain: :func:`simulation.sessions.plan_day` gives the day
 requests; every request goes to ``POST /v1/recommendations`` with the user's context (device, session);
 :func:`simulation.behavior.respond` turns the served slates into the users' events at the simulated
 times (position-biased clicks, purchases with basket values, banking applications and approvals
-decided by the hidden truth, which remembers what was sold / approved); the events go back to
-``POST /v1/events`` (API key). Impressions are posted with the arm and propensity the response
-carried, at the simulated time of the request. Between days the night runs (:mod:`loop.nightly`):
+decided by the hidden truth, which remembers what was sold / approved); the users' events go back to
+``POST /v1/events`` (API key). Impressions are not posted: the service logs every served slot itself,
+with its arm and propensity, at the request's simulated time (``context.timestamp``, trusted by the
+loop's services); the simulation keeps its own copy of them for the A/B analysis. Between days the night runs (:mod:`loop.nightly`):
 stream -> lake -> retraining -> new releases, which the service hot-swaps before the next day starts.
 
 The world's generated history ends the day before the loop's first day, so the first night's
@@ -141,13 +142,15 @@ def serve_day(client: ServiceClient, truth: GroundTruth, day: date, slate_size: 
     users = truth.user_ids[plan.request_user[chosen]]
     devices = np.array(DEVICES)[plan.request_device[chosen]]
     sessions = plan.session_ids[plan.request_session[chosen]]
-    served = [client.recommend(str(u), truth.domain, slate_size, str(d), str(s))
-              for u, d, s in zip(users, devices, sessions, strict=True)]
+    times = pd.to_datetime(plan.request_ts_us[chosen], unit="us", utc=True).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    served = [client.recommend(str(u), truth.domain, slate_size, str(d), str(s), str(t))
+              for u, d, s, t in zip(users, devices, sessions, times, strict=True)]
     context = SlateContext(np.array([s.request_id for s in served], dtype=str), sessions, devices,
                            plan.request_ts_us[chosen], np.array([s.arm for s in served], dtype=str))
     events = respond(truth, users, [s.item_ids for s in served], context, rng, include_impressions=True)
     events = _attach_propensities(events, served).assign(day=day.isoformat())
-    intake = client.post_events(event_records(events)) if post else {}
+    posted = events[events["event_type"] != "impression"]  # the service logged the impressions itself
+    intake = client.post_events(event_records(posted)) if post else {}
     slates = pd.DataFrame({
         "request_id": context.request_ids, "user_id": users, "session_id": sessions, "device": devices,
         "timestamp": pd.to_datetime(plan.request_ts_us[chosen], unit="us", utc=True), "arm": context.arms,

@@ -30,7 +30,7 @@ from loop.ab import DomainAB, analyse_loop
 from loop.health import daily_health, reference_before
 from loop.ope import OPECheck, ope_check
 from loop.report import write_ab, write_health, write_ope, write_summary
-from loop.service import ServiceClient, running_service, write_variant
+from loop.service import SIMULATED_TIME, ServiceClient, running_service, write_variant
 from loop.simulate import LoopResult, LoopSettings, first_loop_day, prepare_world, run_loop
 from simulation.profiles import get_profile
 from simulation.truth import GroundTruth
@@ -103,7 +103,8 @@ def _ope_checks(settings: StudySettings, client: ServiceClient, env: Mapping[str
     """The off-policy check on the day after the loop, from the world's state at the end of the loop."""
     from serving.settings import load_settings
 
-    candidate_file = write_variant(root / "serving-candidate.yaml", {"exploration": {"share": settings.candidate_share}})
+    candidate_file = write_variant(root / "serving-candidate.yaml", {"exploration": {"share": settings.candidate_share}},
+                                   SIMULATED_TIME)
     rules = load_settings(list(settings.loop.domains), config_path=root / "serving-on.yaml").rules
     day = first_loop_day(settings.loop.profile) + timedelta(days=settings.loop.days)
     profile = get_profile(settings.loop.profile)
@@ -120,7 +121,7 @@ def run_variant(settings: StudySettings, base: Path, variant: str, api_key: str,
     root = settings.work_dir / variant
     shutil.rmtree(root, ignore_errors=True)
     shutil.copytree(base, root, symlinks=True)
-    serving_file = write_variant(root / f"serving-{variant}.yaml", VARIANTS[variant])
+    serving_file = write_variant(root / f"serving-{variant}.yaml", VARIANTS[variant], SIMULATED_TIME)
     loop_settings = replace(settings.loop, airflow_home=str(settings.work_dir / "airflow"))
     with data_root(root, api_key) as env, running_service(settings.loop.domains, env, serving_file,
                                                           log_file=root / f"service-{variant}.log") as client:

@@ -207,7 +207,7 @@ def _rejected(paths: DataPaths, domain: str, day: date) -> int:
         with file.open("rb") as fh:
             for line in fh:
                 record = orjson.loads(line).get("record") if line.strip() else None
-                count += isinstance(record, dict) and record.get("domain") == domain
+                count += int(isinstance(record, dict) and record.get("domain") == domain)
     return count
 
 

@@ -20,8 +20,9 @@ def test_the_shipped_settings() -> None:
     assert settings.quality("banking").min_rows == 50  # the override
     assert settings.quality("retail").min_rows == 100  # the default
     assert settings.quality("banking").max_rejected_rate == settings.quality("retail").max_rejected_rate
-    assert [r.name for r in settings.gate_policy("retail").rules] == ["recall@100", "ndcg@10", "ranker_auc"]
-    assert [r.name for r in settings.gate_policy("banking").rules] == ["recall@10", "ndcg@10", "ranker_auc"]
+    index = ["collaborative_recall@100", "content_recall@100"]
+    assert [r.name for r in settings.gate_policy("retail").rules] == ["recall@100", "ndcg@10", "ranker_auc", *index]
+    assert [r.name for r in settings.gate_policy("banking").rules] == ["recall@10", "ndcg@10", "ranker_auc", *index]
 
 
 def test_a_misspelt_rule_fails_when_the_file_is_loaded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

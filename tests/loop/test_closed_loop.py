@@ -36,10 +36,15 @@ def test_the_users_events_validate_and_reach_the_lake(study: tuple[StudyResult, 
         assert {"impression", "click"} <= set(events["event_type"])
         assert all(validate_event(r)[1] is None for r in event_records(events))
     for day in run.days:
-        assert day.intake["rejected"] == 0 and day.intake["accepted"] == day.events > 0
+        assert day.intake["rejected"] == 0 and day.intake["accepted"] > 0
     lake = read_events(DataPaths(settings.work_dir / "on" / "data"), "retail")
     first_day = run.events["retail"][run.events["retail"]["day"] == "2024-03-14"]
-    assert set(first_day["event_id"]) <= set(lake["event_id"])  # the night landed day 1 through the stream
+    posted = first_day[first_day["event_type"] != "impression"]
+    assert set(posted["event_id"]) <= set(lake["event_id"])  # the night landed day 1 through the stream
+    # the service logged day 1's impressions itself, at the simulated request times (trusted context.timestamp)
+    logged = lake[(lake["event_type"] == "impression") & lake["request_id"].isin(set(first_day["request_id"]))]
+    assert len(logged) == (first_day["event_type"] == "impression").sum()
+    assert set(logged["timestamp"].dt.strftime("%Y-%m-%d")) == {"2024-03-14"}
 
 
 def test_releases_change_between_days(study: tuple[StudyResult, StudySettings]) -> None:

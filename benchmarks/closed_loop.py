@@ -19,23 +19,37 @@ from pathlib import Path
 
 import common  # noqa: F401  (legacy Keras before TensorFlow)
 from common.paths import REPO_ROOT
-from loop.simulate import LoopSettings
-from loop.study import StudySettings, run_study
 
 OUT = REPO_ROOT / "reports" / "bench" / "closed_loop.json"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.closed_loop", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--profile", default="demo")
-    parser.add_argument("--days", type=int, default=7)
-    parser.add_argument("--retrain", default="airflow", choices=("airflow", "fast", "none"))
-    parser.add_argument("--training-days", type=int, default=7)
-    parser.add_argument("--max-requests", type=int, default=None, help="cap on slate requests per domain and day")
-    parser.add_argument("--time-limit", type=float, default=None, help="seconds after which no new day starts")
-    parser.add_argument("--variants", nargs="+", default=["on", "off"])
-    parser.add_argument("--work-dir", type=Path, default=REPO_ROOT / "data" / "loop-bench")
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.closed_loop", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profile", default="demo",
+                        help="synthetic world profile (tiny, demo, bench) (default: %(default)s)")
+    parser.add_argument("--days", type=int, default=7,
+                        help="simulated days per variant (default: %(default)s)")
+    parser.add_argument("--retrain", default="airflow", choices=("airflow", "fast", "none"),
+                        help="nightly retraining: the Airflow DAG with its promotion gate, the same jobs "
+                             "called directly (fast), or none (default: %(default)s)")
+    parser.add_argument("--training-days", type=int, default=7,
+                        help="days of events each night's training reads (default: %(default)s)")
+    parser.add_argument("--max-requests", type=int, default=None,
+                        help="cap on slate requests per domain and day")
+    parser.add_argument("--time-limit", type=float, default=None,
+                        help="seconds after which no new day starts")
+    parser.add_argument("--variants", nargs="+", default=["on", "off"],
+                        help="re-ranking variants to compare (on: the configured rules; off: no exploration, "
+                             "no diversity cap) (default: %(default)s)")
+    parser.add_argument("--work-dir", type=Path, default=REPO_ROOT / "data" / "loop-bench",
+                        help="where the study's worlds, releases and reports are written "
+                             "(default: %(default)s)")
     args = parser.parse_args(argv)
+    # The loop (TensorFlow, Spark, serving) loads after parsing, so that ``--help`` answers at once.
+    from loop.simulate import LoopSettings
+    from loop.study import StudySettings, run_study
+
     started = time.perf_counter()
     settings = StudySettings(
         loop=LoopSettings(profile=args.profile, days=args.days, retrain=args.retrain, training_days=args.training_days,

@@ -16,25 +16,28 @@ Run: ``.venv/bin/python -m benchmarks.feature_store`` (writes ``reports/bench/fe
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import sys
 import tempfile
 import time
 from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pyarrow.compute as pc
-import pyarrow.dataset as ds
 
 import common  # noqa: F401  (environment defaults before anything heavy loads)
 from common.features import BATCH_VIEWS, EVENT_TIMESTAMP, ITEM_ID, USER_ID
-from common.online_features import MAX_ITEMS, OnlineFeatures
 from common.paths import REPO_ROOT, DataPaths
 from feature_repo.redis_server import local_redis, redis_server_binary
-from feature_repo.sample_data import synthetic_rows, write_source
-from feature_repo.store import apply, get_store, materialize
+
+if TYPE_CHECKING:
+    from common.online_features import OnlineFeatures
+
+# feast and pyarrow load inside the functions that use them, so that ``--help`` answers at once.
 
 REPORT = REPO_ROOT / "reports" / "bench" / "feature_store.json"
 DEMO_USERS, DEMO_ITEMS = 20_000, 5_000
@@ -46,6 +49,8 @@ def _has_pipeline_output(paths: DataPaths) -> bool:
 
 
 def _write_synthetic(paths: DataPaths, users: int, items: int) -> None:
+    from feature_repo.sample_data import synthetic_rows, write_source
+
     rng = np.random.default_rng(0)
     ids = {USER_ID: [f"r_u{k}" for k in range(users)], ITEM_ID: [f"r_i{k}" for k in range(items)]}
     for spec in BATCH_VIEWS:
@@ -54,6 +59,9 @@ def _write_synthetic(paths: DataPaths, users: int, items: int) -> None:
 
 def _entities_and_window(paths: DataPaths) -> tuple[dict[str, list[str]], datetime, datetime]:
     """Distinct ids per join key and the [first, last] event_timestamp over all sources."""
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
     ids: dict[str, set[str]] = {USER_ID: set(), ITEM_ID: set()}
     first, last = [], []
     for spec in BATCH_VIEWS:
@@ -86,6 +94,8 @@ def _interleaved(
     readers: dict[str, OnlineFeatures], ids: dict[str, list[str]], user_reads: int, item_reads: int
 ):
     """Latencies per store; each round reads the same user / the same 500 items from every store."""
+    from common.online_features import MAX_ITEMS
+
     rng = np.random.default_rng(1)
     user_times: dict[str, list[float]] = {name: [] for name in readers}
     item_times: dict[str, list[float]] = {name: [] for name in readers}
@@ -106,6 +116,9 @@ def run(
     paths: DataPaths | None = None, user_reads: int = 500, item_reads: int = 100, warmup: int = 10
 ) -> dict:
     """One benchmark run over ``paths`` (default ``RECSYS_DATA_DIR``); returns the figures."""
+    from common.online_features import MAX_ITEMS, OnlineFeatures
+    from feature_repo.store import apply, get_store, materialize
+
     paths = paths or DataPaths.default()
     load_before = os.getloadavg()[0]
     with ExitStack() as stack:
@@ -172,8 +185,28 @@ def run(
     return result
 
 
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.feature_store", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="data root whose feature sources to read (default: RECSYS_DATA_DIR); "
+                             "synthetic demo-sized rows if it has no pipeline output")
+    parser.add_argument("--user-reads", type=int, default=500,
+                        help="timed user-feature reads per store (default: %(default)s)")
+    parser.add_argument("--item-reads", type=int, default=100,
+                        help="timed 500-item reads per store (default: %(default)s)")
+    parser.add_argument("--warmup", type=int, default=10,
+                        help="untimed rounds of both reads first (default: %(default)s)")
+    parser.add_argument("--out", type=Path, default=REPORT,
+                        help="where the JSON report goes (default: %(default)s)")
+    args = parser.parse_args(argv)
+    paths = DataPaths(args.data_dir.resolve()) if args.data_dir else None
+    figures = run(paths, user_reads=args.user_reads, item_reads=args.item_reads, warmup=args.warmup)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(figures, indent=2) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
 if __name__ == "__main__":
-    figures = run()
-    REPORT.parent.mkdir(parents=True, exist_ok=True)
-    REPORT.write_text(json.dumps(figures, indent=2) + "\n")
-    print(f"wrote {REPORT}")
+    sys.exit(main())

@@ -12,25 +12,24 @@ machine load. Target: p99 <= 5 ms for the chosen export.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import sys
 import tempfile
 import time
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 import common  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 from common.paths import REPO_ROOT
-from models.ranking.config import RankerConfig
-from models.ranking.data import feature_arrays
-from models.ranking.export import export_ranker, load_scorer, serving_input_signature
-from models.ranking.model import serving_outputs
-from models.ranking.scoring import compare_scores
-from models.ranking.synthetic import log_impressions, make_world
-from models.ranking.train import TrainedRanker, train_ranker
+
+if TYPE_CHECKING:
+    from models.ranking.train import TrainedRanker
 
 N_CANDIDATES = 500
 N_NUMERIC = 39  # + the synthetic world's promo score = 40 numeric features
@@ -43,6 +42,9 @@ OUT_FILE = REPO_ROOT / "reports" / "bench" / "ranker.json"
 def _tflite_scorer(trained: TrainedRanker) -> Callable[[Mapping[str, np.ndarray]], np.ndarray]:
     """The serving function converted to TFLite with dynamic-range quantisation (weights int8)."""
     import tensorflow as tf
+
+    from models.ranking.export import serving_input_signature
+    from models.ranking.model import serving_outputs
 
     config, scorer = trained.config, trained.model.scorer
 
@@ -74,6 +76,14 @@ def _summary(wall: list[float], cpu: list[float]) -> dict[str, float]:
 
 def run(repeats: int = 400, seed: int = 0) -> dict:
     """Train, export, time every export on the same candidates; returns the figures."""
+    # TensorFlow loads here, not at import, so that ``--help`` answers at once.
+    from models.ranking.config import RankerConfig
+    from models.ranking.data import feature_arrays
+    from models.ranking.export import export_ranker, load_scorer
+    from models.ranking.scoring import compare_scores
+    from models.ranking.synthetic import log_impressions, make_world
+    from models.ranking.train import train_ranker
+
     world = make_world(2000, n_numeric=N_NUMERIC, n_categorical=N_CATEGORICAL, cardinality=50, seed=seed)
     train = log_impressions(world, 3000, seed=seed + 1)
     valid = log_impressions(world, 600, seed=seed + 2)
@@ -119,8 +129,22 @@ def run(repeats: int = 400, seed: int = 0) -> dict:
     }
 
 
-if __name__ == "__main__":
-    result = run()
-    OUT_FILE.parent.mkdir(parents=True, exist_ok=True)
-    OUT_FILE.write_text(json.dumps(result, indent=1))
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.ranker", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=400,
+                        help="timed calls per export (after 20 warm-up rounds) (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the synthetic world, impressions and candidates (default: %(default)s)")
+    parser.add_argument("--out", type=Path, default=OUT_FILE,
+                        help="where the JSON report goes (default: %(default)s)")
+    args = parser.parse_args(argv)
+    result = run(repeats=args.repeats, seed=args.seed)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -12,8 +12,10 @@ Run: ``.venv/bin/python -m benchmarks.scann_index`` (writes ``reports/bench/scan
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,7 +24,6 @@ import numpy as np
 
 import common  # noqa: F401  (environment defaults before anything heavy loads)
 from common.paths import REPO_ROOT
-from models.retrieval.index import EmbeddingIndex, IndexConfig, exact_search, recall_vs_exact
 
 REPORT = REPO_ROOT / "reports" / "bench" / "scann_index.json"
 
@@ -71,6 +72,9 @@ def _dir_mb(path: Path) -> float:
 
 def run(n: int = 1_000_000, dim: int = 64, num_queries: int = 1_000, exact_latency_queries: int = 200, k: int = 100) -> dict:
     """One benchmark run; returns the figures (also printed as they come)."""
+    # ScaNN (and TensorFlow) load here, not at import, so that ``--help`` answers at once.
+    from models.retrieval.index import EmbeddingIndex, IndexConfig, exact_search, recall_vs_exact
+
     print(f"generating {n:,} x {dim} clustered embeddings and {num_queries} queries ...", flush=True)
     embeddings = clustered_embeddings(n, dim, sample_seed=0)
     queries = clustered_embeddings(num_queries, dim, spread=0.6, sample_seed=1)
@@ -114,8 +118,28 @@ def run(n: int = 1_000_000, dim: int = 64, num_queries: int = 1_000, exact_laten
     return result
 
 
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.scann_index", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--items", type=int, default=1_000_000,
+                        help="embeddings in the index (default: %(default)s)")
+    parser.add_argument("--dim", type=int, default=64, help="embedding dimension (default: %(default)s)")
+    parser.add_argument("--queries", type=int, default=1_000,
+                        help="queries timed with ScaNN and used for recall (default: %(default)s)")
+    parser.add_argument("--exact-queries", type=int, default=200,
+                        help="queries timed with exact numpy search (default: %(default)s)")
+    parser.add_argument("--k", type=int, default=100,
+                        help="neighbours per query (recall@k) (default: %(default)s)")
+    parser.add_argument("--out", type=Path, default=REPORT,
+                        help="where the JSON report goes (default: %(default)s)")
+    args = parser.parse_args(argv)
+    figures = run(n=args.items, dim=args.dim, num_queries=args.queries,
+                  exact_latency_queries=args.exact_queries, k=args.k)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(figures, indent=2) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
 if __name__ == "__main__":
-    figures = run()
-    REPORT.parent.mkdir(parents=True, exist_ok=True)
-    REPORT.write_text(json.dumps(figures, indent=2) + "\n")
-    print(f"wrote {REPORT}")
+    sys.exit(main())

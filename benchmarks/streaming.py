@@ -15,6 +15,7 @@ Target: p99 freshness <= 10 s at 500 events/s.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
@@ -28,10 +29,8 @@ from typing import Any
 
 import numpy as np
 import orjson
-import pandas as pd
 
 import common  # noqa: F401  (TF_USE_LEGACY_KERAS before anything imports TensorFlow)
-from common.lake import write_catalog
 from common.paths import REPO_ROOT, DataPaths
 
 RATES = (100, 500, 1000)
@@ -47,6 +46,9 @@ WRITE_EVERY_S = 0.05
 
 def prepare(paths: DataPaths, rng: np.random.Generator) -> None:
     """A retail catalog and a registered (empty) Feast SQLite store."""
+    import pandas as pd  # pandas, pyarrow and feast load here, not at import: ``--help`` answers at once
+
+    from common.lake import write_catalog
     from feature_repo.store import apply, get_store
 
     launched = datetime.now(UTC) - timedelta(days=90)
@@ -174,8 +176,24 @@ def run(rates: tuple[int, ...] = RATES, seconds: float = SECONDS, seed: int = 0)
     }
 
 
-if __name__ == "__main__":
-    result = run()
-    OUT_FILE.parent.mkdir(parents=True, exist_ok=True)
-    OUT_FILE.write_text(json.dumps(result, indent=1) + "\n")
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.streaming", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rates", type=int, nargs="+", default=list(RATES),
+                        help="input rates (events/s), one run each (default: %(default)s)")
+    parser.add_argument("--seconds", type=float, default=SECONDS,
+                        help="how long events are written at each rate (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the catalog and event draws (default: %(default)s)")
+    parser.add_argument("--out", type=Path, default=OUT_FILE,
+                        help="where the JSON report goes (default: %(default)s)")
+    args = parser.parse_args(argv)
+    result = run(tuple(args.rates), args.seconds, args.seed)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,9 +1,11 @@
 """Hard filters: which catalog items may be shown to a user at all.
 
 Every rule yields a boolean mask over the catalog of the items it *removes*. The rules are hard
-constraints -- re-ranking never trades them for score. For banking eligibility and responsible
-lending a user attribute that is unknown fails every rule that needs it (a product with a minimum
-credit score is never offered to someone whose score we do not know).
+constraints -- re-ranking never trades them for score. Banking eligibility and responsible lending
+are :mod:`common.eligibility` (the rules the simulator's ground truth uses too), evaluated for one
+user against the whole catalog with one mask per rule (``eligibility:<rule>``) for attribution: a
+user attribute that is unknown fails every rule that needs it (a product with a minimum credit
+score is never offered to someone whose score we do not know).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from common.eligibility import Applicants, ProductRules, exclusion_matrix, holds_an_excluder, rule_failures
 from serving.catalog import CatalogIndex
 from serving.settings import FilterRules
 
@@ -33,10 +36,6 @@ class UserContext:
     categories: frozenset[str] = frozenset()  # full taxonomy paths of the user's established profile
 
 
-def _value(value: float | None) -> float:
-    return np.nan if value is None else float(value)
-
-
 def _membership(catalog: CatalogIndex, item_ids: Iterable[str]) -> np.ndarray:
     mask = np.zeros(len(catalog), dtype=bool)
     mask[catalog.rows_of(item_ids)] = True
@@ -44,23 +43,17 @@ def _membership(catalog: CatalogIndex, item_ids: Iterable[str]) -> np.ndarray:
 
 
 def _eligibility(catalog: CatalogIndex, user: UserContext) -> dict[str, np.ndarray]:
-    rules = catalog.rules
-    # Comparisons with NaN are False, so an unknown user value fails every rule that is set.
-    lower = {"min_age": user.age, "min_income": user.income, "min_credit_score": user.credit_score}
-    masks = {
-        f"eligibility:{name}": ~np.isnan(rules[name]) & ~(_value(value) >= rules[name])
-        for name, value in lower.items()
-    }
-    masks["eligibility:max_age"] = ~np.isnan(rules["max_age"]) & ~(_value(user.age) <= rules["max_age"])
-    masks["eligibility:max_dti"] = ~np.isnan(rules["max_dti"]) & ~(_value(user.dti) <= rules["max_dti"])
-    masks["eligibility:arrears"] = catalog.requires_no_arrears & (user.has_arrears is not False)
+    """``eligibility:<rule>`` -> the catalog rows that rule removes (:func:`common.eligibility.rule_failures`)."""
+    products = ProductRules(**catalog.rules, requires_no_arrears=catalog.requires_no_arrears)
+    applicant = Applicants.one(user.age, user.income, user.credit_score, user.dti, user.has_arrears)
+    # The excluder axis is just the held products that exclude anything (a handful, not the catalog).
+    excluders = [held for held in user.products_held if held in catalog.excluded_by]
     excluded = np.zeros(len(catalog), dtype=bool)
-    for held in user.products_held:
-        if held in catalog.excluded_by:
-            excluded |= catalog.excluded_by[held]
-    masks["eligibility:excludes"] = excluded
-    masks["eligibility:already_held"] = _membership(catalog, user.products_held)
-    return masks
+    if excluders:
+        matrix = exclusion_matrix(catalog.excluded_by, excluders, len(catalog))
+        excluded = holds_an_excluder(matrix, np.ones(len(excluders), dtype=bool))
+    failures = rule_failures(products, applicant, held=_membership(catalog, user.products_held), excluded=excluded)
+    return {f"eligibility:{name}": mask for name, mask in failures.items()}
 
 
 def removal_masks(

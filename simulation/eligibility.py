@@ -1,9 +1,11 @@
-"""Banking eligibility and responsible-lending rules, evaluated vectorised.
+"""Banking eligibility and responsible-lending rules of the synthetic world, evaluated vectorised.
 
-A product's rules are the catalog columns of :mod:`common.schemas` (``min_age``, ``max_age``,
-``min_income``, ``min_credit_score``, ``max_dti``, ``requires_no_arrears``, ``excludes``); a missing
-rule (NaN here, null in the catalog) does not restrict. A user is eligible for a product when every
-rule passes, they do not hold it already, and they hold none of the products that exclude it.
+The rules themselves -- what each catalog column means, that a missing rule (NaN here, null in the
+catalog) does not restrict -- are :mod:`common.eligibility`, shared with serving's hard filter; this
+module holds the world's arrays (every user's profile, every product's rules, the exclusion matrix)
+and evaluates them for (user, product) index arrays of any broadcastable shape. A user is eligible
+for a product when every rule passes, they do not hold it already, and they hold none of the
+products that exclude it.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from common.eligibility import Applicants, ProductRules, holds_an_excluder, passes, rule_failures
 
 USER_FIELDS = ("age", "income", "credit_score", "dti", "has_arrears")
 RULE_FIELDS = ("min_age", "max_age", "min_income", "min_credit_score", "max_dti", "requires_no_arrears")
@@ -39,30 +43,33 @@ class BankingRules:
     def arrays(self) -> dict[str, np.ndarray]:
         return {name: getattr(self, name) for name in (*USER_FIELDS, *RULE_FIELDS, "excluded_by")}
 
+    @property
+    def applicants(self) -> Applicants:
+        return Applicants(**{name: getattr(self, name) for name in USER_FIELDS})
+
+    @property
+    def products(self) -> ProductRules:
+        return ProductRules(**{name: getattr(self, name) for name in RULE_FIELDS})
+
     def profile_rules_pass(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Rules on the applicant's profile only (age, income, credit score, DTI, arrears)."""
-
-        def at_least(value: np.ndarray, floor: np.ndarray) -> np.ndarray:
-            return np.isnan(floor) | (value >= floor)
-
-        def at_most(value: np.ndarray, ceiling: np.ndarray) -> np.ndarray:
-            return np.isnan(ceiling) | (value <= ceiling)
-
-        return (
-            at_least(self.age[users], self.min_age[items])
-            & at_most(self.age[users], self.max_age[items])
-            & at_least(self.income[users], self.min_income[items])
-            & at_least(self.credit_score[users], self.min_credit_score[items])
-            & at_most(self.dti[users], self.max_dti[items])
-            & ~(self.requires_no_arrears[items] & self.has_arrears[users])
-        )
+        return passes(rule_failures(self.products.take(items), self.applicants.take(users)))
 
     def conflicts(self, held: np.ndarray, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """True where the user holds a product that excludes the item."""
         uniq, inverse = np.unique(users, return_inverse=True)
-        blocked = (held[uniq].astype(np.int32) @ self.excluded_by.T.astype(np.int32)) > 0  # (users, items)
+        blocked = holds_an_excluder(self.excluded_by, held[uniq])  # (distinct users, products)
         return blocked[inverse.reshape(users.shape), items]
+
+    def failures(self, held: np.ndarray, users: np.ndarray, items: np.ndarray) -> dict[str, np.ndarray]:
+        """Rule name -> where it rules the product out (:data:`common.eligibility.FAILURES`)."""
+        return rule_failures(
+            self.products.take(items),
+            self.applicants.take(users),
+            held=held[users, items],
+            excluded=self.conflicts(held, users, items),
+        )
 
     def eligible(self, held: np.ndarray, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Profile rules pass, the product is not held yet and nothing held excludes it."""
-        return self.profile_rules_pass(users, items) & ~held[users, items] & ~self.conflicts(held, users, items)
+        return passes(self.failures(held, users, items))

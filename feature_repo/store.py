@@ -9,11 +9,16 @@ import warnings
 from collections import defaultdict
 from datetime import UTC, datetime
 
-from feast import FeatureStore
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as ds
+from feast import FeatureStore, FeatureView
 
 from common.paths import DataPaths
 from feature_repo.config import OnlineStore, repo_config, store_dir
 from feature_repo.definitions import Definitions, build_definitions
+
+WRITE_BATCH = 10_000  # rows per online-store write: bounded memory for the protobuf conversion
 
 
 def get_store(
@@ -38,12 +43,42 @@ def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def materialize(store: FeatureStore, start: datetime, end: datetime, views: list[str] | None = None) -> None:
-    """Load the latest row per entity with ``start <= event_timestamp <= end`` into the online store.
+def latest_rows(view: FeatureView, start: datetime, end: datetime) -> pd.DataFrame:
+    """The latest row per entity of ``view``'s Parquet offline source with ``start <= event_timestamp <=
+    end`` (ties broken by the created timestamp): what Feast's materialization would load."""
+    source = view.batch_source
+    timestamp, created = source.timestamp_field, source.created_timestamp_column
+    dataset = ds.dataset(source.path, format="parquet")
+    window = (ds.field(timestamp) >= pa.scalar(start, pa.timestamp("us", "UTC"))) & (
+        ds.field(timestamp) <= pa.scalar(end, pa.timestamp("us", "UTC")))
+    frame = dataset.to_table(filter=window).to_pandas()
+    keys = list(view.join_keys)
+    order = [*keys, timestamp, *([created] if created else [])]
+    return frame.sort_values(order).drop_duplicates(keys, keep="last").reset_index(drop=True)
 
+
+def materialize(store: FeatureStore, start: datetime, end: datetime, views: list[str] | None = None) -> dict[str, int]:
+    """Load the latest row per entity with ``start <= event_timestamp <= end`` into the online store and
+    record the interval in the registry, as ``FeatureStore.materialize`` does; returns rows per view.
+
+    The offline read is pyarrow's, with the time filter pushed down, instead of Feast's file offline
+    store: that one goes through dask, which tokenises every list-valued column by pickling it, and it
+    reads the whole source whatever the window -- measured on the demo world (45,400 users, 9
+    snapshots): over 20 minutes per night under load, growing with every snapshot. The write is Feast's
+    own (``write_to_online_store``, the path pushes take), so every online store works unchanged.
     Naive datetimes are taken as UTC. ``views`` restricts the run to those view names.
     """
-    store.materialize(start_date=_utc(start), end_date=_utc(end), feature_views=views)
+    start, end = _utc(start), _utc(end)
+    written: dict[str, int] = {}
+    for view in store.list_feature_views():
+        if views is not None and view.name not in views:
+            continue
+        rows = latest_rows(view, start, end)
+        for offset in range(0, len(rows), WRITE_BATCH):
+            store.write_to_online_store(view.name, rows.iloc[offset:offset + WRITE_BATCH])
+        store.registry.apply_materialization(view, store.project, start, end)
+        written[view.name] = len(rows)
+    return written
 
 
 def materialize_incremental(store: FeatureStore, end: datetime) -> dict[str, tuple[datetime, datetime]]:

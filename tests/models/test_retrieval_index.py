@@ -12,6 +12,8 @@ import common  # noqa: F401
 from benchmarks.scann_index import clustered_embeddings
 from models.retrieval.index import EmbeddingIndex, IndexConfig, exact_search, recall_vs_exact
 
+TREE = IndexConfig(brute_force_below=1_000)  # the default search settings over a tree (4,000 items)
+
 
 def _ids(n: int) -> np.ndarray:
     return np.array([f"item{i}" for i in range(n)], dtype=object)
@@ -44,7 +46,7 @@ def test_small_corpus_is_exact_brute_force() -> None:
 
 def test_tree_index_recall_and_serialize_load_parity(clustered: tuple[np.ndarray, np.ndarray], tmp_path: Path) -> None:
     items, queries = clustered
-    index = EmbeddingIndex.build(items, _ids(len(items)))
+    index = EmbeddingIndex.build(items, _ids(len(items)), TREE)  # the tuned search, over a tree
     assert index.kind == "tree_ah" and index.leaves == round(np.sqrt(len(items)))
     k, reorder, leaves = index.budget(100)
     assert (k, reorder) == (100, 400) and 1 <= leaves < index.leaves  # the tree prunes
@@ -66,7 +68,7 @@ def test_tree_index_recall_and_serialize_load_parity(clustered: tuple[np.ndarray
 
 def test_scores_are_dot_products(clustered: tuple[np.ndarray, np.ndarray]) -> None:
     items, queries = clustered
-    index = EmbeddingIndex.build(items, _ids(len(items)), IndexConfig(default_k=20))
+    index = EmbeddingIndex.build(items, _ids(len(items)), IndexConfig(brute_force_below=1_000, default_k=20))
     ids, scores = index.search_one(queries[3], 20)
     rows = [int(i.removeprefix("item")) for i in ids]
     np.testing.assert_allclose(scores, items[rows] @ queries[3], rtol=1e-5)  # exact rescoring of the winners

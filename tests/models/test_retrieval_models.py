@@ -23,7 +23,7 @@ from models.retrieval.cli import app
 from models.retrieval.content import ContentConfig, ContentTower, train_content_tower
 from models.retrieval.data import latest_histories
 from models.retrieval.export import export_retrieval, load_retrievers
-from models.retrieval.index import EmbeddingIndex, exact_search, recall_vs_exact
+from models.retrieval.index import EmbeddingIndex, IndexConfig, exact_search, recall_vs_exact
 from models.retrieval.popularity import PopularityTable, segments_from
 from models.retrieval.two_tower import TwoTower, TwoTowerConfig, train_two_tower
 
@@ -180,7 +180,8 @@ def test_scann_recall_at_100_on_trained_embeddings(world: World, two_tower: TwoT
     row = {item: r for r, item in enumerate(content_ids)}
     content_queries = np.stack([content_vectors[[row[i] for i in world.histories[u]]].mean(axis=0) for u in users])
     for item_ids, item_vectors, queries in ((ids, vectors, two_tower_queries), (content_ids, content_vectors, content_queries)):
-        index = EmbeddingIndex.build(item_vectors, item_ids)  # the default, tuned configuration
+        # the tuned search over a tree (the default would scan a corpus this small exactly)
+        index = EmbeddingIndex.build(item_vectors, item_ids, IndexConfig(brute_force_below=1_000))
         assert index.kind == "tree_ah" and index.budget(100)[2] < index.leaves
         assert recall_vs_exact(index, item_vectors, queries, k=100) >= 0.95
 

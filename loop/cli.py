@@ -27,7 +27,7 @@ ReportDir = Annotated[Path, typer.Option("--report-dir", help="Where ab/health/o
                                          file_okay=False)]
 
 
-def _run(profile: str, days: int, retrain: str, training_days: int, max_requests: int | None, time_limit: float | None,
+def _run(profile: str, days: int, retrain: str, training_days: int, retrain_every: int, max_requests: int | None, time_limit: float | None,
          variants: list[str], ope: bool, candidate_share: float, url: str | None, work_dir: Path, report_dir: Path,
          seed: int, world_seed: int) -> None:
     import common  # noqa: F401  (legacy Keras before TensorFlow)
@@ -40,6 +40,7 @@ def _run(profile: str, days: int, retrain: str, training_days: int, max_requests
     if retrain not in ("airflow", "fast", "none"):
         raise typer.BadParameter("choose airflow, fast or none", param_hint="--retrain")
     loop = LoopSettings(profile=profile, days=days, retrain=retrain, training_days=training_days,  # type: ignore[arg-type]
+                        retrain_every=retrain_every,
                         max_requests_per_day=max_requests, time_limit_s=time_limit, seed=seed)
     settings = StudySettings(loop=loop, work_dir=work_dir.resolve(), report_dir=report_dir.resolve(),
                              world_seed=world_seed, variants=tuple(variants), ope=ope and url is None,
@@ -57,6 +58,8 @@ def run(
     retrain: Annotated[str, typer.Option(help="between days: airflow (the nightly DAG), fast (release builder + "
                                          "promote, no Airflow, no gate) or none")] = "airflow",
     training_days: Annotated[int, typer.Option(min=2, help="training window of the nightly releases")] = 7,
+    retrain_every: Annotated[int, typer.Option(min=1, help="retrain after every N-th day (the stream still "
+                                               "lands every day's events each night)")] = 1,
     max_requests: Annotated[int | None, typer.Option(min=1, help="cap on slate requests per domain and day")] = None,
     time_limit: Annotated[float | None, typer.Option(help="no new simulated day starts after this many seconds")] = None,
     variant: Annotated[list[str] | None, typer.Option(help="serving variants to run (on, off); repeatable")] = None,
@@ -71,7 +74,7 @@ def run(
 ) -> None:
     """The closed loop for N simulated days: A/B table (AOV, cross-sell) with CIs and SRM, feedback-loop
     health of each variant, the off-policy check; writes reports/loop/*."""
-    _run(profile, days, retrain, training_days, max_requests, time_limit, variant or ["on", "off"], ope,
+    _run(profile, days, retrain, training_days, retrain_every, max_requests, time_limit, variant or ["on", "off"], ope,
          candidate_share, url, work_dir, report_dir, seed, world_seed)
 
 
@@ -82,4 +85,4 @@ def demo(
 ) -> None:
     """A short loop end to end (tiny world, 2 simulated days, fast retraining, both variants, the
     off-policy check) that prints the A/B table."""
-    _run("tiny", 2, "fast", 7, None, None, ["on", "off"], True, 0.3, None, work_dir, report_dir, 11, 7)
+    _run("tiny", 2, "fast", 7, 1, None, None, ["on", "off"], True, 0.3, None, work_dir, report_dir, 11, 7)

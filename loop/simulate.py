@@ -29,7 +29,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from common.paths import DataPaths
-from loop.nightly import NightResult, RetrainMode, retrain
+from loop.nightly import NightResult, RetrainMode, drain_stream, retrain
 from loop.service import ServiceClient, Slate
 from simulation.behavior import SlateContext, respond
 from simulation.generate import TRAFFIC
@@ -49,6 +49,7 @@ class LoopSettings:
     domains: tuple[str, ...] = ("retail", "banking")
     retrain: RetrainMode = "fast"
     training_days: int = 7
+    retrain_every: int = 1  # retrain after every N-th simulated day (the stream is drained every night)
     max_requests_per_day: int | None = None  # per domain; whole sessions are sampled to stay under it
     time_limit_s: float | None = None  # no new day starts after this much wall time
     seed: int = 11  # of the users' behaviour in the loop (the world has its own seed)
@@ -195,11 +196,13 @@ def run_loop(settings: LoopSettings, client: ServiceClient, progress: bool = Tru
             continue  # the last day: no night after it
         if out_of_time():
             break
-        if settings.retrain != "none":
+        if settings.retrain != "none" and (offset + 1) % settings.retrain_every == 0:
             night = retrain(day, settings.retrain, settings.domains, settings.training_days,
                             airflow_home=Path(settings.airflow_home) if settings.airflow_home else None)
             result.nights.append(night)
             client.wait_for_releases({d: v for d, v in night.releases.items() if v is not None})
+        else:  # no retraining tonight: the stream still lands the day and refreshes the online features
+            drain_stream(paths)
     result.events = {d: pd.concat(parts, ignore_index=True) for d, parts in events.items() if parts}
     result.slates = {d: pd.concat(parts, ignore_index=True) for d, parts in slates.items() if parts}
     result.seconds = time.perf_counter() - started

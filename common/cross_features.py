@@ -96,3 +96,34 @@ def cross_features(
         "x_cat_hours_since": _hours_since(_values(history, CAT_LAST_TS), cat_pos, now_s),
     }
     return {name: features[name].astype(np.float32) for name in CROSS_FEATURE_NAMES}
+
+
+def with_recent_activity(history: Mapping[str, Any] | None, activity: Mapping[str, Any]) -> dict[str, Any]:
+    """A ``user_history`` row with the real-time ``user_activity`` row folded in.
+
+    The history is nightly; the activity is kept fresh by the streaming job. Counts merge as lower
+    bounds, so an interaction present in both is never counted twice: a recent category's views are at
+    least its number of recent items, a recent item's views at least 1. Items and categories new to
+    the history are added with the activity's ``last_event_ts`` as their last interaction time.
+    """
+    row = {name: list((history or {}).get(name) or []) for name in USER_HISTORY.names}
+    last_ts = int(activity.get("last_event_ts") or 0)
+    item_at = {item: i for i, item in enumerate(row[HIST_ITEM_IDS])}
+    for item in activity.get("recent_item_ids") or []:
+        if item in item_at:
+            row[HIST_ITEM_VIEWS][item_at[item]] = max(row[HIST_ITEM_VIEWS][item_at[item]], 1)
+            continue
+        item_at[item] = len(row[HIST_ITEM_IDS])
+        for name, value in ((HIST_ITEM_IDS, item), (HIST_ITEM_LAST_TS, last_ts), (HIST_ITEM_VIEWS, 1),
+                            (HIST_ITEM_PURCHASES, 0), (HIST_ITEM_DECLINES, 0)):
+            row[name].append(value)
+    cat_at = {key: i for i, key in enumerate(row[CAT_KEYS])}
+    for key, count in zip(activity.get("recent_category_keys") or [], activity.get("recent_category_counts") or [],
+                          strict=False):
+        if key in cat_at:
+            row[CAT_VIEWS][cat_at[key]] = max(row[CAT_VIEWS][cat_at[key]], int(count))
+            continue
+        cat_at[key] = len(row[CAT_KEYS])
+        for name, value in ((CAT_KEYS, key), (CAT_VIEWS, int(count)), (CAT_PURCHASES, 0), (CAT_LAST_TS, last_ts)):
+            row[name].append(value)
+    return row

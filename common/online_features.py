@@ -9,6 +9,11 @@ the online store directly, one round trip per feature view:
 
 Missing entities and null values get the default of their dtype (0, 0.0, "", False, []), except the
 "days since" features whose default is ``NO_TIME_DAYS``; ``found`` says which entities were present.
+One exception for null values: a user's scalar *profile attributes* (the Users contract's country,
+age band, age, income, credit score, debt-to-income, arrears flag -- :data:`UNKNOWN_WHEN_NULL`) read
+as ``None`` when the user's row holds null. Such an attribute is unknown, not zero: a banking user
+without a recorded debt-to-income must fail a ``max_dti`` rule, not pass it with 0.0. (A user with
+no row at all keeps the dtype defaults and ``found`` False; consumers check ``found`` first.)
 
 ``request_context_values`` is the request-context computation, shared by the Feast on-demand view
 ``request_context`` and serving.
@@ -43,6 +48,7 @@ from common.features import (
     FeatureViewSpec,
 )
 from common.request_context import request_context
+from common.schemas import UserProfile
 
 MAX_ITEMS = 500
 _SCALAR_DEFAULTS: dict[str, Any] = {
@@ -64,6 +70,13 @@ _DEFAULT_OVERRIDES: dict[str, Any] = {
     USER_PROFILE.ref("days_since_last_purchase"): NO_TIME_DAYS,
     USER_PROFILE.ref("days_since_last_session"): NO_TIME_DAYS,
 }
+_USER_ATTRIBUTES = frozenset(UserProfile.model_fields) - {USER_ID, "domain", "signed_up_at"}
+UNKNOWN_WHEN_NULL: frozenset[str] = frozenset(
+    USER_PROFILE.ref(f.name) for f in USER_PROFILE.fields
+    if f.name in _USER_ATTRIBUTES and not f.dtype.startswith("Array(")
+)
+
+
 def request_context_values(request_ts: int, device: str | None) -> dict[str, Any]:
     """One request's context features as Python scalars (rules in :mod:`common.request_context`)."""
     return {name: value.item() for name, value in request_context(request_ts, device).items()}
@@ -87,6 +100,12 @@ def default_value(spec: FeatureViewSpec, field: FeatureField) -> Any:
     if field.dtype.startswith("Array("):
         return []
     return _DEFAULT_OVERRIDES.get(spec.ref(field.name), _SCALAR_DEFAULTS[field.dtype])
+
+
+def null_value(spec: FeatureViewSpec, field: FeatureField) -> Any:
+    """What a reader gets for ``field`` when the entity's row holds null: None for an unknown profile
+    attribute (:data:`UNKNOWN_WHEN_NULL`), else :func:`default_value`."""
+    return None if spec.ref(field.name) in UNKNOWN_WHEN_NULL else default_value(spec, field)
 
 
 def served_views(join_key: str) -> tuple[FeatureViewSpec, ...]:
@@ -149,9 +168,9 @@ class OnlineFeatures:
         self._provider = store._get_provider()
         self._user_specs = served_views(USER_ID)
         self._item_specs = served_views(ITEM_ID)
-        self._defaults = {
-            s.name: [default_value(s, f) for f in s.fields] for s in (*self._user_specs, *self._item_specs)
-        }
+        specs = (*self._user_specs, *self._item_specs)
+        self._defaults = {s.name: [default_value(s, f) for f in s.fields] for s in specs}  # no row
+        self._nulls = {s.name: [null_value(s, f) for f in s.fields] for s in specs}  # a row, a null value
         self._item_fields = [f for s in self._item_specs for f in s.fields]
         self._item_cache: dict[str, tuple[float, _ItemRow]] = {}
         self.refresh()
@@ -169,11 +188,10 @@ class OnlineFeatures:
         out = []
         for _, row in rows:
             got = row or {}
-            values = [
-                _python_value(got.get(f.name), d)
-                for f, d in zip(spec.fields, self._defaults[spec.name], strict=True)
-            ]
-            out.append((values, _has_data(row)))
+            found = _has_data(row)
+            defaults = self._nulls[spec.name] if found else self._defaults[spec.name]
+            values = [_python_value(got.get(f.name), d) for f, d in zip(spec.fields, defaults, strict=True)]
+            out.append((values, found))
         return out
 
     def user_features(self, user_id: str) -> UserFeatures:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 
 import numpy as np
 import pandas as pd
@@ -76,8 +77,8 @@ class CatalogIndex:
 
     def rows_of(self, item_ids: Iterable[str]) -> np.ndarray:
         """Rows of the known ids among ``item_ids`` (unknown ids are skipped), order kept."""
-        row_of = self.row_of
-        return np.fromiter((row_of[i] for i in item_ids if i in row_of), dtype=np.int64)
+        rows = np.fromiter(map(self.row_of.get, item_ids, repeat(-1)), dtype=np.int64)
+        return rows[rows >= 0]
 
     def category_codes(self, level: int) -> tuple[np.ndarray, dict[str, int]]:
         """Per-row integer code of the product line at taxonomy ``level``, and the key -> code map."""

@@ -26,6 +26,7 @@ from serving.catalog import CatalogIndex
 from serving.eligibility import UserContext
 from serving.protocols import FeatureReader, RankerConfig
 
+TTL_JITTER = 0.5  # share of the item cache's ttl by which a fresh row may be aged (see ItemFeatureCache)
 _DTYPES = {"Int64": np.int64, "UnixTimestamp": np.int64, "Float32": np.float32, "Float64": np.float64, "Bool": bool}
 
 
@@ -46,6 +47,11 @@ class ItemFeatureCache:
     Rows are fetched from the online store (at most ``MAX_ITEMS`` per read) when never fetched or
     older than ``ttl`` seconds; until then a row holds the store's defaults. Reads of the arrays are
     lock-free; refreshes are serialised.
+
+    A fetched row's age starts at a random share (up to :data:`TTL_JITTER`) of ``ttl``: rows read
+    together -- the whole catalog when a release loads -- then fall due over a spread of time instead
+    of all at once, which would make every request of that moment read ~500 rows from the store.
+    Staleness stays bounded by ``ttl``.
     """
 
     def __init__(
@@ -64,6 +70,7 @@ class ItemFeatureCache:
                 self.columns[f.name] = np.full(n, default_value(spec, f), dtype=dtype)
         self.found = {spec.name: np.zeros(n, dtype=bool) for spec in served_views(ITEM_ID)}
         self.fetched_at = np.full(n, -np.inf)
+        self._jitter = np.random.default_rng()
 
     def stale(self, rows: np.ndarray) -> np.ndarray:
         return rows[self._clock() - self.fetched_at[rows] > self.ttl]
@@ -82,7 +89,8 @@ class ItemFeatureCache:
                     column[chunk] = np.asarray(fetched.columns[name], dtype=column.dtype)
                 for view, mask in fetched.found.items():
                     self.found[view][chunk] = mask
-                self.fetched_at[chunk] = self._clock()
+                spread = TTL_JITTER * self.ttl if np.isfinite(self.ttl) else 0.0
+                self.fetched_at[chunk] = self._clock() - self._jitter.uniform(0.0, spread, len(chunk))
         return len(stale)
 
     def in_stock(self) -> np.ndarray:
@@ -164,23 +172,43 @@ def ranker_batch(
     now_ts: float,
     device: str | None,
 ) -> dict[str, np.ndarray]:
-    """One array per ranker feature, one entry per candidate (user and context features broadcast)."""
+    """One array per ranker feature, one entry per candidate (user and context features broadcast).
+
+    Missing values are what the ranker was trained on (``models.release.ranker_frame``): NaN for a
+    numeric feature, ``""`` for a categorical one. Broadcast values are read-only views, not copies.
+    """
     n = len(item_ids)
     context = request_context(now_ts, device)
     crosses = cross_features(history_row(user), item_ids, categories, now_ts)
     user_values = {} if user is None else user.values
     batch: dict[str, np.ndarray] = {}
     for name in config.numeric:
-        source = items.get(name, crosses.get(name, context.get(name)))
+        source = items.get(name)
+        if source is None:
+            source = crosses.get(name, context.get(name))
         if source is None:
             source = user_values[name] if user is not None else _user_default(name)
-        batch[name] = np.broadcast_to(np.asarray(source, dtype=np.float32), (n,))
+        batch[name] = np.broadcast_to(np.asarray(source, dtype=np.float32), (n,))  # None -> NaN
     for name in config.categorical:
-        source = items.get(name, context.get(name))
+        source = items.get(name)
+        if source is None:
+            source = context.get(name)
         if source is None:
             source = user_values[name] if user is not None else _user_default(name)
-        batch[name] = np.broadcast_to(np.asarray(source, dtype=object), (n,)).astype(str).astype(object)
+        batch[name] = _strings(source, n)
     return batch
+
+
+def _strings(source: Any, n: int) -> np.ndarray:
+    """``n`` strings. An object column of the item cache is used as it is (it only ever holds ``str``:
+    the store's values or the ``""`` default); a scalar is converted and broadcast (None -> "")."""
+    if isinstance(source, np.ndarray) and source.dtype == object and source.ndim == 1:
+        return source
+    values = np.asarray(source, dtype=object)
+    if values.ndim == 0:
+        item = values.item()
+        return np.broadcast_to(np.asarray("" if item is None else str(item), dtype=object), (n,))
+    return np.asarray(["" if v is None else str(v) for v in values], dtype=object)
 
 
 def _user_default(name: str) -> Any:

@@ -7,6 +7,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0)
 COUNT_BUCKETS = (0, 1, 5, 10, 25, 50, 100, 200, 300, 500, 1000)
+RANKED_BUCKETS = (0, 50, 100, 200, 300, 400, 450, 490, 499, 500, 1000)  # fine near the 500 the ranker is sized for
 
 
 class ServingMetrics:
@@ -22,6 +23,9 @@ class ServingMetrics:
                                        ["domain", "stage"], buckets=LATENCY_BUCKETS, registry=r)
         self.candidates = Histogram("recsys_candidates", "Candidates proposed per request by each retriever",
                                     ["domain", "retriever"], buckets=COUNT_BUCKETS, registry=r)
+        self.ranked = Histogram("recsys_ranked_candidates",
+                                "Merged, deduplicated candidates handed to the ranking stage per request",
+                                ["domain", "path"], buckets=RANKED_BUCKETS, registry=r)
         self.filtered = Counter("recsys_filtered_candidates", "Candidates removed by each hard-filter rule",
                                 ["domain", "rule"], registry=r)
         self.paths = Counter("recsys_serving_path", "Responses by degradation path (full, retrieval_order, ...)",

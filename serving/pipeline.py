@@ -25,12 +25,15 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from itertools import repeat
 from typing import Any, TypeVar
 
 import numpy as np
 
+from common.cross_features import with_recent_activity
+from common.features import USER_ACTIVITY, USER_HISTORY
 from common.online_features import MAX_ITEMS, UserFeatures
 from serving.arms import LEGACY_SEGMENT, Arm
 from serving.features import (
@@ -53,6 +56,15 @@ T = TypeVar("T")
 FULL, COLD_START, RETRIEVAL_ORDER, POPULARITY_FALLBACK = "full", "cold_start", "retrieval_order", "popularity_fallback"
 PATHS = (FULL, COLD_START, RETRIEVAL_ORDER, POPULARITY_FALLBACK, LEGACY_SEGMENT)
 RRF_K = 60.0  # reciprocal-rank fusion constant
+
+
+def with_streamed_activity(user: UserFeatures | None) -> UserFeatures | None:
+    """The user as the ranker sees them: the nightly ``user_history`` (the source of the cross features)
+    with the streamed ``user_activity`` folded in, so what the user did since last night moves the slate."""
+    if user is None or not user.found.get(USER_ACTIVITY.name, False):
+        return user
+    merged = with_recent_activity(history_row(user), user.values)
+    return replace(user, values={**user.values, **merged}, found={**user.found, USER_HISTORY.name: True})
 
 
 class NotReady(Exception):
@@ -82,22 +94,36 @@ class Result:
 
 
 def merge(results: dict[str, Retrieved], release: Release, limit: int = MAX_ITEMS) -> Candidates:
-    """Union of the retrievers' lists in reciprocal-rank-fusion order, keeping each one's score."""
-    fused: dict[int, float] = {}
-    provenance: dict[int, dict[str, float]] = {}
-    for name, (item_ids, scores) in results.items():
-        for rank, (item_id, score) in enumerate(zip(item_ids, np.asarray(scores).tolist(), strict=True)):
-            row = release.catalog.row_of.get(item_id)
-            if row is None:
-                continue
-            fused[row] = fused.get(row, 0.0) + 1.0 / (RRF_K + rank + 1)
-            provenance.setdefault(row, {})[name] = float(score)
-    ranked = sorted(fused, key=lambda r: (-fused[r], r))[:limit]
-    return Candidates(
-        rows=np.asarray(ranked, dtype=np.int64),
-        scores=np.asarray([fused[r] for r in ranked], dtype=np.float64),
-        provenance=tuple(provenance[r] for r in ranked),
-    )
+    """Union of the retrievers' lists in reciprocal-rank-fusion order, keeping each one's score.
+
+    Vectorised (one request merges ~600 ids): ties in fused score go to the lower catalog row, and a
+    row's fused score adds its retrievers' terms in retriever order, as a plain loop would.
+    """
+    row_of = release.catalog.row_of
+    names, rows, terms, scores = [], [], [], []
+    for name, (item_ids, values) in results.items():
+        found = np.fromiter(map(row_of.get, item_ids, repeat(-1)), dtype=np.int64, count=len(item_ids))
+        ranks = np.flatnonzero(found >= 0)  # a rank counts the unknown ids before it, as retrieved
+        names.append(name)
+        rows.append(found[ranks])
+        terms.append(1.0 / (RRF_K + ranks + 1.0))
+        scores.append(np.asarray(values, dtype=np.float64)[ranks])
+    if not rows or not sum(map(len, rows)):
+        return Candidates(rows=np.zeros(0, dtype=np.int64), scores=np.zeros(0, dtype=np.float64), provenance=())
+    unique, inverse = np.unique(np.concatenate(rows), return_inverse=True)
+    fused = np.bincount(inverse, weights=np.concatenate(terms))  # sums in input order
+    order = np.lexsort((unique, -fused))[:limit]
+    slot = np.full(len(unique), -1, dtype=np.int64)
+    slot[order] = np.arange(len(order))
+    provenance: list[dict[str, float]] = [{} for _ in range(len(order))]
+    start = 0
+    for name, retrieved, values in zip(names, rows, scores, strict=True):
+        slots = slot[inverse[start:start + len(retrieved)]]
+        start += len(retrieved)
+        for at, value in zip(slots.tolist(), values.tolist(), strict=True):
+            if at >= 0:
+                provenance[at][name] = value
+    return Candidates(rows=unique[order], scores=fused[order], provenance=tuple(provenance))
 
 
 class Pipeline:
@@ -122,7 +148,10 @@ class Pipeline:
 
     def _bounded(self, domain: str, stage: str, budget_ms: float, fn: Callable[[], T]) -> T:
         """Run ``fn`` on the worker pool; past ``budget_ms`` give up on it (it finishes in the background)."""
-        future: Future[T] = self._pool.submit(fn)
+        return self._wait(domain, stage, budget_ms, self._pool.submit(fn))
+
+    def _wait(self, domain: str, stage: str, budget_ms: float, future: Future[T]) -> T:
+        """The result of ``future`` within ``budget_ms``, else :class:`StageFailed` (counted)."""
         try:
             return future.result(timeout=budget_ms / 1000.0)
         except FutureTimeout:
@@ -177,6 +206,7 @@ class Pipeline:
             path = POPULARITY_FALLBACK
 
         if path not in (POPULARITY_FALLBACK, LEGACY_SEGMENT):
+            self.metrics.ranked.labels(domain, path).observe(len(candidates.rows))
             ranked = self._rank(release, request, user, candidates, now_ts, timings, t)
             t = time.perf_counter()
             if ranked is None:
@@ -202,7 +232,12 @@ class Pipeline:
         self, release: Release, request: Request, user: UserFeatures | None, history: list[str], path: str,
         start: float,
     ) -> dict[str, Retrieved]:
-        """Every retriever the path calls, each under what is left of the retrieval budget."""
+        """Every retriever the path calls, each under what is left of the retrieval budget.
+
+        The model-based retrievers run at once on the pool (TensorFlow and ScaNN release the GIL).
+        Popularity is a look-up in an in-memory table (microseconds): it runs here, so the last-resort
+        list never waits behind a busy pool.
+        """
         n = self.settings.candidates_per_retriever
         retrievers = release.retrievers
         values: dict[str, Any] = {} if user is None else user.values
@@ -211,16 +246,21 @@ class Pipeline:
             calls["collaborative"] = lambda: retrievers.collaborative(request.user_id, values, history, n)
         if path in (FULL, COLD_START):
             calls["content"] = lambda: retrievers.content(history, category_affinity(user), n)
-        calls["popular"] = lambda: retrievers.popular(segment_of(user, release.segment_column), n)
         deadline = time.perf_counter() + self.settings.budgets_ms.retrieval / 1000.0
+        running = {name: self._pool.submit(call) for name, call in calls.items()}
         results: dict[str, Retrieved] = {}
-        for name, call in calls.items():
+        try:
+            results["popular"] = retrievers.popular(segment_of(user, release.segment_column), n)
+        except Exception as err:
+            self.metrics.stage_failures.labels(request.domain, "retrieve_popular", "error").inc()
+            log.warning("%s retrieve_popular failed: %s: %s", request.domain, type(err).__name__, err)
+        for name, future in running.items():
             left_ms = max((deadline - time.perf_counter()) * 1000.0, 1.0)
             try:
-                results[name] = self._bounded(request.domain, f"retrieve_{name}", left_ms, call)
+                results[name] = self._wait(request.domain, f"retrieve_{name}", left_ms, future)
             except StageFailed:
                 continue
-        return results
+        return {name: results[name] for name in (*running, "popular") if name in results}
 
     def _rank(
         self, release: Release, request: Request, user: UserFeatures | None, candidates: Candidates, now_ts: float,
@@ -230,17 +270,20 @@ class Pipeline:
         domain, budgets = request.domain, self.settings.budgets_ms
         rows = candidates.rows
         try:
-            self._bounded(domain, "item_features", budgets.item_features, lambda: release.items.refresh(rows))
+            if len(release.items.stale(rows)):  # usually none: then no store read, no trip to the pool
+                self._bounded(domain, "item_features", budgets.item_features, lambda: release.items.refresh(rows))
         except StageFailed:
             if not release.items.known(rows).all():
                 self._timed(domain, "item_features", t, timings)
                 return None  # never-fetched items would be ranked on defaults: keep the retrieval order
         t = self._timed(domain, "item_features", t, timings)
-        columns = {name: column[rows] for name, column in release.items.columns.items()}
+        wanted = {*release.scorer.config.numeric, *release.scorer.config.categorical}
+        columns = {name: column[rows] for name, column in release.items.columns.items() if name in wanted}
         categories = list(release.catalog.categories[rows])
+        ranked_user = with_streamed_activity(user)
 
         def score() -> np.ndarray:
-            batch = ranker_batch(release.scorer.config, user, columns, release.catalog.ids(rows), categories, now_ts,
+            batch = ranker_batch(release.scorer.config, ranked_user, columns, release.catalog.ids(rows), categories, now_ts,
                                  request.device)
             return np.asarray(release.scorer.score(batch), dtype=np.float64)
 
@@ -254,4 +297,4 @@ class Pipeline:
             self.metrics.stage_failures.labels(domain, "ranking", "bad_output").inc()
             return None
         order = np.lexsort((np.arange(len(rows)), -scores))
-        return Candidates(rows[order], scores[order], tuple(candidates.provenance[i] for i in order))
+        return Candidates(rows[order], scores[order], tuple(map(candidates.provenance.__getitem__, order.tolist())))

@@ -152,6 +152,16 @@ def _explore(
     return dict(zip(slots.tolist(), items.tolist(), strict=True)), n / span, n / span / len(pool)
 
 
+def _positions(rows: np.ndarray, wanted: list[int]) -> dict[int, int]:
+    """Position in ``rows`` (distinct) of each wanted row that is there; a few look-ups, no full index."""
+    out = {}
+    for row in wanted:
+        hit = np.flatnonzero(rows == row)
+        if len(hit):
+            out[row] = int(hit[0])
+    return out
+
+
 def rerank(
     candidates: Candidates,
     catalog: CatalogIndex,
@@ -168,14 +178,13 @@ def rerank(
     """The slate for one request: exactly ``k`` items whenever the eligible catalog has ``k``."""
     masks = removal_masks(catalog, user, rules.filters, in_stock, exclude)
     eligible = eligible_mask(masks, len(catalog))
-    keep = eligible[candidates.rows]
-    rows, scores = candidates.rows[keep], candidates.scores[keep]
-    provenance = [p for p, kept in zip(candidates.provenance, keep, strict=True) if kept]
+    kept = np.flatnonzero(eligible[candidates.rows])
+    rows, scores = candidates.rows[kept], candidates.scores[kept]
 
     lifts, margin, new = boost_lifts(catalog, rows, rules.boost, now_ts)
     order = bounded_boost_order(lifts)
     rows, lifts, margin, new = rows[order], lifts[order], margin[order], new[order]
-    scores, provenance = scores[order], [provenance[i] for i in order]
+    scores, source = scores[order], kept[order]  # source: index into ``candidates`` (for provenance)
 
     pool, popular_start, catalog_start = _pool(rows, backfill_rows, eligible)
     codes, vocabulary = catalog.category_codes(rules.diversity.category_level)
@@ -186,7 +195,7 @@ def rerank(
     level = rules.diversity.category_level
     profile = {vocabulary[key] for key in {category_at(c, level) for c in user.categories} if key in vocabulary}
     explored, p_slot, p_item = _explore(slate_rows, eligible, codes, profile, k, cap, rules.exploration, rng)
-    candidate_index = {int(r): i for i, r in enumerate(rows)}
+    candidate_index = _positions(rows, [explored.get(slot, row) for slot, row in enumerate(slate_rows)])
 
     items = []
     for slot, (index, was_promoted) in enumerate(zip(picked, promoted, strict=True)):
@@ -211,7 +220,7 @@ def rerank(
                 item_id=str(catalog.item_ids[row]),
                 row=row,
                 score=None if at is None else float(scores[at]),
-                retrievers={} if at is None else dict(provenance[at]),
+                retrievers={} if at is None else dict(candidates.provenance[source[at]]),
                 reasons=tuple(reasons),
                 propensity=float(propensity),
             )

@@ -82,6 +82,10 @@ def test_compare_scores_on_a_hand_computed_case():
     parity = compare_scores(np.array([0.1, 0.9, 0.5]), np.array([0.1, 0.5, 0.9]), k=2)
     assert parity == {"max_abs_diff": pytest.approx(0.4), "top2_identical": False}
     assert compare_scores(np.array([0.3, 0.2]), np.array([0.31, 0.2]), k=2)["top2_identical"] is True
+    # exact ties in the reference, ~1e-7 apart in the candidate: an arbitrary order, not a disagreement
+    tied = compare_scores(np.array([0.5, 0.5, 0.1]), np.array([0.5, 0.5000001, 0.1]), k=2)
+    assert tied["top2_identical"] is True
+    assert compare_scores(np.array([0.5, 0.49, 0.1]), np.array([0.49, 0.5, 0.1]), k=1)["top1_identical"] is False
 
 
 def test_scorers_check_their_inputs(exported):

@@ -35,6 +35,7 @@ from serving.api_models import (
     recommendation_request_model,
 )
 from serving.arms import ArmResolver
+from serving.heap import HeapFreezer
 from serving.http import BodyLimit, CountRequests, install_error_handlers
 from serving.intake import DEAD_LETTER_SOURCE, ServedSlate, ingest, log_impressions
 from serving.metrics import ServingMetrics
@@ -62,6 +63,7 @@ class Services:
     arms: ArmResolver
     streams: IncomingStreams
     dead_letters: DeadLetterWriter
+    heap: HeapFreezer
 
 
 def open_feature_reader(settings: ServingSettings) -> FeatureReader:
@@ -77,7 +79,9 @@ def build_services(settings: ServingSettings, features: FeatureReader | None = N
     features = features or LazyFeatureReader(lambda: open_feature_reader(settings))
     registry = ArtifactRegistry(settings.artifacts_root)
     loader = ReleaseLoader(registry, settings.data_paths, features, settings.item_cache_ttl_seconds)
-    releases = ReleaseManager(settings.domains, registry, loader.load, metrics, settings.release_poll_seconds)
+    heap = HeapFreezer()  # full garbage collections off the request path (see serving.heap)
+    releases = ReleaseManager(settings.domains, registry, loader.load, metrics, settings.release_poll_seconds,
+                              on_loaded=heap.release_loaded)
     return Services(
         settings=settings,
         metrics=metrics,
@@ -86,6 +90,7 @@ def build_services(settings: ServingSettings, features: FeatureReader | None = N
         arms=ArmResolver(settings),
         streams=IncomingStreams(settings.data_paths, settings.stream.rotate_bytes, settings.stream.rotate_seconds),
         dead_letters=DeadLetterWriter(settings.data_paths, DEAD_LETTER_SOURCE),
+        heap=heap,
     )
 
 
@@ -121,6 +126,7 @@ def create_app(settings: ServingSettings, features: FeatureReader | None = None)
             services.releases.stop()
             services.pipeline.close()
             services.streams.close()
+            services.heap.close()
 
     app = FastAPI(
         title="recsys serving", version="1", lifespan=lifespan,

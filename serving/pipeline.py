@@ -47,7 +47,7 @@ from serving.features import (
 from serving.metrics import ServingMetrics
 from serving.protocols import FeatureReader, Retrieved
 from serving.releases import Release, ReleaseManager
-from serving.reranking import Candidates, SlateItem, rerank
+from serving.reranking import Candidates, RetrieverScores, SlateItem, reorder, rerank
 from serving.settings import ServingSettings
 
 log = logging.getLogger(__name__)
@@ -115,15 +115,17 @@ def merge(results: dict[str, Retrieved], release: Release, limit: int = MAX_ITEM
     order = np.lexsort((unique, -fused))[:limit]
     slot = np.full(len(unique), -1, dtype=np.int64)
     slot[order] = np.arange(len(order))
-    provenance: list[dict[str, float]] = [{} for _ in range(len(order))]
+    matrix = np.zeros((len(order), len(names)), dtype=np.float64)
+    proposed = np.zeros((len(order), len(names)), dtype=bool)
     start = 0
-    for name, retrieved, values in zip(names, rows, scores, strict=True):
-        slots = slot[inverse[start:start + len(retrieved)]]
-        start += len(retrieved)
-        for at, value in zip(slots.tolist(), values.tolist(), strict=True):
-            if at >= 0:
-                provenance[at][name] = value
-    return Candidates(rows=unique[order], scores=fused[order], provenance=tuple(provenance))
+    for j, values in enumerate(scores):
+        at = slot[inverse[start:start + len(values)]]
+        start += len(values)
+        kept = at >= 0  # candidates past ``limit`` are dropped
+        matrix[at[kept], j] = values[kept]  # a retriever listing an item twice: its last score
+        proposed[at[kept], j] = True
+    return Candidates(rows=unique[order], scores=fused[order],
+                      provenance=RetrieverScores(tuple(names), matrix, proposed))
 
 
 class Pipeline:
@@ -297,4 +299,4 @@ class Pipeline:
             self.metrics.stage_failures.labels(domain, "ranking", "bad_output").inc()
             return None
         order = np.lexsort((np.arange(len(rows)), -scores))
-        return Candidates(rows[order], scores[order], tuple(map(candidates.provenance.__getitem__, order.tolist())))
+        return Candidates(rows[order], scores[order], reorder(candidates.provenance, order))

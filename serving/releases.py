@@ -157,12 +157,15 @@ class ReleaseManager:
         loader: Callable[[str, str], Release],
         metrics: ServingMetrics,
         poll_seconds: float = 1.0,
+        on_loaded: Callable[[bool], None] | None = None,
     ) -> None:
+        """``on_loaded(replaced)`` is called after each release goes live (``replaced``: a hot swap)."""
         self.domains = domains
         self.registry = registry
         self.loader = loader
         self.metrics = metrics
         self.poll_seconds = poll_seconds
+        self.on_loaded = on_loaded
         self.refused: dict[str, set[str]] = {d: set() for d in domains}
         self._live: dict[str, Release] = {}
         self._stop = threading.Event()
@@ -197,10 +200,13 @@ class ReleaseManager:
             kept = self._live.get(domain)
             log.error("refused release %s (still serving %s)", err, kept.version if kept else "nothing")
             return "refused"
+        replaced = domain in self._live
         self._live[domain] = release  # one reference swap: in-flight requests keep their release
         self.metrics.release_loads.labels(domain, "loaded").inc()
         self.metrics.set_release(domain, version)
         log.info("serving %s release %s", domain, version)
+        if self.on_loaded is not None:
+            self.on_loaded(replaced)
         return "loaded"
 
     def start(self) -> None:

@@ -20,7 +20,7 @@ in the range had probability ``1 - n/R``; before the range it is certain (1.0).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,12 +33,45 @@ DAY_SECONDS = 86_400.0
 
 
 @dataclass(frozen=True)
+class RetrieverScores(Sequence[Mapping[str, float]]):
+    """Per candidate, the retrievers that proposed it and their scores, as arrays.
+
+    A request merges ~500 candidates but reads the provenance of the ~10 it serves: a mapping is
+    built only when one is read. ``scores[i, j]`` is retriever ``names[j]``'s score for candidate
+    ``i``, meaningful where ``proposed[i, j]``.
+    """
+
+    names: tuple[str, ...]
+    scores: np.ndarray  # float64 [candidates, retrievers]
+    proposed: np.ndarray  # bool, same shape
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def __getitem__(self, index):  # type: ignore[no-untyped-def]  (Sequence's overloads: int or slice)
+        if isinstance(index, slice):
+            return tuple(self[i] for i in range(*index.indices(len(self))))
+        return {name: score for name, score, there in
+                zip(self.names, self.scores[index].tolist(), self.proposed[index].tolist(), strict=True) if there}
+
+    def take(self, order: np.ndarray) -> RetrieverScores:
+        return RetrieverScores(self.names, self.scores[order], self.proposed[order])
+
+
+def reorder(provenance: Sequence[Mapping[str, float]], order: np.ndarray) -> Sequence[Mapping[str, float]]:
+    """``provenance`` in ``order`` (lazily for :class:`RetrieverScores`)."""
+    if isinstance(provenance, RetrieverScores):
+        return provenance.take(order)
+    return tuple(map(provenance.__getitem__, order.tolist()))
+
+
+@dataclass(frozen=True)
 class Candidates:
     """Merged candidates in ranked order (best first): catalog rows, scores, provenance."""
 
     rows: np.ndarray  # int64, distinct
     scores: np.ndarray  # float64, aligned with rows
-    provenance: tuple[Mapping[str, float], ...]  # per row: retriever -> its score for the row
+    provenance: Sequence[Mapping[str, float]]  # per row: retriever -> its score for the row
 
 
 @dataclass(frozen=True)

@@ -365,6 +365,18 @@ def _ranked(delta: Samples, domain: str, path: str) -> dict[str, float | None]:
 # ---- the service --------------------------------------------------------------------------------
 
 
+def speed_probe_ms(repeats: int = 3) -> float:
+    """CPU milliseconds of a fixed pure-Python workload (best of ``repeats``): the same code runs up to
+    ~1.5x slower from one run to the next on this shared VM, so each rate records how fast the
+    machine was, and runs can be compared."""
+    best = math.inf
+    for _ in range(repeats):
+        started = time.process_time()
+        sum(i * i for i in range(200_000))
+        best = min(best, time.process_time() - started)
+    return round(best * 1000.0, 2)
+
+
 def _cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process and its threads (Linux ``/proc``)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -433,6 +445,7 @@ def measure_rate(service: Service, domain: str, rate: float, seconds: float, bod
     offsets = open_loop_schedule(rate, seconds, arrivals, rng)
     chosen = [bodies[i] for i in rng.integers(0, len(bodies), len(offsets))]
     urls = [f"{u}/v1/recommendations" for u in service.urls]
+    probe = speed_probe_ms()
     with httpx.Client(timeout=30.0) as http:
         load_before = os.getloadavg()
         before = _scrape(http, service.urls)
@@ -449,6 +462,7 @@ def measure_rate(service: Service, domain: str, rate: float, seconds: float, bod
                      "server_ms_per_request": round(1000.0 * server_cpu / max(result["ok"], 1), 2)}
     result["load_average"] = {"before": [round(x, 2) for x in load_before],
                               "after": [round(x, 2) for x in os.getloadavg()]}
+    result["speed_probe_ms"] = probe
     return result
 
 
@@ -548,7 +562,13 @@ def _current(artifacts_root: Path, domain: str) -> str | None:
 
 
 HEADER = (f"{'workers':>7} {'rate':>5} {'sent':>5} {'ok':>5} {'err':>4} {'rps':>6} {'p50':>6} {'p95':>6} "
-          f"{'p99':>6} {'max':>7} {'degr%':>6} {'ranked':>6} {'srv_cpu':>7} {'gen_cpu':>7} {'load1':>5}")
+          f"{'p99':>6} {'max':>7} {'degr%':>6} {'ranked':>6} {'srv_cpu':>7} {'ms/req':>6} {'gen_cpu':>7} "
+          f"{'load1':>5} {'probe':>5}")
+
+
+LEGEND = ("latency in ms from the scheduled send; degr%: answers on a degraded path; ranked: candidates ranked "
+          "per full-path request; srv_cpu/gen_cpu: cores used by the servers/generator; ms/req: server CPU per "
+          "answer; load1: load average after the rate; probe: CPU ms of a fixed Python workload (machine speed)")
 
 
 def format_row(workers: int, r: Mapping[str, Any]) -> str:
@@ -561,8 +581,8 @@ def format_row(workers: int, r: Mapping[str, Any]) -> str:
     degraded = "-" if r["degraded_share"] is None else f"{100 * r['degraded_share']:.1f}"
     return (f"{workers:>7} {r['rate_target']:>5g} {r['sent']:>5} {r['ok']:>5} {r['errors']:>4} {r['achieved_rps']:>6} "
             f"{ms(lat['p50']):>6} {ms(lat['p95']):>6} {ms(lat['p99']):>6} {ms(lat['max']):>7} {degraded:>6} "
-            f"{ms(ranked):>6} {r['cpu']['server_cores']:>7} {r['cpu']['generator_cores']:>7} "
-            f"{r['load_average']['after'][0]:>5}")
+            f"{ms(ranked):>6} {r['cpu']['server_cores']:>7} {r['cpu']['server_ms_per_request']:>6} "
+            f"{r['cpu']['generator_cores']:>7} {r['load_average']['after'][0]:>5} {r['speed_probe_ms']:>5}")
 
 
 def format_stages(r: Mapping[str, Any]) -> str:
@@ -621,9 +641,14 @@ def main(argv: list[str] | None = None) -> int:
                       timeout_s=args.timeout, seed=args.seed)
     print(HEADER, flush=True)
     report = run(options, data_root, artifacts_root, args.work_dir / f"run-{os.getpid()}")
+    if args.data_dir is None:  # the scratch world keeps no served impressions: it would only grow
+        import shutil
+
+        shutil.rmtree(data_root / "incoming", ignore_errors=True)
     print(HEADER)
     for r in report["rates"]:
         print(format_row(options.workers, r))
+    print(LEGEND)
     for r in report["rates"]:
         print(format_stages(r))
     print(json.dumps({"meets_target": report["meets_target"]}))

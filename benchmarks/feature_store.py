@@ -16,7 +16,6 @@ Run: ``.venv/bin/python -m benchmarks.feature_store`` (writes ``reports/bench/fe
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -30,6 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 import common  # noqa: F401  (environment defaults before anything heavy loads)
+from benchmarks import report
 from common.features import BATCH_VIEWS, EVENT_TIMESTAMP, ITEM_ID, USER_ID
 from common.paths import REPO_ROOT, DataPaths
 from feature_repo.redis_server import local_redis, redis_server_binary
@@ -77,11 +77,7 @@ def _entities_and_window(paths: DataPaths) -> tuple[dict[str, list[str]], dateti
 
 
 def _percentiles(times_s: list[float]) -> dict[str, float]:
-    ms = np.asarray(times_s) * 1000
-    return {
-        "p50_ms": round(float(np.percentile(ms, 50)), 3),
-        "p99_ms": round(float(np.percentile(ms, 99)), 3),
-    }
+    return report.latency_ms(t * 1000 for t in times_s)
 
 
 def _timed(call, *args) -> float:
@@ -186,8 +182,7 @@ def run(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.feature_store", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = report.parser("feature_store", __doc__, REPORT)
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="data root whose feature sources to read (default: RECSYS_DATA_DIR); "
                              "synthetic demo-sized rows if it has no pipeline output")
@@ -197,14 +192,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="timed 500-item reads per store (default: %(default)s)")
     parser.add_argument("--warmup", type=int, default=10,
                         help="untimed rounds of both reads first (default: %(default)s)")
-    parser.add_argument("--out", type=Path, default=REPORT,
-                        help="where the JSON report goes (default: %(default)s)")
     args = parser.parse_args(argv)
     paths = DataPaths(args.data_dir.resolve()) if args.data_dir else None
     figures = run(paths, user_reads=args.user_reads, item_reads=args.item_reads, warmup=args.warmup)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(figures, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    report.write(args.out, figures)
     return 0
 
 

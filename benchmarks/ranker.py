@@ -12,8 +12,6 @@ machine load. Target: p99 <= 5 ms for the chosen export.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import sys
 import tempfile
@@ -26,6 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 import common  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+from benchmarks import report
 from common.paths import REPO_ROOT
 
 if TYPE_CHECKING:
@@ -70,8 +69,8 @@ def _summary(wall: list[float], cpu: list[float]) -> dict[str, float]:
     """Wall-clock p50/p99/mean, and the median CPU time the process spent per call (all threads: the
     SavedModel runs ops on TensorFlow's pool). On a shared VM both grow with the machine's load."""
     ms = np.asarray(wall) * 1e3
-    return {"p50_ms": round(float(np.percentile(ms, 50)), 3), "p99_ms": round(float(np.percentile(ms, 99)), 3),
-            "mean_ms": round(float(ms.mean()), 3), "cpu_p50_ms": round(float(np.median(cpu)) * 1e3, 3)}
+    return {**report.latency_ms(ms), "mean_ms": round(float(ms.mean()), 3),
+            "cpu_p50_ms": round(float(np.median(cpu)) * 1e3, 3)}
 
 
 def run(repeats: int = 400, seed: int = 0) -> dict:
@@ -130,19 +129,14 @@ def run(repeats: int = 400, seed: int = 0) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.ranker", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = report.parser("ranker", __doc__, OUT_FILE)
     parser.add_argument("--repeats", type=int, default=400,
                         help="timed calls per export (after 20 warm-up rounds) (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the synthetic world, impressions and candidates (default: %(default)s)")
-    parser.add_argument("--out", type=Path, default=OUT_FILE,
-                        help="where the JSON report goes (default: %(default)s)")
     args = parser.parse_args(argv)
     result = run(repeats=args.repeats, seed=args.seed)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1))
-    print(json.dumps(result, indent=1))
+    report.write(args.out, result)
     return 0
 
 

@@ -12,7 +12,6 @@ Run: ``.venv/bin/python -m benchmarks.scann_index`` (writes ``reports/bench/scan
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import sys
@@ -23,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 import common  # noqa: F401  (environment defaults before anything heavy loads)
+from benchmarks import report
 from common.paths import REPO_ROOT
 
 REPORT = REPO_ROOT / "reports" / "bench" / "scann_index.json"
@@ -63,7 +63,7 @@ def _latencies_ms(search, queries: np.ndarray) -> dict[str, float]:
         start = time.perf_counter_ns()
         search(query)
         times.append((time.perf_counter_ns() - start) / 1e6)
-    return {"p50_ms": round(float(np.percentile(times, 50)), 4), "p99_ms": round(float(np.percentile(times, 99)), 4)}
+    return report.latency_ms(times, digits=4)
 
 
 def _dir_mb(path: Path) -> float:
@@ -119,8 +119,7 @@ def run(n: int = 1_000_000, dim: int = 64, num_queries: int = 1_000, exact_laten
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.scann_index", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = report.parser("scann_index", __doc__, REPORT)
     parser.add_argument("--items", type=int, default=1_000_000,
                         help="embeddings in the index (default: %(default)s)")
     parser.add_argument("--dim", type=int, default=64, help="embedding dimension (default: %(default)s)")
@@ -130,14 +129,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="queries timed with exact numpy search (default: %(default)s)")
     parser.add_argument("--k", type=int, default=100,
                         help="neighbours per query (recall@k) (default: %(default)s)")
-    parser.add_argument("--out", type=Path, default=REPORT,
-                        help="where the JSON report goes (default: %(default)s)")
     args = parser.parse_args(argv)
     figures = run(n=args.items, dim=args.dim, num_queries=args.queries,
                   exact_latency_queries=args.exact_queries, k=args.k)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(figures, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    report.write(args.out, figures)
     return 0
 
 

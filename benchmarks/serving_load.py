@@ -11,15 +11,15 @@ port shared by uvicorn workers would answer a scrape from a random worker).
 Open loop: request ``n`` is due at ``offsets[n]`` (Poisson or uniform arrivals at the rate) whether or
 not earlier ones were answered, and its latency is ``answer time - due time``, so queueing in the
 generator, the kernel or the server counts (no coordinated omission). The generator is its own
-process (asyncio on uvloop, a minimal keep-alive HTTP/1.1 client: :class:`HttpPool`); request bodies
+process (:mod:`benchmarks.open_loop`); request bodies
 are built before the run: real user ids of the world (``--unknown-share`` of them brand-new ids),
 k=10, a device and a session per request. Every user gets the full pipeline (an experiments file without
 experiments), so no request takes the legacy arm's shortcut.
 
 Per rate the report has: sent / ok / errors, achieved throughput, p50/p95/p99/max, the share of
 degraded answers (``retrieval_order`` / ``popularity_fallback``: not a success for the target) and, from
-the deltas of every worker's Prometheus histograms, per-stage latency (mean and bucket-interpolated
-p50/p95/p99), the candidates each retriever proposed and the candidates ranked per request, stage
+the deltas of every worker's Prometheus histograms (:mod:`benchmarks.prom_samples`), per-stage
+latency (mean and bucket-interpolated p50/p95/p99), the candidates each retriever proposed and the candidates ranked per request, stage
 failures, and the CPU seconds the server and the generator used (the machine is shared: the load
 average is reported too).
 
@@ -30,14 +30,13 @@ Target: p99 <= 50 ms at 150 requests/s, no errors, no degraded answers, ~500 can
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import math
 import os
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -49,6 +48,16 @@ import httpx
 import numpy as np
 import orjson
 
+from benchmarks.open_loop import Outcome, open_loop_schedule, percentiles_ms, run_open_loop
+from benchmarks.prom_samples import (
+    Samples,
+    add_samples,
+    histogram_summary,
+    metric_delta,
+    parse_metrics,
+    select,
+)
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 OUT_FILE = REPO_ROOT / "reports" / "bench" / "serving_load.json"
 RATES = (50, 100, 150, 200)
@@ -57,38 +66,12 @@ TARGET_RATE, TARGET_P99_MS, TARGET_CANDIDATES = 150, 50.0, 500
 DEGRADED = ("retrieval_order", "popularity_fallback")
 DEVICES, DEVICE_SHARE = ("web", "ios", "android"), (0.45, 0.30, 0.25)
 STAGES = ("user_features", "retrieval", "item_features", "ranking", "reranking", "total")
-QUANTILES = (0.5, 0.95, 0.99)
 K = 10
 WORKERS = 2  # measured: one process saturates at ~90 requests/s on this 2-core machine, two reach ~140
 # 3 x 200 (the serving default) merge to ~480 distinct candidates on the scratch world, 3 x 250 to ~500
 CANDIDATES_PER_RETRIEVER = 250
 
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
 # ---- the open-loop schedule and the requests ----------------------------------------------------
-
-
-def open_loop_schedule(rate: float, seconds: float, arrivals: str = "poisson",
-                       rng: np.random.Generator | None = None) -> np.ndarray:
-    """Due times (seconds from the start, ascending, all < ``seconds``) of requests at ``rate`` per second.
-
-    ``poisson``: exponential gaps (bursts happen, as with independent users); ``uniform``: one
-    every ``1/rate`` seconds.
-    """
-    if rate <= 0 or seconds <= 0:
-        raise ValueError("rate and seconds must be positive")
-    if arrivals == "uniform":
-        return np.arange(int(math.ceil(rate * seconds))) / rate
-    if arrivals != "poisson":
-        raise ValueError(f"arrivals must be 'poisson' or 'uniform', got {arrivals!r}")
-    rng = rng or np.random.default_rng()
-    gaps = rng.exponential(1.0 / rate, size=int(rate * seconds * 1.5) + 100)
-    times = np.cumsum(gaps) - gaps[0]
-    while times[-1] < seconds:  # (practically never) too few gaps drawn
-        more = rng.exponential(1.0 / rate, size=len(gaps))
-        times = np.concatenate([times, times[-1] + np.cumsum(more)])
-    return times[times < seconds]
 
 
 def request_bodies(known_users: Sequence[str], n: int, domain: str, prefix: str, unknown_share: float,
@@ -105,142 +88,7 @@ def request_bodies(known_users: Sequence[str], n: int, domain: str, prefix: str,
     return bodies
 
 
-# ---- the generator (its own process) ------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Outcome:
-    due: float  # seconds from the start of the run
-    latency: float  # answer time - due time (seconds); NaN when no answer came
-    status: str  # "200", another status code, or the transport error's name
-    path: str  # the serving path of a 200 answer ("" otherwise)
-    items: int  # items in a 200 answer
-    lag: float  # send time - due time: the generator's own delay (included in ``latency``)
-
-
-class HttpPool:
-    """Keep-alive HTTP/1.1 connections to one server: a minimal client for JSON POSTs.
-
-    The generator shares the 2 cores with the server it measures, so it has to be cheap: this costs
-    a fraction of what a general client does per request (no header objects, no URL parsing). It
-    needs a ``Content-Length`` on every answer (uvicorn always sends one for JSON bodies).
-    """
-
-    def __init__(self, url: str) -> None:
-        parsed = httpx.URL(url)
-        self.host, self.port, self.path = parsed.host, parsed.port or 80, parsed.raw_path.decode()
-        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
-        self._head = (f"POST {self.path} HTTP/1.1\r\nhost: {self.host}:{self.port}\r\n"
-                      "content-type: application/json\r\ncontent-length: ").encode()
-
-    async def post(self, body: bytes) -> tuple[int, bytes]:
-        """Status and body of one POST; a keep-alive connection the server closed meanwhile is replaced."""
-        while self._idle:
-            connection = self._idle.pop()
-            try:
-                return await self._exchange(connection, body)
-            except (ConnectionError, asyncio.IncompleteReadError, _Closed):
-                connection[1].close()  # stale: the server closed it while idle; try the next one
-        return await self._exchange(await asyncio.open_connection(self.host, self.port), body)
-
-    async def _exchange(self, connection: tuple[asyncio.StreamReader, asyncio.StreamWriter],
-                        body: bytes) -> tuple[int, bytes]:
-        reader, writer = connection
-        try:
-            writer.write(self._head + str(len(body)).encode() + b"\r\n\r\n" + body)
-            status_line = await reader.readline()
-            if not status_line:
-                raise _Closed
-            length, close = None, False
-            while (line := await reader.readline()) not in (b"\r\n", b""):
-                name, _, value = line.partition(b":")
-                name = name.strip().lower()
-                if name == b"content-length":
-                    length = int(value)
-                elif name == b"connection":
-                    close = value.strip().lower() == b"close"
-            if length is None:
-                raise ValueError("an answer without content-length")
-            content = await reader.readexactly(length)
-        except BaseException:
-            writer.close()
-            raise
-        if close:
-            writer.close()
-        else:
-            self._idle.append(connection)
-        return int(status_line.split(b" ", 2)[1]), content
-
-    def close(self) -> None:
-        for _, writer in self._idle:
-            writer.close()
-        self._idle.clear()
-
-
-class _Closed(ConnectionError):
-    """The server closed a kept-alive connection before answering."""
-
-
-async def _one(pool: HttpPool, body: bytes, due: float, start: float, timeout_s: float) -> Outcome:
-    loop = asyncio.get_running_loop()
-    lag = loop.time() - start - due
-    try:
-        async with asyncio.timeout(timeout_s):
-            status, content = await pool.post(body)
-    except (OSError, ValueError, TimeoutError, asyncio.IncompleteReadError) as err:
-        return Outcome(due, math.nan, type(err).__name__, "", 0, lag)
-    latency = loop.time() - start - due
-    if status != 200:
-        return Outcome(due, latency, str(status), "", 0, lag)
-    answer = orjson.loads(content)
-    return Outcome(due, latency, "200", str(answer.get("path", "")), len(answer.get("items", ())), lag)
-
-
-async def _drive(urls: Sequence[str], bodies: Sequence[bytes], offsets: Sequence[float],
-                 timeout_s: float) -> list[Outcome]:
-    loop = asyncio.get_running_loop()
-    pools = [HttpPool(url) for url in urls]
-    start = loop.time() + 0.01
-    tasks = []
-    try:
-        for n, due in enumerate(offsets):
-            delay = start + due - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(_one(pools[n % len(pools)], bodies[n], float(due), start, timeout_s)))
-        return list(await asyncio.gather(*tasks))
-    finally:
-        for pool in pools:
-            pool.close()
-
-
-def run_open_loop(urls: Sequence[str], bodies: Sequence[bytes], offsets: Sequence[float],
-                  timeout_s: float) -> tuple[list[Outcome], float]:
-    """Send ``bodies[n]`` at ``offsets[n]`` (round-robin over ``urls``); the outcomes and the CPU seconds
-    this process used. Runs in the generator process (uvloop when installed, as uvicorn uses)."""
-    cpu = time.process_time()
-    try:
-        import uvloop
-
-        runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
-    except ImportError:
-        runner = asyncio.Runner()
-    with runner:
-        outcomes = runner.run(_drive(urls, bodies, offsets, timeout_s))
-    return outcomes, time.process_time() - cpu
-
-
 # ---- summaries ----------------------------------------------------------------------------------
-
-
-def percentiles_ms(latencies: Iterable[float]) -> dict[str, float | None]:
-    """p50/p95/p99/max/mean in milliseconds (None when there is nothing to summarise)."""
-    ms = np.asarray([x for x in latencies if math.isfinite(x)], dtype=np.float64) * 1000.0
-    if len(ms) == 0:
-        return {"p50": None, "p95": None, "p99": None, "max": None, "mean": None}
-    out = {f"p{round(q * 100)}": float(np.percentile(ms, q * 100)) for q in QUANTILES}
-    out.update(max=float(ms.max()), mean=float(ms.mean()))
-    return {k: round(v, 2) for k, v in out.items()}
 
 
 def summarize_outcomes(outcomes: Sequence[Outcome], rate: float, seconds: float) -> dict[str, Any]:
@@ -269,93 +117,29 @@ def summarize_outcomes(outcomes: Sequence[Outcome], rate: float, seconds: float)
     }
 
 
-def parse_metrics(text: str) -> Samples:
-    """Prometheus exposition text -> {(sample name, sorted labels): value}, ``*_created`` dropped."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    out: Samples = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if not sample.name.endswith("_created"):
-                out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return out
-
-
-def metric_delta(before: Samples, after: Samples) -> Samples:
-    """``after - before`` for every sample of ``after`` (counters and histogram parts only grow)."""
-    return {key: value - before.get(key, 0.0) for key, value in after.items()}
-
-
-def add_samples(parts: Iterable[Samples]) -> Samples:
-    """Sum of several processes' samples (counters and histograms add up across workers)."""
-    total: Samples = {}
-    for part in parts:
-        for key, value in part.items():
-            total[key] = total.get(key, 0.0) + value
-    return total
-
-
-def _select(samples: Samples, name: str, **labels: str) -> list[tuple[dict[str, str], float]]:
-    wanted = set(labels.items())
-    return [(dict(key), value) for (sample, key), value in samples.items()
-            if sample == name and wanted <= set(key)]
-
-
-def histogram_summary(samples: Samples, name: str, scale: float = 1.0, **labels: str) -> dict[str, float | None]:
-    """Count, mean and p50/p95/p99 of one histogram series (delta), times ``scale``.
-
-    Quantiles are interpolated linearly inside the bucket that holds them (Prometheus'
-    ``histogram_quantile``): exact to the bucket, not to the request.
-    """
-    count = sum(v for _, v in _select(samples, f"{name}_count", **labels))
-    total = sum(v for _, v in _select(samples, f"{name}_sum", **labels))
-    out: dict[str, float | None] = {"count": count, "mean": round(total / count * scale, 3) if count else None}
-    buckets: dict[float, float] = {}
-    for key, value in _select(samples, f"{name}_bucket", **labels):
-        bound = float(key["le"])
-        buckets[bound] = buckets.get(bound, 0.0) + value
-    bounds = sorted(buckets)
-    for q in QUANTILES:
-        out[f"p{round(q * 100)}"] = None
-        if not count or not bounds:
-            continue
-        rank, lower, below = q * count, 0.0, 0.0
-        for bound in bounds:
-            if buckets[bound] >= rank:
-                if math.isinf(bound):
-                    value = lower  # in the overflow bucket: the last finite bound is all we know
-                else:
-                    inside = buckets[bound] - below
-                    value = lower + (bound - lower) * ((rank - below) / inside if inside else 1.0)
-                out[f"p{round(q * 100)}"] = round(value * scale, 3)
-                break
-            lower, below = bound, buckets[bound]
-    return out
-
-
 def server_summary(delta: Samples, domain: str) -> dict[str, Any]:
     """Per stage latency, candidates, paths, stage failures and HTTP statuses from a metrics delta."""
     stages = {stage: histogram_summary(delta, "recsys_stage_latency_seconds", 1000.0, domain=domain, stage=stage)
               for stage in STAGES}
-    retrievers = sorted({k["retriever"] for k, _ in _select(delta, "recsys_candidates_count", domain=domain)})
-    ranked_paths = sorted({k["path"] for k, _ in _select(delta, "recsys_ranked_candidates_count", domain=domain)})
-    failures = {f"{k['stage']}:{k['kind']}": v for k, v in _select(delta, "recsys_stage_failures_total", domain=domain)
+    retrievers = sorted({k["retriever"] for k, _ in select(delta, "recsys_candidates_count", domain=domain)})
+    ranked_paths = sorted({k["path"] for k, _ in select(delta, "recsys_ranked_candidates_count", domain=domain)})
+    failures = {f"{k['stage']}:{k['kind']}": v for k, v in select(delta, "recsys_stage_failures_total", domain=domain)
                 if v}
     return {
         "stage_ms": {stage: s for stage, s in stages.items() if s["count"]},
         "candidates_per_retriever": {r: histogram_summary(delta, "recsys_candidates", retriever=r, domain=domain)["mean"]
                                      for r in retrievers},
         "ranked_candidates": {p: _ranked(delta, domain, p) for p in ranked_paths},
-        "paths": {k["path"]: v for k, v in _select(delta, "recsys_serving_path_total", domain=domain) if v},
+        "paths": {k["path"]: v for k, v in select(delta, "recsys_serving_path_total", domain=domain) if v},
         "stage_failures": failures,
-        "http": {f"{k['route']} {k['status']}": v for k, v in _select(delta, "recsys_requests_total")
+        "http": {f"{k['route']} {k['status']}": v for k, v in select(delta, "recsys_requests_total")
                  if v and k["route"] != "/metrics"},  # the benchmark's own scrapes are not load
     }
 
 
 def _ranked(delta: Samples, domain: str, path: str) -> dict[str, float | None]:
     summary = histogram_summary(delta, "recsys_ranked_candidates", domain=domain, path=path)
-    buckets = {float(k["le"]): v for k, v in _select(delta, "recsys_ranked_candidates_bucket", domain=domain, path=path)}
+    buckets = {float(k["le"]): v for k, v in select(delta, "recsys_ranked_candidates_bucket", domain=domain, path=path)}
     below = buckets.get(float(TARGET_CANDIDATES - 1), 0.0)
     full = (summary["count"] - below) / summary["count"] if summary["count"] else None
     return {"requests": summary["count"], "mean": summary["mean"],
@@ -388,7 +172,7 @@ def _scrape(client: httpx.Client, urls: Sequence[str]) -> list[Samples]:
 
 
 def _answered(delta: Samples) -> float:
-    return sum(v for _, v in _select(delta, "recsys_requests_total", route="/v1/recommendations"))
+    return sum(v for _, v in select(delta, "recsys_requests_total", route="/v1/recommendations"))
 
 
 def _scrape_settled(client: httpx.Client, urls: Sequence[str], before: list[Samples], answered: int,

@@ -15,7 +15,6 @@ Target: p99 freshness <= 10 s at 500 events/s.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import signal
@@ -31,6 +30,7 @@ import numpy as np
 import orjson
 
 import common  # noqa: F401  (TF_USE_LEGACY_KERAS before anything imports TensorFlow)
+from benchmarks import report
 from common.paths import REPO_ROOT, DataPaths
 
 RATES = (100, 500, 1000)
@@ -177,21 +177,16 @@ def run(rates: tuple[int, ...] = RATES, seconds: float = SECONDS, seed: int = 0)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.streaming", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = report.parser("streaming", __doc__, OUT_FILE)
     parser.add_argument("--rates", type=int, nargs="+", default=list(RATES),
                         help="input rates (events/s), one run each (default: %(default)s)")
     parser.add_argument("--seconds", type=float, default=SECONDS,
                         help="how long events are written at each rate (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the catalog and event draws (default: %(default)s)")
-    parser.add_argument("--out", type=Path, default=OUT_FILE,
-                        help="where the JSON report goes (default: %(default)s)")
     args = parser.parse_args(argv)
     result = run(tuple(args.rates), args.seconds, args.seed)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
-    print(json.dumps(result, indent=1))
+    report.write(args.out, result)
     return 0
 
 

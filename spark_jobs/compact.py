@@ -108,11 +108,16 @@ class _DateDeadLetters(DeadLetterWriter):
         return self.path
 
 
+# ISO-8601 with microseconds and the zone as an offset pattern ("Z" for UTC), as the event contract writes
+# times; dead letters keep that text so a record can be replayed as it arrived.
+ISO_8601_MICROS = "yyyy-MM-dd'T'HH:mm:ss.SSSSSSXXX"  # XXX: Spark's zone-offset pattern letters, not a marker
+
+
 def _write_dead_letters(rejected: DataFrame, paths: DataPaths, dates: list[date], chunk: int = 1000) -> None:
     timestamps = [f.name for f in rejected.schema.fields if isinstance(f.dataType, TimestampType)]
     as_text = rejected.select(
         *(
-            F.date_format(c, "yyyy-MM-dd'T'HH:mm:ss.SSSSSSXXX").alias(c) if c in timestamps else F.col(c)
+            F.date_format(c, ISO_8601_MICROS).alias(c) if c in timestamps else F.col(c)
             for c in rejected.columns
         )
     ).orderBy(DATE, "event_id")

@@ -14,16 +14,11 @@ import numpy as np
 import orjson
 import pytest
 
+from benchmarks.open_loop import Outcome, open_loop_schedule, percentiles_ms
+from benchmarks.prom_samples import add_samples, histogram_summary, metric_delta, parse_metrics
 from benchmarks.serving_load import (
     Options,
-    Outcome,
-    add_samples,
-    histogram_summary,
     meets_target,
-    metric_delta,
-    open_loop_schedule,
-    parse_metrics,
-    percentiles_ms,
     request_bodies,
     run,
     server_summary,

@@ -8,6 +8,7 @@ corrected vs uncorrected ranker against true relevance. Writes ``reports/offline
 and ``reports/bench/offline_eval.json``.
 
     python -m benchmarks.offline_eval [--profile tiny|demo] [--data-dir DIR (reuse a prepared world)]
+        [--domains retail,banking] [--skip-position-bias]
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from common.paths import REPO_ROOT, DataPaths
 
 OUT_FILE = REPO_ROOT / "reports" / "bench" / "offline_eval.json"
 REPORT_DIR = REPO_ROOT / "reports" / "offline"
+DOMAINS = ("movielens", "retail", "banking")
 
 
 def prepare_world(paths: DataPaths, profile: str, seed: int = 42) -> dict[str, str]:
@@ -50,7 +52,8 @@ def prepare_world(paths: DataPaths, profile: str, seed: int = 42) -> dict[str, s
     return {"profile": profile, "first": first.isoformat(), "last": lake_last.isoformat()}
 
 
-def run(profile: str = "tiny", data_dir: Path | None = None, report_dir: Path = REPORT_DIR) -> dict[str, Any]:
+def run(profile: str = "tiny", data_dir: Path | None = None, report_dir: Path = REPORT_DIR,
+        domains: tuple[str, ...] = DOMAINS, position_bias: bool = True) -> dict[str, Any]:
     """Prepare (or reuse) the world, evaluate every domain, write the report; returns the figures."""
     from models.offline_report import run_offline_evaluation
 
@@ -59,7 +62,8 @@ def run(profile: str = "tiny", data_dir: Path | None = None, report_dir: Path = 
         paths = DataPaths((data_dir or Path(scratch) / "data").resolve())
         world = {"profile": profile, "reused": str(paths.root)} if data_dir else prepare_world(paths, profile)
         prepared = time.perf_counter()
-        figures = run_offline_evaluation(report_dir, paths, progress=lambda msg: print(msg, flush=True))
+        figures = run_offline_evaluation(report_dir, paths, domains, progress=lambda msg: print(msg, flush=True),
+                                         position_bias=position_bias)
     return {"world": world, "prepare_s": round(prepared - started, 1),
             "evaluate_s": round(time.perf_counter() - prepared, 1), **figures}
 
@@ -68,8 +72,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="tiny", help="synthetic world profile (tiny, demo)")
     parser.add_argument("--data-dir", type=Path, default=None, help="a prepared world to reuse (skips generation)")
+    parser.add_argument("--domains", default=",".join(DOMAINS), help="comma-separated subset of %(default)s")
+    parser.add_argument("--skip-position-bias", action="store_true",
+                        help="leave out the corrected-vs-uncorrected ranker experiment (python -m models.position_bias)")
     args = parser.parse_args()
-    result = run(args.profile, args.data_dir)
+    domains = tuple(d.strip() for d in args.domains.split(",") if d.strip())
+    unknown = sorted(set(domains) - set(DOMAINS))
+    if unknown:
+        parser.error(f"unknown domain(s) {unknown}; choose from {DOMAINS}")
+    result = run(args.profile, args.data_dir, domains=domains, position_bias=not args.skip_position_bias)
     OUT_FILE.parent.mkdir(parents=True, exist_ok=True)
     OUT_FILE.write_text(json.dumps(result, indent=1, default=str))
     print(f"wrote {OUT_FILE} and {REPORT_DIR}")

@@ -5,6 +5,8 @@ popularity tables (the serving path), leaving out every item the user interacted
 ground truth of the evaluation leaves those out too). A list shorter than ``k`` -- no content query
 for a user without history, a small catalog -- is completed with the popularity fallback, as serving
 completes a slate, and then with the rest of the catalog; ``found`` counts each retriever's own items.
+With a :class:`NewItemWindow`, a share of the content retriever's places goes to the items launched in
+its window (:mod:`models.retrieval.new_items`), as serving does.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import pandas as pd
 
 from models.retrieval.data import HISTORY_LENGTH, latest_histories
 from models.retrieval.export import Retrievers
+from models.retrieval.new_items import NewItemIndex, NewItemSlots, with_new_items
 
 RETRIEVERS = ("collaborative", "content", "popularity")
 
@@ -40,6 +43,16 @@ class CandidateSet:
         for name in RETRIEVERS:
             items.update(dict.fromkeys(self.ids[name][row, : self.found[name][row]].tolist()))
         return list(items)
+
+
+@dataclass(frozen=True)
+class NewItemWindow:
+    """Items launched in ``[since_s, until_s]`` (epoch seconds) get up to ``config.share`` of the content places."""
+
+    index: NewItemIndex
+    since_s: float
+    until_s: float
+    config: NewItemSlots
 
 
 def evaluation_histories(
@@ -69,6 +82,7 @@ def retrieve(
     k: int,
     profiles: Mapping[str, Mapping[str, Any]] | None = None,
     segments: Mapping[str, str] | None = None,
+    new_items: NewItemWindow | None = None,
 ) -> CandidateSet:
     """Top-``k`` of every retriever for every user (see the module docstring)."""
     catalog = retrievers.content_index.ids.tolist()
@@ -91,6 +105,12 @@ def retrieve(
                         if content_query is not None else ([], np.zeros(0, np.float32))),
             "popularity": (popular_ids, popular_scores),
         }
+        slots = new_items.config.slots(k) if new_items is not None else 0
+        if slots and content_query is not None:
+            new_ids, new_scores = new_items.index.search(content_query, new_items.since_s, new_items.until_s,
+                                                         slots, banned)
+            results["content"] = with_new_items(*_top_unseen(*results["content"], banned, k), new_ids, new_scores,
+                                                k, slots)
         fallback = _complete(_top_unseen(popular_ids, popular_scores, banned, k)[0],
                              [c for c in catalog if c not in banned], k)
         for name, (found_ids, found_scores) in results.items():

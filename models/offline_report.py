@@ -86,7 +86,7 @@ def write_position_bias(experiments: Mapping[str, Mapping[str, Any]], out_dir: P
 def run_offline_evaluation(
     out_dir: Path, paths: DataPaths | None = None, domains: Sequence[str] = ("movielens", *SYNTHETIC),
     settings: PipelineSettings | None = None, workdir: Path | None = None,
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[str], None] | None = None, position_bias: bool = True,
 ) -> dict[str, Any]:
     """Evaluate every domain, run the position-bias experiment on the synthetic ones, write the report.
 
@@ -113,7 +113,7 @@ def run_offline_evaluation(
                 chosen = replace(settings, positive_events=tuple(domain_config(name).positive_events))
             results[name] = evaluate_pipeline(data, root / name, chosen, progress=say)
             write_domain_report(results[name], out_dir / name)
-            if name in SYNTHETIC and paths.training(name, "ranking").exists():
+            if position_bias and name in SYNTHETIC and paths.training(name, "ranking").exists():
                 say(f"== {name}: position-bias experiment")
                 bias[name] = position_bias_experiment(paths, name)
     lines = ["# Offline evaluation", ""]

@@ -12,6 +12,8 @@ Protocol (one global time cut, never random; :func:`models.evaluation.split.spli
 - Retrievers: the release's own serving path (ScaNN indexes, popularity tables), each ranking the whole
   catalog minus the user's past items, completed with the popularity fallback when short
   (:mod:`models.candidates`).
+- New items: a share of the content retriever's places goes to items launched from ``new_items.days``
+  before the stage's cut to the end of the period it is scored on (:mod:`models.retrieval.new_items`).
 - Merged candidates: the union of the retrievers' top-K; its recall is reported separately.
 - Popularity window/half-life: tuned on the validation window (:func:`tune_popularity`).
 - Ranker: trained on candidates of retrievers A for the validation-window users, labels = their
@@ -33,13 +35,14 @@ import pandas as pd
 
 from common.domains import domain as domain_config
 from models.candidate_ranker import CandidateFeatures, candidate_ranker_config, positive_pairs, ranked_lists
-from models.candidates import CandidateSet, evaluation_histories, retrieve
+from models.candidates import CandidateSet, NewItemWindow, evaluation_histories, retrieve
 from models.evaluation.baselines import BASELINES
 from models.evaluation.data import DomainData
 from models.evaluation.evaluate import EvaluationContext, evaluation_slices, run_baselines
 from models.evaluation.metrics import gather, ideal_gains, ndcg_at_k
 from models.evaluation.split import GroundTruth, TemporalSplit, build_ground_truth, split_by_time_fraction
 from models.release import profile_columns, segment_column
+from models.retrieval.new_items import DAY_SECONDS, NewItemIndex, NewItemSlots, launch_seconds
 from models.retrieval.pipeline import RetrievalSettings
 from models.retrieval.popularity import PopularityConfig, PopularityTable
 
@@ -53,6 +56,7 @@ class PipelineSettings:
     validation_fraction: float = 0.1
     k: int = CANDIDATES_PER_RETRIEVER
     retrieval: RetrievalSettings = field(default_factory=RetrievalSettings)
+    new_items: NewItemSlots = field(default_factory=NewItemSlots)
     ranker_epochs: int = 8
     ranker_valid_fraction: float = 0.2
     tune_baselines: bool = True
@@ -86,10 +90,11 @@ class _Profiles:
 
 
 class _Stage:
-    """Retrievers fitted on ``before`` (cut at ``cut``) and the candidates + features of some users."""
+    """Retrievers fitted on ``before`` (cut at ``cut``) and the candidates + features of some users, whose
+    positives lie in ``[cut, until]``."""
 
-    def __init__(self, data: DomainData, before: pd.DataFrame, cut: pd.Timestamp, directory: Path,
-                 settings: PipelineSettings, profiles: _Profiles) -> None:
+    def __init__(self, data: DomainData, before: pd.DataFrame, cut: pd.Timestamp, until: pd.Timestamp,
+                 directory: Path, settings: PipelineSettings, profiles: _Profiles) -> None:
         from models.retrieval.export import load_retrievers
         from models.retrieval.pipeline import build_retrieval_bundle
 
@@ -100,10 +105,14 @@ class _Stage:
         self.before, self.profiles = before, profiles
         self.retrievers = load_retrievers(directory)
         self.features = CandidateFeatures(directory, before, data.catalog, data.domain, cut)
+        self.new_items = NewItemWindow(NewItemIndex.from_bundle(directory, data.catalog["item_id"], launch_seconds(data.catalog)),
+                                       cut.timestamp() - settings.new_items.days * DAY_SECONDS, until.timestamp(),
+                                       settings.new_items) if "launched_at" in data.catalog else None
 
     def candidates(self, user_ids: np.ndarray, k: int) -> CandidateSet:
         histories, seen = evaluation_histories(self.before, user_ids)
-        return retrieve(self.retrievers, user_ids, histories, seen, k, self.profiles.rows, self.profiles.segments)
+        return retrieve(self.retrievers, user_ids, histories, seen, k, self.profiles.rows, self.profiles.segments,
+                        self.new_items)
 
 
 def candidate_recall(candidates: CandidateSet, truth: GroundTruth, rows: np.ndarray) -> float:
@@ -147,7 +156,7 @@ def _train_ranker(data: DomainData, split: TemporalSplit, workdir: Path, setting
     from models.ranking.data import holdout_split
     from models.ranking.train import train_ranker
 
-    stage = _Stage(data, split.fit, split.validation_start, workdir / "fit", settings, profiles)
+    stage = _Stage(data, split.fit, split.validation_start, split.test_start, workdir / "fit", settings, profiles)
     users = build_ground_truth(split.validation, split.fit, data.catalog, positives).user_ids
     frame = stage.features.frame(stage.candidates(users, k), positive_pairs(split.validation, positives))
     say(f"ranker set: {len(frame):,} candidates of {len(users)} validation users, "
@@ -177,7 +186,7 @@ def evaluate_pipeline(data: DomainData, workdir: Path, settings: PipelineSetting
     ranker = _train_ranker(data, split, workdir, settings, profiles, positives, k, say)
     say(f"ranker: {ranker.config.structure} validation {ranker.metrics}")
     truth = build_ground_truth(split.test, split.train, data.catalog, positives)
-    stage = _Stage(data, split.train, split.test_start, workdir / "train", settings, profiles)
+    stage = _Stage(data, split.train, split.test_start, split.test_end, workdir / "train", settings, profiles)
     candidates = stage.candidates(truth.user_ids, k)
     frame = stage.features.frame(candidates)
     fallback = dict(zip(truth.user_ids.tolist(), candidates.ids["popularity"], strict=True))

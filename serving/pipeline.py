@@ -35,6 +35,7 @@ import numpy as np
 from common.cross_features import with_recent_activity
 from common.features import USER_ACTIVITY, USER_HISTORY
 from common.online_features import MAX_ITEMS, UserFeatures
+from models.retrieval.new_items import content_with_new_items
 from serving.arms import LEGACY_SEGMENT, Arm
 from serving.features import (
     category_affinity,
@@ -199,7 +200,7 @@ class Pipeline:
             path = POPULARITY_FALLBACK
         else:
             path = FULL if history or history_row(user) is not None else COLD_START
-        results = self._retrieve(release, request, user, history, path, start)
+        results = self._retrieve(release, request, user, history, path, start, now_ts)
         candidates = merge(results, release)
         for name, (ids, _) in results.items():
             self.metrics.candidates.labels(domain, name).observe(len(ids))
@@ -232,7 +233,7 @@ class Pipeline:
 
     def _retrieve(
         self, release: Release, request: Request, user: UserFeatures | None, history: list[str], path: str,
-        start: float,
+        start: float, now_ts: float,
     ) -> dict[str, Retrieved]:
         """Every retriever the path calls, each under what is left of the retrieval budget.
 
@@ -247,7 +248,12 @@ class Pipeline:
         if path == FULL:
             calls["collaborative"] = lambda: retrievers.collaborative(request.user_id, values, history, n)
         if path in (FULL, COLD_START):
-            calls["content"] = lambda: retrievers.content(history, category_affinity(user), n)
+            profile, new_items = category_affinity(user), release.new_items
+            if new_items is None:
+                calls["content"] = lambda: retrievers.content(history, profile, n)
+            else:
+                calls["content"] = lambda: content_with_new_items(retrievers, new_items, self.settings.new_items,
+                                                                  history, profile, n, now_ts)
         deadline = time.perf_counter() + self.settings.budgets_ms.retrieval / 1000.0
         running = {name: self._pool.submit(call) for name, call in calls.items()}
         results: dict[str, Retrieved] = {}

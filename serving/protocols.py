@@ -45,6 +45,10 @@ class Retrievers(Protocol):
         """Content neighbours of the history and of ``profile`` (taxonomy prefix -> affinity)."""
         ...
 
+    def content_embedding(self, history: Sequence[str], profile: Mapping[str, float] | None) -> np.ndarray | None:
+        """The content query of ``content`` (None when neither history nor profile says anything)."""
+        ...
+
     def popular(self, segment: str | None, k: int) -> Retrieved: ...
 
 

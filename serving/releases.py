@@ -29,6 +29,7 @@ from common.lake import read_catalog
 from common.paths import DataPaths
 from common.registry import ArtifactRegistry, Manifest
 from models.release import CATALOG_FILE, RANKER_DIR, RETRIEVAL_DIR  # the release layout, defined once
+from models.retrieval.new_items import NewItemIndex
 from serving.catalog import CatalogIndex
 from serving.features import ItemFeatureCache, ranker_batch, servable_features
 from serving.metrics import ServingMetrics
@@ -50,6 +51,7 @@ class Release:
     retrievers: Retrievers
     scorer: RankScorer
     items: ItemFeatureCache
+    new_items: NewItemIndex | None = None  # content vectors by launch time (the content retriever's new-item slots)
 
     @property
     def segment_column(self) -> str | None:
@@ -104,6 +106,7 @@ class ReleaseLoader:
             manifest = self.registry.load_manifest(domain, version)
             catalog = self._catalog(directory, domain)
             retrievers = self._load_retrievers(directory / RETRIEVAL_DIR)
+            new_items = NewItemIndex.from_bundle(directory / RETRIEVAL_DIR, catalog.item_ids, catalog.launched_ts)
             scorer = self._load_scorer(directory / RANKER_DIR)
         except ReleaseRefused:
             raise
@@ -114,7 +117,7 @@ class ReleaseLoader:
         if unservable:
             raise ReleaseRefused(f"{domain}/{version}: the ranker wants features serving cannot provide: {unservable}")
         items = ItemFeatureCache(catalog, self.features, self.item_cache_ttl)
-        release = Release(domain, version, manifest, catalog, retrievers, scorer, items)
+        release = Release(domain, version, manifest, catalog, retrievers, scorer, items, new_items)
         self._smoke_test(domain, version, release)
         return release
 

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from common.domains import domain as domain_config
 from common.domains import writable_domains
 from common.paths import REPO_ROOT, DataPaths, artifacts_root
+from models.retrieval.new_items import NewItemSlots
 
 
 class _Frozen(BaseModel):
@@ -84,6 +85,7 @@ class ServingSettings(_Frozen):
     api_key: str | None = Field(None, min_length=8, repr=False)
     budgets_ms: Budgets = Budgets()
     candidates_per_retriever: int = Field(200, ge=1, le=500)
+    new_items: NewItemSlots = NewItemSlots()  # content-retriever places kept for recently launched items
     max_k: int = Field(100, ge=1, le=500)
     max_body_bytes: int = Field(2**20, ge=1024)
     max_events_per_batch: int = Field(1000, ge=1)

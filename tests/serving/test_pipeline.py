@@ -172,3 +172,21 @@ def test_item_store_down_uses_the_warm_cache_or_skips_ranking(serve, release, st
     result, _, _ = serve(replace(release, items=cold), flaky, "r_u02")
     assert result.path == RETRIEVAL_ORDER  # never-fetched items are not ranked on defaults
     assert OUT_OF_STOCK in release.catalog.row_of  # the catalog says in stock, the store was never read
+
+
+def test_a_new_item_gets_a_content_slot(release, store) -> None:
+    """An item launched two days ago that the content top-n leaves out enters the content list through
+    the new-item slots; one launched a year ago (every other item) does not."""
+    from models.retrieval.new_items import DAY_SECONDS, NewItemIndex, NewItemSlots, content_with_new_items
+
+    history = list(store.user_features("r_u02").values["hist_item_ids"])
+    n, now = 6, release.catalog.launched_ts.max() + 365 * DAY_SECONDS
+    plain, _ = release.retrievers.content(history, {}, n)
+    newcomer = next(i for i in reversed(release.catalog.ids(range(len(release.catalog))))
+                    if i not in plain and i not in history)
+    launched = np.where(release.catalog.item_ids == newcomer, now - 2 * DAY_SECONDS, release.catalog.launched_ts)
+    index = NewItemIndex.from_bundle(release.retrievers.root, release.catalog.item_ids, launched)
+    ids, scores = content_with_new_items(release.retrievers, index, NewItemSlots(share=0.2, days=14), history, {}, n, now)
+    assert newcomer in ids and len(ids) == n == len(set(ids)) and not set(history) & set(ids)
+    assert list(scores) == sorted(scores, reverse=True)
+    assert content_with_new_items(release.retrievers, index, NewItemSlots(share=0.0), history, {}, n, now)[0] == plain

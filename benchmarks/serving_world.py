@@ -30,6 +30,7 @@ import pandas as pd
 
 import common  # noqa: F401  (TF_USE_LEGACY_KERAS before anything imports TensorFlow)
 from common.cross_features import cross_features
+from common.epoch import epoch_seconds
 from common.features import (
     HISTORY_LENGTH,
     ITEM_FEATURES,
@@ -197,7 +198,7 @@ def feature_frames(catalog: pd.DataFrame, users: pd.DataFrame, events: pd.DataFr
     positives = events.assign(d7=age_days <= 7, d30=True, d1=age_days <= 1)
     counts = positives.groupby("item_id")[["d1", "d7", "d30"]].sum().reindex(catalog["item_id"], fill_value=0)
     impressions = (counts.to_numpy() * rng.uniform(5, 15, (len(catalog), 1))).astype(np.int64)
-    launched = pd.to_datetime(catalog["launched_at"], utc=True).astype("int64") // 10**9
+    launched = epoch_seconds(catalog["launched_at"]).astype(np.int64)
     items = pd.DataFrame({
         "item_id": catalog["item_id"], "price": catalog["price"],
         "price_bucket": pd.qcut(catalog["price"].rank(method="first"), 10, labels=False).astype(np.int64),

@@ -28,6 +28,7 @@ import pandas as pd
 
 from common.cross_features import CROSS_FEATURE_NAMES, cross_features
 from common.domains import domain as domain_config
+from common.epoch import epoch_seconds
 from common.features import HISTORY_LENGTH, USER_HISTORY
 from models.candidates import RETRIEVERS, CandidateSet
 from models.ranking.config import HEAVY_TAILED, RankerConfig
@@ -54,7 +55,7 @@ def history_rows(before: pd.DataFrame, catalog: pd.DataFrame, domain: str) -> di
     conversion = domain_config(domain).conversion_event
     category = catalog.assign(item_id=catalog["item_id"].astype(str)).set_index("item_id")["category"]
     frame = before.assign(item_id=before["item_id"].astype(str),
-                          ts=pd.to_datetime(before["timestamp"], utc=True).astype("int64") // 10**9,
+                          ts=epoch_seconds(before["timestamp"]).astype(np.int64),
                           bought=(before["event_type"] == conversion).astype(int))
     frame = frame.assign(viewed=1 - frame["bought"], category=frame["item_id"].map(category).fillna(""))
     items = frame.groupby(["user_id", "item_id"], sort=False).agg(

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from common.domains import domain as domain_config
+from common.epoch import epoch_seconds
 from models.candidate_ranker import CandidateFeatures, candidate_ranker_config, positive_pairs, ranked_lists
 from models.candidates import CandidateSet, NewItemWindow, evaluation_histories, retrieve
 from models.evaluation.baselines import BASELINES
@@ -42,7 +43,7 @@ from models.evaluation.evaluate import EvaluationContext, evaluation_slices, run
 from models.evaluation.metrics import gather, ideal_gains, ndcg_at_k
 from models.evaluation.split import GroundTruth, TemporalSplit, build_ground_truth, split_by_time_fraction
 from models.release import profile_columns, segment_column
-from models.retrieval.new_items import DAY_SECONDS, NewItemIndex, NewItemSlots, launch_seconds
+from models.retrieval.new_items import DAY_SECONDS, NewItemIndex, NewItemSlots
 from models.retrieval.pipeline import RetrievalSettings
 from models.retrieval.popularity import PopularityConfig, PopularityTable
 
@@ -105,7 +106,7 @@ class _Stage:
         self.before, self.profiles = before, profiles
         self.retrievers = load_retrievers(directory)
         self.features = CandidateFeatures(directory, before, data.catalog, data.domain, cut)
-        self.new_items = NewItemWindow(NewItemIndex.from_bundle(directory, data.catalog["item_id"], launch_seconds(data.catalog)),
+        self.new_items = NewItemWindow(NewItemIndex.from_bundle(directory, data.catalog["item_id"], epoch_seconds(data.catalog["launched_at"])),
                                        cut.timestamp() - settings.new_items.days * DAY_SECONDS, until.timestamp(),
                                        settings.new_items) if "launched_at" in data.catalog else None
 

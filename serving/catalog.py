@@ -13,17 +13,14 @@ from itertools import repeat
 import numpy as np
 import pandas as pd
 
+from common.epoch import epoch_seconds
+
 RULE_COLUMNS = ("min_age", "max_age", "min_income", "min_credit_score", "max_dti")
 
 
 def category_at(path: str, level: int) -> str:
     """The taxonomy path cut to ``level`` levels: ``category_at("A>B>C", 2) == "A>B"``."""
     return ">".join(path.split(">")[:level])
-
-
-def _epoch_seconds(values: pd.Series) -> np.ndarray:
-    stamps = pd.to_datetime(values, utc=True)
-    return (stamps.astype("int64") // 10**9).to_numpy(dtype=np.float64)
 
 
 def _float_column(frame: pd.DataFrame, name: str) -> np.ndarray:
@@ -64,7 +61,7 @@ class CatalogIndex:
             categories=frame["category"].astype(str).to_numpy(dtype=object),
             price=_float_column(frame, "price"),
             margin=np.nan_to_num(_float_column(frame, "margin")),
-            launched_ts=_epoch_seconds(frame["launched_at"]),
+            launched_ts=epoch_seconds(frame["launched_at"]),
             in_stock=pd.to_numeric(frame["inventory"]).to_numpy() > 0,
             rules={name: _float_column(frame, name) for name in RULE_COLUMNS},
             requires_no_arrears=arrears.astype("boolean").fillna(False).to_numpy(dtype=bool),

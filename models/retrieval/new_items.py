@@ -95,12 +95,6 @@ class NewItemIndex:
         return [str(ids[r]) for r in keep], scores[keep].astype("float32")
 
 
-def launch_seconds(catalog: pd.DataFrame) -> np.ndarray:
-    """A catalog table's ``launched_at`` as epoch seconds (NaN where unknown)."""
-    stamps = pd.to_datetime(catalog["launched_at"], utc=True)
-    return np.where(stamps.isna(), np.nan, stamps.astype("int64") / 1e9)
-
-
 def content_with_new_items(retrievers: Retrievers, index: NewItemIndex, config: NewItemSlots, history: Sequence[str],
                            profile: Mapping[str, float] | None, k: int, now_s: float) -> tuple[list[str], np.ndarray]:
     """The serving path's content retriever: its top-``k`` with the new-item slots filled from the items

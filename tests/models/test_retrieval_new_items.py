@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from models.retrieval.new_items import DAY_SECONDS, NewItemIndex, NewItemSlots, launch_seconds, with_new_items
+from common.epoch import epoch_seconds
+from models.retrieval.new_items import DAY_SECONDS, NewItemIndex, NewItemSlots, with_new_items
 
 DAY0 = pd.Timestamp("2024-05-01", tz="UTC")
 
@@ -20,7 +21,7 @@ def _index() -> NewItemIndex:
     vectors = np.array([items[i][1] if i in items else [1.0, 1.0] for i in ids], dtype="float32")
     catalog = pd.DataFrame({"item_id": list(items) + ["not-in-bundle"],
                             "launched_at": [DAY0 + pd.Timedelta(days=d) for d, _ in items.values()] + [DAY0]})
-    return NewItemIndex.build(ids, vectors, catalog["item_id"], launch_seconds(catalog))
+    return NewItemIndex.build(ids, vectors, catalog["item_id"], epoch_seconds(catalog["launched_at"]))
 
 
 def _day(d: float) -> float:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 REPORTS = REPO_ROOT / "reports" / "bench"
-BENCHMARKS = ("ranker", "scann_index", "feature_store", "streaming", "serving_load", "offline_eval")
+BENCHMARKS = ("ranker", "query_tower", "scann_index", "feature_store", "streaming", "serving_load", "offline_eval")
 
 
 def main(argv: list[str] | None = None) -> int:

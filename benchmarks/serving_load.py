@@ -179,8 +179,8 @@ def _scrape_settled(client: httpx.Client, urls: Sequence[str], before: list[Samp
                     timeout_s: float = 10.0) -> list[Samples]:
     """The scrape after a run, once every answer the client got is counted by the servers.
 
-    A request is counted when its handling ends, which includes the impression logging that runs
-    after the answer is sent: the last answers can reach the client before their count is in.
+    A request is counted when its handling ends, which can be just after its answer reaches the client;
+    the last answers can arrive before their count is in.
     """
     deadline = time.monotonic() + timeout_s
     while True:

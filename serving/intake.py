@@ -1,5 +1,5 @@
 """Event intake: validate a batch record by record, append the good ones to the incoming stream,
-dead-letter the bad ones with their reason, and log served slates as impressions.
+dead-letter the bad ones with their reason, and turn served slates into impression events.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from common.deadletter import DeadLetterWriter
 from common.domains import domains
 from common.schemas import Event, Reason, Rejection, event_to_json, validate_event
 from serving.reranking import SlateItem
-from serving.stream import IncomingStreams
+from serving.stream import IncomingStreams, Pending
 
 DEAD_LETTER_SOURCE = "api"
 
@@ -36,8 +36,6 @@ class IntakeResult:
     @property
     def reasons(self) -> dict[str, int]:
         return dict(Counter(r.code for r in self.rejections))
-
-
 
 
 def _check(raw: Any, seen: set[str], now: datetime) -> Event | Rejection:
@@ -112,9 +110,12 @@ def impression_events(slate: ServedSlate) -> list[Event]:
     ]
 
 
-def log_impressions(slate: ServedSlate, streams: IncomingStreams) -> int:
-    """Append the slate's impressions to the incoming stream; returns how many were written."""
-    events = impression_events(slate)
-    if events:
-        streams.append(slate.domain, [event_to_json(e) for e in events])
-    return len(events)
+def impression_lines(slate: ServedSlate) -> list[bytes]:
+    """The slate's impression events as JSON lines of the incoming stream."""
+    return [event_to_json(e) for e in impression_events(slate)]
+
+
+def pending_impressions(slate: ServedSlate) -> Pending:
+    """The slate's impressions for :class:`serving.stream.GroupCommitWriter`: one line per slot, built
+    (event ids, validation, JSON) on the writer thread, not on the request's."""
+    return Pending(slate.domain, len(slate.items), lambda: impression_lines(slate))

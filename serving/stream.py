@@ -5,19 +5,29 @@ Each serving process appends to its own file per domain under ``incoming/<domain
 lines in one ``write`` followed by ``fsync`` (a reader never sees half a line once the call
 returns). A file is rotated -- the next append opens a new one -- when it reaches
 ``rotate_bytes`` or is older than ``rotate_seconds``; a rotated file is never written again.
+
+Two ways in: :meth:`IncomingStreams.append` is durable on return (``POST /v1/events`` answers only
+after its events are on disk), and :class:`GroupCommitWriter` takes batches that need not hold up
+their caller (impressions of served slates): the caller only enqueues, and one writer thread appends
+everything queued since its last commit per domain in one ``write`` + one ``fsync``.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
 import time
+from collections import defaultdict, deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from common.paths import DataPaths
+
+log = logging.getLogger(__name__)
 
 
 class StreamFile:
@@ -101,3 +111,143 @@ class IncomingStreams:
         with self._lock:
             for stream in self._files.values():
                 stream.close()
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A batch of lines waiting for the writer. ``render`` runs on the writer thread (serialising the
+    lines there keeps that work off the caller's path); ``count`` is how many lines it stands for, what
+    is counted as lost if it is dropped or cannot be written."""
+
+    domain: str
+    count: int
+    render: Callable[[], Sequence[bytes]]
+
+
+Counted = Callable[[str, int], None]  # (domain, lines) -> None: a metrics hook
+
+
+class GroupCommitWriter:
+    """One writer thread per process appending queued batches to :class:`IncomingStreams` (group commit).
+
+    :meth:`submit` never blocks on disk: it puts the batch in a bounded in-memory queue, or drops it
+    (counted through ``on_lost``) when the queue is full -- a disk that stalls fills the queue, and the
+    requests keep their latency. The writer takes everything queued at once, renders it and appends
+    it per domain with one ``write`` + one ``fsync`` (so the disk cost is per commit, not per batch),
+    then reports ``on_written`` (or ``on_lost`` if rendering or the append failed). :meth:`close` stops
+    taking batches, writes everything already accepted and joins the thread: a clean stop loses nothing.
+    """
+
+    def __init__(self, streams: IncomingStreams, on_written: Counted, on_lost: Counted, capacity: int = 10_000,
+                 name: str = "stream-writer") -> None:
+        """``capacity``: batches queued at most (each of a few lines); beyond it new ones are dropped."""
+        if capacity < 1:
+            raise ValueError("the queue needs room for at least one batch")
+        self.streams = streams
+        self.capacity = capacity
+        self.name = name
+        self._on_written = on_written
+        self._on_lost = on_lost
+        self._lock = threading.Lock()
+        self._work = threading.Condition(self._lock)  # the writer waits here for batches
+        self._progress = threading.Condition(self._lock)  # flush() waits here for commits
+        self._queue: deque[Pending] = deque()
+        self._accepted = 0  # batches queued since the start
+        self._done = 0  # of them, written or lost by the writer
+        self._open = False
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the writer thread (again after :meth:`close`); until then :meth:`submit` drops batches."""
+        with self._lock:
+            if self._thread is not None:
+                return
+            self._open = True
+            self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+            self._thread.start()
+
+    def submit(self, pending: Pending) -> bool:
+        """Queue a batch; ``False`` (and counted as lost) when the queue is full or the writer is closed."""
+        with self._lock:
+            accepted = self._open and len(self._queue) < self.capacity
+            if accepted:
+                self._queue.append(pending)
+                self._accepted += 1
+                self._work.notify()
+        if not accepted:
+            self._count(self._on_lost, pending.domain, pending.count)
+        return accepted
+
+    @property
+    def queued(self) -> int:
+        with self._lock:
+            return len(self._queue)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every batch accepted before this call is written (or counted lost); ``False`` on timeout."""
+        with self._lock:
+            target = self._accepted
+            return self._progress.wait_for(lambda: self._done >= target, timeout)
+
+    def close(self, timeout: float | None = 30.0) -> bool:
+        """Stop taking batches, write what was accepted and join the writer; ``False`` if it is still
+        writing after ``timeout`` seconds (a stalled disk: what is left is not written)."""
+        with self._lock:
+            self._open = False
+            thread, self._thread = self._thread, None
+            self._work.notify_all()
+        if thread is None:
+            return True
+        thread.join(timeout)
+        if thread.is_alive():
+            log.error("%s: still writing after %s s at shutdown; %d batches not written", self.name, timeout,
+                      self.queued)
+            return False
+        return True
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                while not self._queue and self._open:
+                    self._work.wait()
+                if not self._queue:  # closed and drained
+                    return
+                batch = list(self._queue)
+                self._queue.clear()
+            try:
+                self._commit(batch)
+            finally:
+                with self._lock:
+                    self._done += len(batch)
+                    self._progress.notify_all()
+
+    def _commit(self, batch: Sequence[Pending]) -> None:
+        """Everything taken from the queue at once: one append (one write + one fsync) per domain."""
+        lines: dict[str, list[bytes]] = defaultdict(list)
+        counts: dict[str, int] = defaultdict(int)
+        for pending in batch:
+            try:
+                rendered = pending.render()
+            except Exception:  # one bad batch must not take the others down with it
+                log.exception("%s: could not render a batch of %d lines for %s", self.name, pending.count,
+                              pending.domain)
+                self._count(self._on_lost, pending.domain, pending.count)
+                continue
+            lines[pending.domain].extend(rendered)
+            counts[pending.domain] += len(rendered)
+        for domain, domain_lines in lines.items():
+            if not domain_lines:
+                continue
+            try:
+                self.streams.append(domain, domain_lines)
+            except Exception:  # a disk error: these lines are lost, counted; the writer goes on
+                log.exception("%s: could not append %d lines to the %s stream", self.name, counts[domain], domain)
+                self._count(self._on_lost, domain, counts[domain])
+            else:
+                self._count(self._on_written, domain, counts[domain])
+
+    def _count(self, hook: Counted, domain: str, lines: int) -> None:
+        try:
+            hook(domain, lines)
+        except Exception:  # a metrics hook failing must not stop the writer
+            log.exception("%s: metrics hook failed", self.name)

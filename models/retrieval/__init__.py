@@ -9,6 +9,8 @@ Modules (import them directly; this package imports nothing heavy on its own):
 - ``content``     content-only item tower (embeds any item, including never-seen ones)
 - ``popularity``  time-decayed popularity per segment: the cold-start fallback
 - ``index``       ScaNN index build/search/serialize and recall against exact search
+- ``fast_query``  the query tower's weights in NumPy (the serving path; checked against the SavedModel)
+- ``new_items``   new-item slots of the content retriever (recently launched items, exact search)
 - ``export``      write a retrieval bundle to a release dir and load it back as ``Retrievers``
 - ``pipeline``    train everything from DataFrames and export the bundle (what launchers call)
 - ``cli``         the ``recsys retrieval`` Typer sub-app

@@ -3,7 +3,9 @@
 Layout under the bundle directory (``retrieval.json`` describes every input and file)::
 
     retrieval.json                       format, dims, query-tower inputs, profile columns, counts
-    query_tower/                         SavedModel, signature ``serving_default`` -> {"embedding"}
+    query_tower/                         SavedModel, signature ``serving_default`` -> {"embedding"} (the reference)
+    query_tower_fast/                    the same tower in NumPy: weights.npz + vocabularies.json
+                                         (models.retrieval.fast_query); what ``query_embedding`` calls
     collaborative/item_ids.npy           two-tower candidate ids (row order of the embeddings)
     collaborative/item_embeddings.npy    float32 [n, d], unit vectors
     collaborative/index/                 ScaNN index over them
@@ -13,11 +15,18 @@ Layout under the bundle directory (``retrieval.json`` describes every input and 
 
 ``load_retrievers(dir)`` returns a :class:`Retrievers` with one call per retriever; each returns
 ``(item_ids, scores)``, best first, and by default leaves out the items of the given history.
+
+The query vector comes from the fast NumPy tower when the bundle has one (``retrieval.json`` names it
+under ``query_tower_fast``); the SavedModel is still loaded, and both are compared on probe inputs
+when the bundle is written and again when it is loaded: a bundle whose fast tower disagrees beyond
+``fast_query.PARITY_TOLERANCE`` does not load (serving refuses the release). Bundles written before
+the fast tower existed load with the SavedModel alone.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -29,6 +38,8 @@ import tensorflow as tf
 
 from models.retrieval.content import ContentTower, category_centroids, content_query
 from models.retrieval.data import UserFeatureSpec, pad_histories
+from models.retrieval.fast_query import FORMAT as FAST_QUERY_FORMAT
+from models.retrieval.fast_query import FastQueryTower, QueryEmbedder, check_parity, export_fast_query
 from models.retrieval.index import EmbeddingIndex, IndexConfig
 from models.retrieval.popularity import PopularityTable
 from models.retrieval.two_tower import TwoTower
@@ -36,6 +47,8 @@ from models.retrieval.two_tower import TwoTower
 BUNDLE_FILE = "retrieval.json"
 FORMAT = "recsys.retrieval/1"
 SIGNATURE = "serving_default"
+QUERY_TOWER_DIR = "query_tower"
+FAST_QUERY_DIR = "query_tower_fast"
 
 
 class _QueryServing(tf.Module):
@@ -57,6 +70,40 @@ class _QueryServing(tf.Module):
     def _serve(self, user_id: tf.Tensor, history: tf.Tensor, numeric: tf.Tensor, categorical: tf.Tensor) -> dict:
         inputs = {"user_id": user_id, "history": history, "numeric": numeric, "categorical": categorical}
         return {"embedding": self.tower(inputs, training=False)}
+
+
+class SavedModelQueryTower:
+    """The query tower's SavedModel signature behind the fast tower's one-user call (the reference)."""
+
+    def __init__(self, path: Path, history_length: int) -> None:
+        self._model = tf.saved_model.load(str(path))
+        self._signature = self._model.signatures[SIGNATURE]
+        self.history_length = history_length
+
+    def embed_one(self, user_id: str, history: Sequence[str], numeric: Sequence[float] | np.ndarray,
+                  categorical: Sequence[str]) -> np.ndarray:
+        out = self._signature(
+            user_id=tf.constant([user_id]),
+            history=tf.constant(pad_histories([history], self.history_length).astype(str)),
+            numeric=tf.constant(np.asarray(numeric, dtype="float32").reshape(1, -1)),
+            categorical=tf.constant(np.asarray(categorical, dtype=object).astype(str).reshape(1, -1)),
+        )
+        return out["embedding"].numpy()[0]
+
+
+def export_query_towers(out_dir: Path, two_tower: TwoTower) -> dict:
+    """Write the query tower twice -- the SavedModel (the reference) and the fast NumPy tower -- and
+    check that they agree (raises :class:`~models.retrieval.fast_query.FastQueryError` otherwise);
+    returns the fast tower's entry of ``retrieval.json`` (path, format, parity figures)."""
+    history_length = two_tower.config.history_length
+    serving = _QueryServing(two_tower.query_tower, history_length, two_tower.user_spec)
+    tf.saved_model.save(serving, str(out_dir / QUERY_TOWER_DIR), signatures={SIGNATURE: serving.serve})
+    fast_dir = out_dir / FAST_QUERY_DIR
+    if fast_dir.exists():  # exporting again into the same directory replaces the previous export
+        shutil.rmtree(fast_dir)
+    export_fast_query(two_tower.query_tower, two_tower.user_spec, history_length, fast_dir)
+    parity = check_parity(SavedModelQueryTower(out_dir / QUERY_TOWER_DIR, history_length), FastQueryTower(fast_dir))
+    return {"path": FAST_QUERY_DIR, "format": FAST_QUERY_FORMAT, "parity": parity}
 
 
 def _query_inputs_doc(history_length: int, spec: UserFeatureSpec) -> dict[str, dict]:
@@ -92,8 +139,7 @@ def export_retrieval(
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     history_length = two_tower.config.history_length
-    serving = _QueryServing(two_tower.query_tower, history_length, two_tower.user_spec)
-    tf.saved_model.save(serving, str(out_dir / "query_tower"), signatures={SIGNATURE: serving.serve})
+    fast_query = export_query_towers(out_dir, two_tower)
     ids, vectors = two_tower.item_embeddings(catalog)
     collaborative = _save_vectors(out_dir / "collaborative", ids, vectors, index_config)
     content_ids, content_vectors = content.item_embeddings(catalog)
@@ -105,8 +151,9 @@ def export_retrieval(
     description = {
         "format": FORMAT,
         "history_length": history_length,
-        "query_tower": {"path": "query_tower", "signature": SIGNATURE, "output": "embedding",
+        "query_tower": {"path": QUERY_TOWER_DIR, "signature": SIGNATURE, "output": "embedding",
                         "inputs": _query_inputs_doc(history_length, two_tower.user_spec)},
+        "query_tower_fast": fast_query,
         "user_features": asdict(two_tower.user_spec),
         "collaborative": collaborative,
         "content": {**content_meta, "categories": len(keys)},
@@ -126,8 +173,14 @@ class Retrievers:
         self.description = json.loads((self.root / BUNDLE_FILE).read_text())
         self.history_length = int(self.description["history_length"])
         self.user_spec = UserFeatureSpec(**{k: tuple(v) for k, v in self.description["user_features"].items()})
-        self._query_model = tf.saved_model.load(str(self.root / "query_tower"))
-        self._query_fn = self._query_model.signatures[SIGNATURE]
+        self.saved_query_tower = SavedModelQueryTower(self.root / QUERY_TOWER_DIR, self.history_length)
+        self.query_tower: QueryEmbedder = self.saved_query_tower
+        self.query_parity: dict[str, Any] | None = None  # the load-time check of the fast tower, if any
+        fast = self.description.get("query_tower_fast")
+        if fast is not None:
+            tower = FastQueryTower(self.root / fast["path"])
+            self.query_parity = check_parity(self.saved_query_tower, tower)  # raises: the bundle does not load
+            self.query_tower = tower
         self.collaborative_index = EmbeddingIndex.load(self.root / "collaborative" / "index")
         self.content_index = EmbeddingIndex.load(self.root / "content" / "index")
         content_ids = np.load(self.root / "content" / "item_ids.npy")
@@ -141,15 +194,9 @@ class Retrievers:
     def query_embedding(
         self, user_id: str, user_features: Mapping[str, Any] | None = None, history: Sequence[str] = ()
     ) -> np.ndarray:
-        """The two-tower query vector ``[d]`` (one call of the SavedModel signature)."""
+        """The two-tower query vector ``[d]`` (the fast tower's, or the SavedModel's for an older bundle)."""
         numeric, categorical = self.user_spec.encode_one(user_features)
-        out = self._query_fn(
-            user_id=tf.constant([user_id]),
-            history=tf.constant(pad_histories([history], self.history_length).astype(str)),
-            numeric=tf.constant(numeric),
-            categorical=tf.constant(categorical.astype(str)),
-        )
-        return out["embedding"].numpy()[0]
+        return self.query_tower.embed_one(user_id, history, numeric[0], categorical[0])
 
     def collaborative(
         self, user_id: str, user_features: Mapping[str, Any] | None = None, history: Sequence[str] = (), k: int = 100,

@@ -83,6 +83,7 @@ def test_recommendation_end_to_end(served, metric_delta: type) -> None:
     assert len(ids) == 6 == len(set(ids)) and "r_i03" not in ids
     assert all(0 < i["propensity"] <= 1 and isinstance(i["reasons"], list) for i in body["items"])
 
+    assert app.state.services.impressions.flush(timeout=10)  # impressions are written by the writer thread
     lines = [orjson.loads(line) for f in DataPaths(settings.data_root).incoming("retail").glob("*.jsonl")
              for line in f.read_bytes().splitlines()]
     impressions = [e for e in lines if e.get("request_id") == body["request_id"]]

@@ -189,9 +189,10 @@ def test_full_pipeline_arms_apply_their_overrides(served, by_arm) -> None:
 
 
 def test_impressions_carry_the_arm_and_the_simulated_time(served, by_arm, settings: ServingSettings) -> None:
-    client, _ = served
+    client, app = served
     user = by_arm["plain"][0]
     body = _recommend(client, user, 4, context={"timestamp": SIM_TIME, "session_id": "s9"})
+    assert app.state.services.impressions.flush(timeout=10)  # impressions are written by the writer thread
     lines = [orjson.loads(line) for f in DataPaths(settings.data_root).incoming("retail").glob("*.jsonl")
              for line in f.read_bytes().splitlines()]
     impressions = [e for e in lines if e.get("request_id") == body["request_id"]]

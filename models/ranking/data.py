@@ -1,7 +1,8 @@
 """Training frames -> batched ``tf.data`` datasets of feature dicts (plus labels and position).
 
 Numeric features become float32 (missing values stay NaN; the model maps them to 0), categorical
-features strings (missing -> ``""``), labels float32 and the position int32.
+features strings (missing -> ``""``), labels float32 and the position int32. Batches are gathered
+from whole columns by row index (:func:`batched_dataset`), never through a per-row shuffle buffer.
 """
 
 from __future__ import annotations
@@ -68,11 +69,32 @@ def as_dataset(data: TrainingData, config: RankerConfig, shuffle: bool) -> tf.da
         if missing:
             raise KeyError(f"training dataset lacks features {missing}")
         return data
-    tensors = frame_to_tensors(data, config)
-    ds = tf.data.Dataset.from_tensor_slices(tensors)
+    return batched_dataset(frame_to_tensors(data, config), config.batch_size, shuffle, config.seed)
+
+
+def batched_dataset(columns: dict[str, np.ndarray], batch_size: int, shuffle: bool, seed: int) -> tf.data.Dataset:
+    """Batches gathered from whole columns by row index; with ``shuffle`` a new full permutation per pass.
+
+    Why not ``from_tensor_slices(columns).shuffle(n).batch(b)``: that shuffle buffer holds every row as
+    its own element, one heap-allocated tensor per column per row, refilled on every pass (each
+    preprocessing ``adapt`` and each epoch). Measured on the demo retail ranking set (49 features):
+    training on 127.5 k rows raised RSS by 4.0 GB (~30 KB per row; the demo world's 0.76 M training rows
+    would need ~20 GB) and one epoch with preprocessing took 85 s; with this pipeline, +0.1 GB and 11 s.
+    Here each pass draws one permutation of the row indices (``Dataset.random`` re-drawn per iteration,
+    reproducible from ``seed``) and every batch is one ``tf.gather`` per column: the memory is the
+    columns themselves plus one int64 index per row.
+    """
+    tensors = {name: tf.constant(values) for name, values in columns.items()}
+    rows = len(next(iter(columns.values())))
     if shuffle:
-        ds = ds.shuffle(len(data), seed=config.seed, reshuffle_each_iteration=True)
-    return ds.batch(config.batch_size).prefetch(tf.data.AUTOTUNE)
+        orders = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1).map(
+            lambda draw: tf.random.experimental.stateless_shuffle(
+                tf.range(rows, dtype=tf.int64), seed=tf.stack([draw, tf.constant(seed, tf.int64)])))
+    else:
+        orders = tf.data.Dataset.from_tensors(tf.range(rows, dtype=tf.int64))
+    indices = orders.flat_map(lambda order: tf.data.Dataset.from_tensor_slices(order).batch(batch_size))
+    return indices.map(lambda index: {name: tf.gather(t, index) for name, t in tensors.items()},
+                       num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
 
 
 def holdout_split(frame: pd.DataFrame, valid_fraction: float, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:

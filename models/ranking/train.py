@@ -15,7 +15,7 @@ import pandas as pd
 import tensorflow as tf
 
 from models.ranking.config import STRUCTURES, RankerConfig, Structure
-from models.ranking.data import TrainingData, as_dataset, feature_arrays
+from models.ranking.data import TrainingData, as_dataset, batched_dataset, feature_arrays
 from models.ranking.encoder import PreprocessingStats, fit_preprocessing
 from models.ranking.model import DCNRanker
 
@@ -34,8 +34,7 @@ class TrainedRanker:
 
     def predict(self, frame: pd.DataFrame, batch_size: int = 4096) -> dict[str, np.ndarray]:
         """Serving-mode outputs (no position tower) for the rows of ``frame``."""
-        arrays = feature_arrays(frame, self.config)
-        ds = tf.data.Dataset.from_tensor_slices(arrays).batch(batch_size)
+        ds = batched_dataset(feature_arrays(frame, self.config), batch_size, shuffle=False, seed=self.config.seed)
         parts = [{k: v.numpy() for k, v in self.model(batch).items()} for batch in ds]
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 

@@ -90,4 +90,4 @@ class CatalogIndex:
         return self._category_cache[level]
 
     def ids(self, rows: Sequence[int] | np.ndarray) -> list[str]:
-        return [str(i) for i in self.item_ids[np.asarray(rows, dtype=np.int64)]]
+        return self.item_ids[np.asarray(rows, dtype=np.int64)].tolist()  # the ids are already str

@@ -80,9 +80,19 @@ class ItemFeatureCache:
 
     def refresh(self, rows: np.ndarray) -> int:
         """Fetch the stale ones among ``rows``; returns how many were read. Store errors propagate."""
-        stale = np.unique(self.stale(rows))
-        for start in range(0, len(stale), MAX_ITEMS):
-            chunk = stale[start : start + MAX_ITEMS]
+        return self._fetch(np.unique(self.stale(rows)))
+
+    def refresh_ahead(self, within: float, limit: int = MAX_ITEMS) -> int:
+        """Fetch up to ``limit`` rows, oldest first, that go stale in the next ``within`` seconds: the
+        release watcher calls it every poll, so requests seldom find a stale row and read the store."""
+        if not np.isfinite(self.ttl) or self.ttl <= within:
+            return 0
+        oldest = np.argsort(self.fetched_at, kind="stable")[:limit]
+        return self._fetch(oldest[self._clock() - self.fetched_at[oldest] > self.ttl - within])
+
+    def _fetch(self, rows: np.ndarray) -> int:
+        for start in range(0, len(rows), MAX_ITEMS):
+            chunk = rows[start : start + MAX_ITEMS]
             fetched = self.reader.item_features(self.catalog.ids(chunk))
             with self._lock:
                 for name, column in self.columns.items():
@@ -91,7 +101,7 @@ class ItemFeatureCache:
                     self.found[view][chunk] = mask
                 spread = TTL_JITTER * self.ttl if np.isfinite(self.ttl) else 0.0
                 self.fetched_at[chunk] = self._clock() - self._jitter.uniform(0.0, spread, len(chunk))
-        return len(stale)
+        return len(rows)
 
     def in_stock(self) -> np.ndarray:
         """Real-time stock where the store has it, the catalog's inventory elsewhere."""

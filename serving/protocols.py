@@ -49,6 +49,10 @@ class Retrievers(Protocol):
         """The content query of ``content`` (None when neither history nor profile says anything)."""
         ...
 
+    def content_search(self, query: np.ndarray | None, k: int, exclude: Sequence[str]) -> Retrieved:
+        """The content index's top-``k`` for a query of ``content_embedding``, without ``exclude``."""
+        ...
+
     def popular(self, segment: str | None, k: int) -> Retrieved: ...
 
 

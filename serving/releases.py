@@ -36,6 +36,7 @@ from serving.metrics import ServingMetrics
 from serving.protocols import FeatureReader, RankScorer, Retrievers
 
 log = logging.getLogger(__name__)
+REFRESH_AHEAD_POLLS = 3  # the watcher reads item features that go stale within this many polls
 
 
 class ReleaseRefused(Exception):
@@ -225,6 +226,11 @@ class ReleaseManager:
                 self.poll_once()
             except Exception:  # never let the watcher die: the next poll retries
                 log.exception("release watcher poll failed")
+            for domain, release in list(self._live.items()):
+                try:  # item features due soon are read here, off the request path
+                    release.items.refresh_ahead(within=REFRESH_AHEAD_POLLS * self.poll_seconds)
+                except Exception as err:  # the store is down: requests fall back as they would anyway
+                    log.warning("%s item feature refresh failed: %s: %s", domain, type(err).__name__, err)
 
     def stop(self) -> None:
         self._stop.set()

@@ -220,10 +220,13 @@ class Retrievers:
         exclude_history: bool = True,
     ) -> tuple[list[str], np.ndarray]:
         """Nearest items by content; empty when neither history nor profile says anything."""
-        query = self.content_embedding(history, profile)
+        return self.content_search(self.content_embedding(history, profile), k, history if exclude_history else ())
+
+    def content_search(self, query: np.ndarray | None, k: int = 100, exclude: Sequence[str] = ()) -> tuple[list[str], np.ndarray]:
+        """Top-``k`` of the content index for a query from :meth:`content_embedding` (empty for None)."""
         if query is None:
             return [], np.zeros(0, dtype="float32")
-        return _search(self.content_index, query, k, history if exclude_history else ())
+        return _search(self.content_index, query, k, exclude)
 
     def popular(self, segment: str | None = None, k: int = 100) -> tuple[list[str], np.ndarray]:
         return self.popularity.top(segment, k)

@@ -99,11 +99,11 @@ def content_with_new_items(retrievers: Retrievers, index: NewItemIndex, config: 
                            profile: Mapping[str, float] | None, k: int, now_s: float) -> tuple[list[str], np.ndarray]:
     """The serving path's content retriever: its top-``k`` with the new-item slots filled from the items
     launched in the last ``config.days`` before ``now_s`` (history items left out, like the content list)."""
-    ids, scores = retrievers.content(history, profile, k)
-    slots = config.slots(k)
-    if not slots or len(ids) == 0:
-        return ids, scores
     query = retrievers.content_embedding(history, profile)
+    ids, scores = retrievers.content_search(query, k, history)
+    slots = config.slots(k)
+    if not slots or query is None:
+        return ids, scores
     new_ids, new_scores = index.search(query, now_s - config.days * DAY_SECONDS, now_s, slots, set(history))
     return with_new_items(ids, scores, new_ids, new_scores, k, slots)
 

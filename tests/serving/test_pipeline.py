@@ -190,3 +190,18 @@ def test_a_new_item_gets_a_content_slot(release, store) -> None:
     assert newcomer in ids and len(ids) == n == len(set(ids)) and not set(history) & set(ids)
     assert list(scores) == sorted(scores, reverse=True)
     assert content_with_new_items(release.retrievers, index, NewItemSlots(share=0.0), history, {}, n, now)[0] == plain
+
+
+def test_item_features_due_soon_are_read_ahead_off_the_request_path(release, store) -> None:
+    """The release watcher's ``refresh_ahead`` reads the rows that go stale within its horizon, oldest
+    first and at most ``limit``, so a request rarely finds a stale row to read from the store."""
+    clock = [1000.0]
+    cache = ItemFeatureCache(release.catalog, store, ttl=60.0, clock=lambda: clock[0])
+    rows = np.arange(len(release.catalog))
+    assert cache.refresh_ahead(within=5.0, limit=10) == 10  # never fetched: the first ten rows
+    assert cache.refresh_ahead(within=5.0) == len(rows) - 10
+    assert len(cache.stale(rows)) == 0 and cache.refresh_ahead(within=5.0) == 0  # all fresh
+    clock[0] += 56.0  # every row is now within 5 s of its ttl (rows may be aged by up to TTL_JITTER x ttl)
+    assert cache.refresh_ahead(within=5.0) == len(rows)
+    assert cache.fetched_at.min() > 1000.0
+    assert ItemFeatureCache(release.catalog, store, ttl=3.0).refresh_ahead(within=5.0) == 0  # ttl inside the horizon

@@ -203,7 +203,7 @@ def feature_frames(catalog: pd.DataFrame, users: pd.DataFrame, events: pd.DataFr
         "item_id": catalog["item_id"], "price": catalog["price"],
         "price_bucket": pd.qcut(catalog["price"].rank(method="first"), 10, labels=False).astype(np.int64),
         "category": catalog["category"], "category_l1": catalog["category"].str.split(">").str[0],
-        "margin": catalog["margin"], "launched_ts": launched.to_numpy(),
+        "margin": catalog["margin"], "launched_ts": launched,
         "popularity_7d": counts["d7"].to_numpy(), "popularity_30d": counts["d30"].to_numpy(),
         "ctr_7d": smoothed_ctr(counts["d7"].to_numpy(), impressions[:, 1]),
         "ctr_30d": smoothed_ctr(counts["d30"].to_numpy(), impressions[:, 2]),

@@ -55,12 +55,17 @@ def prepare_world(paths: DataPaths, profile: str, seed: int = 42) -> dict[str, s
 def run(profile: str = "tiny", data_dir: Path | None = None, report_dir: Path = REPORT_DIR,
         domains: tuple[str, ...] = DOMAINS, position_bias: bool = True) -> dict[str, Any]:
     """Prepare (or reuse) the world, evaluate every domain, write the report; returns the figures."""
-    from models.offline_report import run_offline_evaluation
+    from models.offline_report import SYNTHETIC, run_offline_evaluation
 
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="offline-eval-data-") as scratch:
         paths = DataPaths((data_dir or Path(scratch) / "data").resolve())
-        world = {"profile": profile, "reused": str(paths.root)} if data_dir else prepare_world(paths, profile)
+        if data_dir:
+            world = {"profile": profile, "reused": str(paths.root)}
+        elif set(domains) & set(SYNTHETIC):
+            world = prepare_world(paths, profile)
+        else:
+            world = {"profile": None}  # MovieLens only: nothing to generate
         prepared = time.perf_counter()
         figures = run_offline_evaluation(report_dir, paths, domains, progress=lambda msg: print(msg, flush=True),
                                          position_bias=position_bias)

@@ -50,10 +50,6 @@ from serving.stream import GroupCommitWriter, IncomingStreams
 ROUTES = {"/v1/recommendations", "/v1/events", "/healthz", "/readyz", "/metrics"}
 ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 413, 422, 503)}
 API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False, description="required by POST /v1/events")
-# Served slates waiting for the impression writer, at most: ~1 minute of peak traffic if the disk stalls
-# (then new slates' impressions are dropped and counted in recsys_impressions_lost), a few MB of memory.
-IMPRESSION_QUEUE_SLATES = 10_000
-IMPRESSION_FLUSH_TIMEOUT_S = 5.0  # POST /v1/events waits at most this for earlier slates' impressions
 
 
 @dataclass
@@ -90,8 +86,8 @@ def build_services(settings: ServingSettings, features: FeatureReader | None = N
     streams = IncomingStreams(settings.data_paths, settings.stream.rotate_bytes, settings.stream.rotate_seconds)
     impressions = GroupCommitWriter(
         streams, on_written=lambda domain, n: metrics.impressions.labels(domain).inc(n),
-        on_lost=lambda domain, n: metrics.impression_failures.labels(domain).inc(n),
-        capacity=IMPRESSION_QUEUE_SLATES, name="impression-writer",
+        on_lost=lambda domain, n, reason: metrics.impression_failures.labels(domain, reason).inc(n),
+        capacity=settings.stream.impression_queue_slates, name="impression-writer",
     )
     return Services(
         settings=settings,
@@ -194,7 +190,7 @@ def create_app(settings: ServingSettings, features: FeatureReader | None = None)
         # Feedback follows the slates it is about: the impressions of every slate this process served
         # before this call reach the stream first (one commit of the writer, bounded in time), so a click
         # posted after its slate never lands ahead of the slate's impressions.
-        services.impressions.flush(timeout=IMPRESSION_FLUSH_TIMEOUT_S)
+        services.impressions.flush(timeout=services.settings.stream.impression_flush_seconds)
         result = ingest(body.events, services.streams, services.dead_letters)
         services.metrics.events.labels("accepted", "").inc(result.accepted)
         for reason, count in result.reasons.items():

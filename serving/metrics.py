@@ -40,8 +40,9 @@ class ServingMetrics:
                               ["outcome", "reason"], registry=r)
         self.impressions = Counter("recsys_impressions_logged", "Impression events written to the stream",
                                    ["domain"], registry=r)
-        self.impression_failures = Counter("recsys_impressions_lost", "Impressions that could not be written",
-                                           ["domain"], registry=r)
+        self.impression_failures = Counter("recsys_impressions_lost", "Impressions that could not be written, by "
+                                           "reason (queue_full, not_running, render_error, write_error)",
+                                           ["domain", "reason"], registry=r)
 
     def set_release(self, domain: str, version: str) -> None:
         """Mark ``version`` as the live release of ``domain`` (1) and the one it replaces as 0."""

@@ -76,6 +76,10 @@ class Budgets(_Frozen):
 class StreamSettings(_Frozen):
     rotate_bytes: int = Field(16 * 2**20, ge=1024)
     rotate_seconds: float = Field(60, gt=0)
+    # Served slates waiting for the impression writer, at most: ~1 minute of peak traffic if the disk stalls
+    # (then new slates' impressions are dropped, counted in recsys_impressions_lost{reason="queue_full"}).
+    impression_queue_slates: int = Field(10_000, ge=1)
+    impression_flush_seconds: float = Field(5.0, ge=0)  # POST /v1/events waits this for earlier impressions
 
 
 class ServingSettings(_Frozen):

@@ -125,6 +125,9 @@ class Pending:
 
 
 Counted = Callable[[str, int], None]  # (domain, lines) -> None: a metrics hook
+Lost = Callable[[str, int, str], None]  # (domain, lines, reason) -> None: a metrics hook
+# why lines were lost (the ``reason`` of ``on_lost``)
+QUEUE_FULL, NOT_RUNNING, RENDER_ERROR, WRITE_ERROR = "queue_full", "not_running", "render_error", "write_error"
 
 
 class GroupCommitWriter:
@@ -138,7 +141,7 @@ class GroupCommitWriter:
     taking batches, writes everything already accepted and joins the thread: a clean stop loses nothing.
     """
 
-    def __init__(self, streams: IncomingStreams, on_written: Counted, on_lost: Counted, capacity: int = 10_000,
+    def __init__(self, streams: IncomingStreams, on_written: Counted, on_lost: Lost, capacity: int = 10_000,
                  name: str = "stream-writer") -> None:
         """``capacity``: batches queued at most (each of a few lines); beyond it new ones are dropped."""
         if capacity < 1:
@@ -170,12 +173,13 @@ class GroupCommitWriter:
         """Queue a batch; ``False`` (and counted as lost) when the queue is full or the writer is closed."""
         with self._lock:
             accepted = self._open and len(self._queue) < self.capacity
+            reason = QUEUE_FULL if self._open else NOT_RUNNING
             if accepted:
                 self._queue.append(pending)
                 self._accepted += 1
                 self._work.notify()
         if not accepted:
-            self._count(self._on_lost, pending.domain, pending.count)
+            self._count(self._on_lost, pending.domain, pending.count, reason)
         return accepted
 
     @property
@@ -231,7 +235,7 @@ class GroupCommitWriter:
             except Exception:  # one bad batch must not take the others down with it
                 log.exception("%s: could not render a batch of %d lines for %s", self.name, pending.count,
                               pending.domain)
-                self._count(self._on_lost, pending.domain, pending.count)
+                self._count(self._on_lost, pending.domain, pending.count, RENDER_ERROR)
                 continue
             lines[pending.domain].extend(rendered)
             counts[pending.domain] += len(rendered)
@@ -242,12 +246,12 @@ class GroupCommitWriter:
                 self.streams.append(domain, domain_lines)
             except Exception:  # a disk error: these lines are lost, counted; the writer goes on
                 log.exception("%s: could not append %d lines to the %s stream", self.name, counts[domain], domain)
-                self._count(self._on_lost, domain, counts[domain])
+                self._count(self._on_lost, domain, counts[domain], WRITE_ERROR)
             else:
                 self._count(self._on_written, domain, counts[domain])
 
-    def _count(self, hook: Counted, domain: str, lines: int) -> None:
+    def _count(self, hook: Callable[..., None], domain: str, lines: int, *reason: str) -> None:
         try:
-            hook(domain, lines)
+            hook(domain, lines, *reason)
         except Exception:  # a metrics hook failing must not stop the writer
             log.exception("%s: metrics hook failed", self.name)

@@ -26,7 +26,17 @@ from common.paths import DataPaths
 from common.registry import ArtifactRegistry
 from serving.app import create_app
 from serving.settings import Budgets, ServingSettings, load_settings
-from serving.stream import GroupCommitWriter, IncomingStreams, Pending
+from serving.stream import (
+    NOT_RUNNING,
+    QUEUE_FULL,
+    RENDER_ERROR,
+    WRITE_ERROR,
+    GroupCommitWriter,
+    IncomingStreams,
+    Pending,
+)
+
+LOST_REASONS = (QUEUE_FULL, NOT_RUNNING, RENDER_ERROR, WRITE_ERROR)
 
 KEY = "test-key-0123456789"
 BUDGETS = Budgets(total=5000, user_features=1000, retrieval=2000, item_features=1000, ranking=1000)
@@ -38,12 +48,14 @@ class Tally:
     def __init__(self) -> None:
         self.written: Counter[str] = Counter()
         self.lost: Counter[str] = Counter()
+        self.reasons: Counter[str] = Counter()
 
     def on_written(self, domain: str, n: int) -> None:
         self.written[domain] += n
 
-    def on_lost(self, domain: str, n: int) -> None:
+    def on_lost(self, domain: str, n: int, reason: str) -> None:
         self.lost[domain] += n
+        self.reasons[reason] += n
 
 
 def _batch(domain: str, tag: str, lines: int = 3) -> Pending:
@@ -118,7 +130,7 @@ def test_a_stalled_disk_fills_the_bounded_queue_and_drops_are_counted(streams: I
     assert writer.flush(timeout=10) and writer.close()
     accepted = sum(outcomes)
     assert 5 <= accepted <= 6 and not all(outcomes)  # 5 queued (+1 the writer may have taken already)
-    assert tally.lost == {"retail": 2 * (20 - accepted)}
+    assert tally.lost == {"retail": 2 * (20 - accepted)} and set(tally.reasons) == {"queue_full"}
     assert tally.written == {"retail": 2 * accepted} == {"retail": len(_lines(streams.paths, "retail"))}
 
 
@@ -147,6 +159,7 @@ def test_failures_are_counted_and_the_writer_goes_on(streams: IncomingStreams, m
     writer.submit(_batch("banking", "after"))
     assert writer.flush(timeout=10) and writer.close()
     assert tally.lost == {"retail": 4, "banking": 3}
+    assert tally.reasons == {"render_error": 4, "write_error": 3}
     assert tally.written == {"retail": 3, "banking": 3}
     assert {line["tag"] for line in _lines(streams.paths, "banking")} == {"after"}
 
@@ -167,7 +180,7 @@ def test_close_writes_everything_accepted_and_refuses_what_comes_after(streams: 
     closing.join(timeout=10)
     assert not closing.is_alive()  # ... and returns once everything accepted is on disk
     assert len(_lines(streams.paths, "retail")) == 150 and tally.written == {"retail": 150}
-    assert tally.lost == {"retail": 6}  # "before start" and "after close"
+    assert tally.lost == {"retail": 6} and tally.reasons == {"not_running": 6}  # "before start", "after close"
     writer.start()  # an app started again gets a new writer thread
     assert writer.submit(_batch("retail", "restarted")) and writer.flush(timeout=10) and writer.close()
     assert _lines(streams.paths, "retail")[-1]["tag"] == "restarted"
@@ -225,7 +238,7 @@ def test_requests_do_not_wait_for_a_stalled_disk_and_a_clean_stop_loses_nothing(
     assert len(written) == 5 + 12 * 5
     assert {e["request_id"] for e in written} >= {s["request_id"] for s in served}
     assert delta("recsys_impressions_logged_total", domain="retail") == 65
-    assert delta("recsys_impressions_lost_total", domain="retail") == 0
+    assert not any(delta("recsys_impressions_lost_total", domain="retail", reason=r) for r in LOST_REASONS)
 
 
 def test_a_full_queue_drops_impressions_counted_but_never_the_request(
@@ -243,7 +256,7 @@ def test_a_full_queue_drops_impressions_counted_but_never_the_request(
                 _recommend(client, f"r_u{i:02d}")
         assert services.impressions.flush(timeout=10)
         logged = delta("recsys_impressions_logged_total", domain="retail")
-        lost = delta("recsys_impressions_lost_total", domain="retail")
+        lost = delta("recsys_impressions_lost_total", domain="retail", reason="queue_full")
         assert logged + lost == 8 * 5 and lost >= 4 * 5  # 2 queued + 1 or 2 the writer took before stalling
         assert len(_lines(DataPaths(settings.data_root), "retail")) == logged
 

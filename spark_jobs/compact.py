@@ -33,7 +33,7 @@ from pyspark.sql.types import TimestampType
 from common.deadletter import DeadLetterWriter
 from common.paths import DataPaths
 from common.schemas import EVENT_ARROW_SCHEMA, Rejection, validate_event
-from spark_jobs.jobs import data_paths, day_end, days_between, job_parser, parse_date, step
+from spark_jobs.jobs import data_paths, day_end, days_between, job_parser, parse_date, run_main, step
 from spark_jobs.lake_io import DATE, EVENT_SCHEMA, LAKE_EVENT_SCHEMA, partition_dirs, read_raw_events
 from spark_jobs.session import job_session
 
@@ -194,4 +194,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, "compact"))

@@ -32,7 +32,7 @@ from common.features import (
 from common.paths import DataPaths
 from spark_jobs import interactions as ix
 from spark_jobs.item_features import WINDOWS, item_daily, item_features, item_stats, item_totals
-from spark_jobs.jobs import data_paths, day_end, job_parser, parse_date, step
+from spark_jobs.jobs import data_paths, day_end, job_parser, parse_date, run_main, step
 from spark_jobs.lake_io import conform_view, read_catalog, read_compacted_events, read_users, write_view
 from spark_jobs.session import job_session
 from spark_jobs.user_features import user_activity, user_history, user_profile, user_totals
@@ -115,4 +115,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, "features"))

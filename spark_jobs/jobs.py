@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+from common.errors import EXIT_DATA_ERROR, DataError
 from common.paths import DataPaths
 
 
@@ -63,3 +65,13 @@ def step(job: str, name: str) -> Iterator[dict[str, object]]:
     yield counts
     details = " ".join(f"{key}={value}" for key, value in counts.items())
     print(f"[{job}] {name}: {details} ({time.perf_counter() - started:.1f} s)", flush=True)
+
+
+def run_main(main: Callable[[], int], job: str) -> int:
+    """Run a job's ``main``; a :class:`common.errors.DataError` (retrying cannot fix it) prints one line
+    and exits with :data:`common.errors.EXIT_DATA_ERROR` instead of a traceback's exit code 1."""
+    try:
+        return main()
+    except DataError as err:
+        print(f"[{job}] data error (not retryable): {err}", file=sys.stderr, flush=True)
+        return EXIT_DATA_ERROR

@@ -24,7 +24,7 @@ from __future__ import annotations
 import sys
 
 from common.features import EVENT_TIMESTAMP
-from spark_jobs.jobs import data_paths
+from spark_jobs.jobs import data_paths, run_main
 from spark_jobs.session import job_session
 from spark_jobs.train_retrieval import in_window, to_pandas_utc, training_parser
 
@@ -61,4 +61,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, "train-ranker"))

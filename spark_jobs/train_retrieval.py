@@ -31,7 +31,7 @@ import pandas as pd
 
 from common.lake import read_catalog, read_users
 from common.paths import DataPaths
-from spark_jobs.jobs import data_paths, day_end, day_start, job_parser, parse_date
+from spark_jobs.jobs import data_paths, day_end, day_start, job_parser, parse_date, run_main
 from spark_jobs.session import job_session
 
 INTERACTION_COLUMNS = ["user_id", "item_id", "timestamp", "event_type", "weight"]
@@ -107,4 +107,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, "train-retrieval"))

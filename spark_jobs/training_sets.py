@@ -30,7 +30,7 @@ from common.domains import domain as domain_config
 from common.features import EVENT_TIMESTAMP, FEATURE_SERVICES, REQUEST_CONTEXT, USER_HISTORY, FeatureViewSpec
 from common.paths import DataPaths
 from spark_jobs.interactions import event_kinds
-from spark_jobs.jobs import data_paths, day_end, day_start, job_parser, parse_date, step
+from spark_jobs.jobs import data_paths, day_end, day_start, job_parser, parse_date, run_main, step
 from spark_jobs.lake_io import in_window, read_compacted_events, read_view
 from spark_jobs.point_in_time import join_views
 from spark_jobs.ranking_features import HISTORY_TIME, add_ranking_features
@@ -148,4 +148,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, "training-sets"))

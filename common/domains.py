@@ -22,6 +22,7 @@ class DomainConfig:
     positive_events: dict[str, float] = field(default_factory=dict)
     conversion_event: str = "purchase"
     repurchase_allowed: bool = False
+    logs_impressions: bool = True  # False: no impression log (a business bootstrapping from purchases/views)
     extra: dict = field(default_factory=dict)
 
 

@@ -10,6 +10,7 @@ import typer
 
 import common  # noqa: F401  (sets TF_USE_LEGACY_KERAS before anything imports TensorFlow)
 from beam_jobs.cli import app as stream_app
+from cli.domain import app as domain_app
 from cli.run import run
 from cli.summary import summary
 from experiments.cli import app as experiments_app
@@ -34,6 +35,7 @@ app = typer.Typer(
 )
 app.command()(run)
 app.command()(summary)
+app.add_typer(domain_app, name="domain", help="Declare your own business (a domain) and list the declared ones.")
 app.add_typer(data_app, name="data", help="MovieLens, import of your own data, artifact releases.")
 app.add_typer(evaluation_app, name="eval", help="Offline evaluation: metrics, temporal split, baselines, reports.")
 app.add_typer(sim_app, name="sim", help="The synthetic world: generate retail and banking data with a known truth.")

@@ -1,11 +1,19 @@
-"""Domain configuration loaded from ``config/domains.yaml`` (override with ``RECSYS_DOMAINS_FILE``)."""
+"""Domain configuration loaded from ``config/domains.yaml`` (override with ``RECSYS_DOMAINS_FILE``).
+
+A domain is one business the platform serves. Users declare their own with :func:`declare_domain`
+(``recsys domain add``), which validates the declaration and appends it to the file, keeping its
+comments; every job, the nightly DAG, the feature repo and serving read the file, so they pick it up.
+"""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -23,10 +31,48 @@ class DomainConfig:
     conversion_event: str = "purchase"
     repurchase_allowed: bool = False
     logs_impressions: bool = True  # False: no impression log (a business bootstrapping from purchases/views)
+    eligibility: bool = False  # the catalog carries eligibility rules (min_age, min_income, ...) serving enforces
     extra: dict = field(default_factory=dict)
+
+    def problems(self, others: Mapping[str, DomainConfig] = {}) -> list[str]:  # noqa: B006 (read only)
+        """What is wrong with this declaration (alone, and beside the ``others`` already declared)."""
+        from common.schemas import EVENT_TYPES
+
+        out = []
+        if not _NAME.fullmatch(self.name):
+            out.append(f"name {self.name!r} must be lower-case letters, digits and '_' (starting with a letter)")
+        if not _PREFIX.fullmatch(self.id_prefix):
+            out.append(f"id_prefix {self.id_prefix!r} must be letters/digits ending in '_' (e.g. 'shop_')")
+        unknown = [t for t in self.event_types if t not in EVENT_TYPES]
+        if unknown:
+            out.append(f"event types {unknown} are not in the event contract {list(EVENT_TYPES)}")
+        if not self.positive_events:
+            out.append("positive_events is empty: name the events that show interest, with weights")
+        stray = [t for t in self.positive_events if t not in self.event_types]
+        if stray:
+            out.append(f"positive events {stray} are not among the domain's event_types")
+        if any(not isinstance(w, int | float) or w <= 0 for w in self.positive_events.values()):
+            out.append("positive event weights must be positive numbers")
+        if self.conversion_event not in self.event_types:
+            out.append(f"conversion_event {self.conversion_event!r} is not among the domain's event_types")
+        if self.logs_impressions and "impression" not in self.event_types:
+            out.append("logs_impressions is true but 'impression' is not among the event_types")
+        for other in others.values():
+            if other.name == self.name:
+                continue
+            if self.id_prefix.startswith(other.id_prefix) or other.id_prefix.startswith(self.id_prefix):
+                out.append(f"id_prefix {self.id_prefix!r} overlaps domain {other.name!r}'s {other.id_prefix!r}")
+        return out
+
+    def as_yaml_spec(self) -> dict[str, Any]:
+        spec = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("name", "extra")}
+        spec["event_types"] = list(self.event_types)
+        return {**spec, **self.extra}
 
 
 _DEFAULT_FILE = str(REPO_ROOT / "config" / "domains.yaml")
+_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
+_PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9]{0,15}_")
 
 
 def config_file() -> Path:
@@ -44,6 +90,32 @@ def _load(path: str) -> dict[str, DomainConfig]:
         spec["event_types"] = tuple(spec["event_types"])
         out[name] = DomainConfig(name=name, extra=extra, **spec)
     return out
+
+
+class DomainDeclarationError(ValueError):
+    """A domain declaration that the platform cannot run (bad names, unknown event types, overlaps)."""
+
+
+def declare_domain(config: DomainConfig, path: Path | None = None) -> Path:
+    """Validate ``config`` and append it to the domain file (default: :func:`config_file`), keeping the
+    file's comments. Raises :class:`DomainDeclarationError` if it is invalid or the name is taken."""
+    path = path or config_file()
+    existing = _load(str(path))
+    problems = config.problems(existing)
+    if config.name in existing:
+        problems.insert(0, f"domain {config.name!r} is already declared in {path}")
+    if problems:
+        raise DomainDeclarationError("; ".join(problems))
+    block = yaml.safe_dump({config.name: config.as_yaml_spec()}, sort_keys=False, default_flow_style=None)
+    text = path.read_text()
+    if not text.endswith("\n"):
+        text += "\n"
+    path.write_text(text + "".join(f"  {line}\n" for line in block.splitlines()))
+    _load.cache_clear()
+    if config.name not in _load(str(path)):  # the file's last block is not ``domains:`` -- never leave it half-done
+        path.write_text(text)
+        raise DomainDeclarationError(f"could not append to {path}: its last top-level key is not 'domains:'")
+    return path
 
 
 def domains() -> dict[str, DomainConfig]:

@@ -33,16 +33,25 @@ def _home(home: Path | None) -> Path:
 def nightly(
     day: Day = None,
     airflow_home: Home = None,
-    training_days: Annotated[int | None, typer.Option(min=1, help="Training window in days (default: settings).")] = None,
+    training_days: Annotated[str | None, typer.Option(
+        help='Training window: a number of days, or "all" (default: settings).')] = None,
     compact_lookback_days: Annotated[int | None, typer.Option(min=1, help="Days re-compacted (default: settings).")] = None,
 ) -> None:
     """Run the nightly retraining DAG once (dag.test) for a day (default: the lake's newest day);
     prints every task's state and wall time, exits 1 unless the run succeeded."""
-    from orchestration.runner import run_nightly
+    from orchestration.runner import NightRefused, run_nightly
 
+    if training_days is not None and training_days.strip().lower() != "all":
+        if not training_days.strip().isdigit() or int(training_days) < 1:
+            raise typer.BadParameter(f'--training-days: a positive number of days or "all", got {training_days!r}')
+        training_days = int(training_days)  # type: ignore[assignment]
     conf = {k: v for k, v in (("training_days", training_days), ("compact_lookback_days", compact_lookback_days)) if v}
     typer.secho("==> nightly_retrain through Airflow (each task's log follows)", bold=True)
-    report = run_nightly(day.date() if day else None, _home(airflow_home), conf or None)
+    try:
+        report = run_nightly(day.date() if day else None, _home(airflow_home), conf or None)
+    except (NightRefused, FileNotFoundError) as err:
+        typer.secho(f"nightly_retrain not run: {err}", err=True, fg="red")
+        raise typer.Exit(2) from None
     typer.echo(report.table())
     if not report.ok:
         raise typer.Exit(1)

@@ -36,7 +36,8 @@ class RunReport:
 
     @property
     def ok(self) -> bool:
-        return self.state == "success"
+        """The run succeeded AND did something: a run with no task ran nothing (never a success)."""
+        return self.state == "success" and any(t.state == "success" for t in self.tasks)
 
     def state_of(self, task_id: str) -> str:
         return next(t.state for t in self.tasks if t.task_id == task_id)
@@ -46,7 +47,13 @@ class RunReport:
         lines = ["| task | state | wall time (s) | tries |", "|---|---|---:|---:|"]
         lines += [f"| {t.task_id} | {t.state} | {t.seconds:.1f} | {t.tries} |" for t in self.tasks]
         lines.append(f"| **{self.dag_id} ({self.logical_date.date()})** | **{self.state}** | **{self.seconds:.1f}** | |")
+        if not any(t.state == "success" for t in self.tasks):
+            lines.append(f"\nno task of {self.dag_id} ran for {self.logical_date.date()}: nothing was done")
         return "\n".join(lines)
+
+
+class NightRefused(ValueError):
+    """A DAG run that would do nothing (a logical date before the DAG's start date)."""
 
 
 def load_dag(dag_id: str) -> Any:
@@ -84,6 +91,10 @@ def run_dag(
     successful without running them."""
     migrate()
     dag = load_dag(dag_id)
+    if dag.start_date is not None and logical_date < dag.start_date:
+        raise NightRefused(
+            f"{logical_date.date()} is before {dag_id}'s start_date {dag.start_date.date()}: Airflow would run no "
+            "task. Move nightly.start_date in orchestration/nightly.yaml ($RECSYS_ORCHESTRATION_FILE) earlier")
     started = time.perf_counter()
     run = dag.test(logical_date=logical_date, run_conf=conf, mark_success_pattern=mark_success)
     seconds = time.perf_counter() - started
@@ -97,18 +108,6 @@ def latest_lake_day(paths: DataPaths) -> date:
     if not days:
         raise FileNotFoundError(f"no events in {paths.events}: generate or import data first")
     return date.fromisoformat(max(days))
-
-
-def night_released(day: date) -> bool:
-    """Whether every writable domain already serves a release built by the night of ``day`` (so a
-    repeated ``make run`` can skip retraining)."""
-    from common.domains import writable_domains
-    from common.registry import ArtifactRegistry
-    from orchestration.staging import version_name
-
-    registry = ArtifactRegistry()
-    base = version_name(day)
-    return all((registry.current(d) or "").split(".")[0] == base for d in writable_domains())
 
 
 def run_nightly(

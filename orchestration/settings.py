@@ -70,7 +70,7 @@ class NightlySettings:
     schedule: str
     start_date: datetime
     compact_lookback_days: int
-    training_days: int
+    training_days: int | str  # a number of days, or "all": every day of the lake before the logical date
 
 
 @dataclass(frozen=True)
@@ -91,8 +91,16 @@ class Settings:
     gate_overrides: dict[str, GatePolicy]
 
     def quality(self, domain: str) -> QualityRules:
-        """The data-quality rules of a domain: the defaults with the domain's overrides."""
-        merged = {**_fields(self.quality_default), **self.quality_overrides.get(domain, {})}
+        """The data-quality rules of a domain: the defaults, the domain's overrides here, then the
+        ``quality`` block of its declaration in ``config/domains.yaml``. A domain that does not log
+        impressions is never asked for them."""
+        from common.domains import domain as domain_config
+
+        declared = domain_config(domain)
+        merged = {**_fields(self.quality_default), **self.quality_overrides.get(domain, {}),
+                  **(declared.extra.get("quality") or {})}
+        if not declared.logs_impressions:
+            merged["required_event_types"] = [t for t in merged["required_event_types"] if t != "impression"]
         return QualityRules.from_mapping(merged)
 
     def gate_policy(self, domain: str) -> GatePolicy:
@@ -102,6 +110,14 @@ class Settings:
 
 def _fields(rules: QualityRules) -> dict[str, Any]:
     return {f.name: getattr(rules, f.name) for f in fields(rules)}
+
+
+def _training_days(value: Any) -> int | str:
+    if isinstance(value, str) and value.strip().lower() == "all":
+        return "all"
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"nightly.training_days must be a positive number of days or 'all', got {value!r}")
+    return value
 
 
 def settings_file() -> Path:
@@ -123,7 +139,7 @@ def _load(path: str) -> Settings:
             schedule=str(nightly["schedule"]),
             start_date=datetime.fromisoformat(str(nightly["start_date"])).replace(tzinfo=UTC),
             compact_lookback_days=int(nightly["compact_lookback_days"]),
-            training_days=int(nightly["training_days"]),
+            training_days=_training_days(nightly["training_days"]),
         ),
         materialize_every=timedelta(minutes=float(raw["materialization"]["every_minutes"])),
         spark=SparkSettings(conn_id=str(raw["spark"]["conn_id"]), driver_memory=str(raw["spark"]["driver_memory"])),

@@ -3,17 +3,23 @@
 Every function takes plain values (domain names, ``YYYY-MM-DD`` dates, versions) and returns a
 JSON-serializable dict (the task's XCom), so the DAG files stay one call per task. Bad data and a
 refused promotion raise ``AirflowFailException``: retrying cannot fix them, so the run fails at
-once (and nothing downstream, in particular ``publish``, runs).
+once (and nothing downstream, in particular ``publish``, runs). A declared domain with no events in
+the lake is skipped (its branch of the DAG, with a log line saying so); a night with no domain to
+work on fails -- it never succeeds after doing nothing.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, NoReturn
+from functools import wraps
+from typing import Any, NoReturn, ParamSpec, TypeVar
 
 from common.domains import domain as domain_config
 from common.domains import writable_domains
+from common.errors import DataError
+from common.lake import event_partitions
 from common.paths import DataPaths
 from orchestration.plan import plan_night
 from orchestration.quality import check_domain
@@ -29,6 +35,36 @@ def fail(message: str) -> NoReturn:
     raise AirflowFailException(message)
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def skip(message: str) -> NoReturn:
+    """Skip the task and, through the default trigger rule, everything downstream of it."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    log.warning("%s", message)
+    raise AirflowSkipException(message)
+
+
+def fails_fast(function: Callable[P, R]) -> Callable[P, R]:
+    """A :class:`common.errors.DataError` in ``function`` fails its task without retries."""
+
+    @wraps(function)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return function(*args, **kwargs)
+        except DataError as err:
+            fail(f"{function.__name__}: {err}")
+
+    return wrapper
+
+
+def domains_with_data(paths: DataPaths, names: list[str] | None = None) -> list[str]:
+    """The writable domains (or ``names``) that have at least one raw event partition in the lake."""
+    return [name for name in (names or writable_domains()) if any(True for _ in event_partitions(paths, name))]
+
+
 def day_start(ds: str | None) -> datetime:
     """Midnight UTC at the start of the logical day ``ds`` (``YYYY-MM-DD``)."""
     if ds is None:
@@ -42,19 +78,45 @@ def day_end(ds: str | None) -> datetime:
     return day_start(ds) + timedelta(days=1)
 
 
-def plan(ds: str, compact_lookback_days: int, training_days: int) -> dict[str, Any]:
-    """The night's dates and the Spark jobs' arguments (:mod:`orchestration.plan`)."""
-    night = plan_night(DataPaths.default(), day_start(ds).date(), compact_lookback_days, training_days)
-    out = night.as_xcom(writable_domains())
+def training_days_value(value: int | str | None) -> int | None:
+    """``training_days`` as the plan takes it: a positive number of days, or None for "all" history."""
+    if value is None or (isinstance(value, str) and value.strip().lower() == "all"):
+        return None
+    days = int(value)
+    if days < 1:
+        raise DataError(f"training_days must be a positive number of days or 'all', got {value!r}")
+    return days
+
+
+@fails_fast
+def plan(ds: str, compact_lookback_days: int, training_days: int | str) -> dict[str, Any]:
+    """The night's dates and the Spark jobs' arguments (:mod:`orchestration.plan`), for the writable
+    domains with data; fails when none has any (the night would do nothing)."""
+    paths = DataPaths.default()
+    with_data = domains_with_data(paths)
+    empty = sorted(set(writable_domains()) - set(with_data))
+    if empty:
+        log.warning("domains without any event in %s, skipped tonight: %s", paths.events, ", ".join(empty))
+    if not with_data:
+        raise DataError(f"no writable domain ({', '.join(writable_domains())}) has events in {paths.events}: "
+                        "import or generate data first")
+    try:
+        night = plan_night(paths, day_start(ds).date(), compact_lookback_days, training_days_value(training_days))
+    except ValueError as err:
+        raise DataError(str(err)) from err
+    out = night.as_xcom(with_data)
     log.info("nightly plan for %s: %s", ds, out)
     return out
 
 
 def check_quality(domain: str, ds: str) -> dict[str, Any]:
-    """Run the data-quality checks of a domain's logical day; fail the run if any check fails."""
+    """Run the data-quality checks of a domain's logical day; fail the run if any check fails, skip the
+    domain's branch if it has no data at all."""
+    paths = DataPaths.default()
+    if not domains_with_data(paths, [domain]):
+        skip(f"{domain}: no events in the lake ({paths.events / f'domain={domain}'}): skipped tonight")
     rules = load_settings().quality(domain)
-    positives = domain_config(domain).positive_events
-    report = check_domain(DataPaths.default(), domain, date.fromisoformat(ds), rules, positives)
+    report = check_domain(paths, domain, date.fromisoformat(ds), rules, domain_config(domain).positive_events)
     log.info("%s", report.summary())
     if not report.ok:
         fail(report.summary())

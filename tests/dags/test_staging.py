@@ -78,18 +78,3 @@ def test_publish_refuses_a_tampered_release_and_keeps_current(registry: Artifact
 def test_training_args_cover_the_window() -> None:
     assert training_args("retail", "20240312", ["2024-03-05", "2024-03-11"]) == [
         "--domain", "retail", "--date", "2024-03-11", "--days", "7", "--release", "20240312"]
-
-
-def test_night_released_needs_every_domain_live_on_that_night(registry: ArtifactRegistry) -> None:
-    from orchestration.runner import night_released
-
-    assert not night_released(DAY)
-    for domain, version in (("retail", "20240312.2"), ("banking", "20240312")):
-        if not registry.staging_path(domain, version).is_dir():
-            registry.stage(domain, version)
-        (registry.staging_path(domain, version) / "m").write_text("x")
-        registry.finalize(domain, version, training_window=None, metrics={})
-    registry.promote("retail", "20240312.2")
-    assert not night_released(DAY)
-    registry.promote("banking", "20240312")
-    assert night_released(DAY) and not night_released(date(2024, 3, 13))

@@ -67,11 +67,11 @@ def check(
     """Load both exports, score the same candidates, print their parity (exit 1 if they disagree)."""
     from models.ranking.data import feature_arrays
     from models.ranking.export import load_scorer
-    from models.ranking.scoring import PARITY_TOLERANCE, compare_scores
+    from models.ranking.scoring import compare_scores
 
     reference, fast = load_scorer(export_dir, "saved_model"), load_scorer(export_dir, "fast")
     features = feature_arrays(pd.read_parquet(data).head(rows), reference.config)
     parity = compare_scores(reference.score(features), fast.score(features))
     typer.echo(json.dumps(parity))
-    if not parity["top10_identical"] or parity["max_abs_diff"] > PARITY_TOLERANCE:
+    if not parity["agree"]:
         raise typer.Exit(1)

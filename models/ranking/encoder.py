@@ -1,7 +1,11 @@
 """Feature encoding: raw feature dict -> ``x0``, the input of the cross and deep layers.
 
 Numeric features: NaN -> 0, ``log1p(max(x, 0))`` for the configured heavy-tailed ones, then
-standardised with the training mean/variance (Keras ``Normalization``). Categorical features:
+standardised with the training mean/variance (Keras ``Normalization``). The scale is floored
+(:func:`floored_variance`): a constant or nearly constant feature -- a time feature whose spread is
+float32 rounding, a rate that never moves in a domain without impressions -- would otherwise be divided
+by ~1e-6, and every rounding difference between two implementations of the same model (the SavedModel
+and the NumPy export) magnified a million times. Categorical features:
 ``StringLookup`` (index 0 = out-of-vocabulary) -> ``Embedding``. ``x0`` is the concatenation.
 
 The statistics (vocabularies, mean, variance) are fitted once per training run
@@ -18,6 +22,9 @@ import tensorflow as tf
 
 from models.ranking.config import RankerConfig
 
+SCALE_FLOOR_RELATIVE = 1e-3  # a feature's scale is at least 0.1% of its magnitude (|mean|) ...
+SCALE_FLOOR_ABSOLUTE = 1e-2  # ... and at least this: below either, its variation is treated as noise
+
 
 def numeric_matrix(features: dict[str, tf.Tensor], names: list[str], log1p: list[str]) -> tf.Tensor:
     """(batch, len(names)) float32: NaN -> 0, log1p on the ``log1p`` columns."""
@@ -27,13 +34,24 @@ def numeric_matrix(features: dict[str, tf.Tensor], names: list[str], log1p: list
     return tf.where(mask, tf.math.log1p(tf.maximum(x, 0.0)), x)
 
 
+def floored_variance(mean: np.ndarray, variance: np.ndarray) -> np.ndarray:
+    """``variance`` with the standard deviation floored at ``max(SCALE_FLOOR_RELATIVE * |mean|,
+    SCALE_FLOOR_ABSOLUTE)``. float32 resolves ~1.2e-7 of a value's magnitude, so after the floor one
+    rounding step moves a standardised feature by at most ~1e-4. Features that really vary keep their
+    variance (a 14-day window of epoch seconds spreads 2e-4 of its magnitude and is only rescaled)."""
+    mean, variance = np.asarray(mean, np.float64), np.asarray(variance, np.float64)
+    floor = np.maximum(SCALE_FLOOR_RELATIVE * np.abs(mean), SCALE_FLOOR_ABSOLUTE)
+    return np.maximum(variance, floor ** 2).astype(np.float32)
+
+
 @dataclass(frozen=True)
 class PreprocessingStats:
     """Fitted on the training data: per-feature vocabularies (without the OOV token), numeric moments."""
 
     vocabularies: dict[str, list[str]]
     mean: np.ndarray  # (len(numeric),)
-    variance: np.ndarray  # (len(numeric),)
+    variance: np.ndarray  # (len(numeric),) floored (see :func:`floored_variance`); exports before the floor
+    # hold their raw variance and load unchanged
 
 
 def fit_preprocessing(ds: tf.data.Dataset, config: RankerConfig) -> PreprocessingStats:
@@ -49,7 +67,7 @@ def fit_preprocessing(ds: tf.data.Dataset, config: RankerConfig) -> Preprocessin
         norm = tf.keras.layers.Normalization(axis=-1)
         norm.adapt(ds.map(lambda b: numeric_matrix(b, config.numeric, config.log1p)))
         mean = np.asarray(norm.mean, np.float32).reshape(-1)
-        variance = np.asarray(norm.variance, np.float32).reshape(-1)
+        variance = floored_variance(mean, np.asarray(norm.variance, np.float32).reshape(-1))
     return PreprocessingStats(vocabularies=vocabularies, mean=mean, variance=variance)
 
 

@@ -21,7 +21,10 @@ from models.ranking.config import RankerConfig
 
 META_FILE = "ranker.json"
 FORMAT_VERSION = 1
-PARITY_TOLERANCE = 1e-4  # max |score difference| allowed between exports (float32 NumPy vs TF: ~1e-7)
+# Export parity (float32 NumPy vs TF differ by ~1e-7): the largest score difference allowed, as a share of
+# the spread of the scores on the probe (see compare_scores), and its absolute floor (scores all alike).
+PARITY_TOLERANCE = 1e-3
+PARITY_ABSOLUTE_TOLERANCE = 1e-5
 
 
 class ExportError(RuntimeError):
@@ -102,18 +105,36 @@ class Scorer(ABC):
         return next(iter(sizes.values()))
 
 
+def parity_tolerance(reference: np.ndarray) -> float:
+    """The largest score difference two exports may show on ``reference``'s candidates:
+    :data:`PARITY_TOLERANCE` of the spread of the scores (max - min), at least
+    :data:`PARITY_ABSOLUTE_TOLERANCE`."""
+    reference = np.asarray(reference, np.float64)
+    spread = float(np.ptp(reference)) if reference.size else 0.0
+    return max(PARITY_TOLERANCE * spread, PARITY_ABSOLUTE_TOLERANCE)
+
+
 def compare_scores(reference: np.ndarray, candidate: np.ndarray, k: int = 10,
-                   tie_tolerance: float = PARITY_TOLERANCE) -> dict[str, float | bool]:
-    """Parity of two exports on one candidate set: max absolute score difference, and whether the top-k
-    order is identical up to ties -- slot by slot, the item the candidate puts there scores (by the
-    reference) within ``tie_tolerance`` of the reference's own item. Candidates with identical features
-    (a 40-product banking catalog has many) tie exactly in one export and differ by ~1e-7 in the other;
-    their order is arbitrary, not a disagreement."""
+                   tolerance: float | None = None) -> dict[str, float | bool]:
+    """Parity of two exports on one candidate set.
+
+    ``max_abs_diff`` is compared with ``tolerance`` (default :func:`parity_tolerance`: relative to the
+    spread of the reference scores, so what counts is whether the difference could move a candidate
+    among the others, not the scores' absolute level). The top-k order must be identical up to ties:
+    slot by slot, the item the candidate puts there scores (by the reference) within twice the tolerance
+    of the reference's own item -- two exports that each differ by up to the tolerance may swap such a
+    pair. Candidates with identical features (a 40-product banking catalog has many) tie exactly in one
+    export and differ by ~1e-7 in the other; their order is arbitrary, not a disagreement.
+    ``agree`` is both conditions."""
     reference, candidate = np.asarray(reference), np.asarray(candidate)
     if reference.shape != candidate.shape:
         raise ValueError(f"score arrays differ in shape: {reference.shape} vs {candidate.shape}")
+    allowed = parity_tolerance(reference) if tolerance is None else float(tolerance)
     top = min(k, len(reference))
     by_reference = np.argsort(-reference, kind="stable")[:top]
     by_candidate = np.argsort(-candidate, kind="stable")[:top]
-    same = bool(np.all(np.abs(reference[by_reference] - reference[by_candidate]) <= tie_tolerance))
-    return {"max_abs_diff": float(np.max(np.abs(reference - candidate), initial=0.0)), f"top{k}_identical": same}
+    same = bool(np.all(np.abs(reference[by_reference] - reference[by_candidate]) <= 2 * allowed))
+    worst = float(np.max(np.abs(reference.astype(np.float64) - candidate), initial=0.0))
+    spread = float(np.ptp(reference)) if reference.size else 0.0
+    return {"max_abs_diff": worst, "spread": spread, "tolerance": allowed, f"top{k}_identical": same,
+            "agree": same and worst <= allowed}

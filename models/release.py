@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from common.domains import domain as domain_config
+from common.errors import DataError
 from common.lake import read_catalog
 from common.paths import DataPaths
 from common.registry import ArtifactRegistry, Manifest
@@ -44,8 +45,8 @@ INDEX_CHECK_USERS = 500  # users whose queries the index check searches
 RANKER_VALID_FRACTION = 0.15  # latest share of the ranking set kept for early stopping / validation AUC
 
 
-class ReleaseCheckFailed(RuntimeError):
-    """A staged release failed one of its checks (index recall, export parity)."""
+class ReleaseCheckFailed(DataError):
+    """A staged release failed one of its checks (index recall, export parity): retrying cannot fix it."""
 
 
 def training_window(logical_date: date, days: int) -> tuple[date, date]:
@@ -117,7 +118,7 @@ def train_retrieval_into(
     from models.retrieval.pipeline import RetrievalSettings, build_retrieval_bundle
 
     if interactions.empty:
-        raise ValueError(f"no positive interaction in the training window {window[0]}..{window[1]}")
+        raise DataError(f"no positive interaction in the training window {window[0]}..{window[1]}")
     interactions = interactions.assign(timestamp=pd.to_datetime(interactions["timestamp"], utc=True))
     profiles = users[["user_id", *profile_columns(users)]] if users is not None and not users.empty else None
     settings = settings or RetrievalSettings(segment_column=segment_column(profiles) if profiles is not None else None)
@@ -184,33 +185,65 @@ def ranker_frame(frame: pd.DataFrame, numeric: Sequence[str], categorical: Seque
 
 def train_ranker_into(
     release: Path, frame: pd.DataFrame, window: tuple[date, date], config: Any = None, verbose: bool = True,
+    ranking_data: str | Mapping[str, Any] = "impressions",
 ) -> dict[str, Any]:
-    """Train the DCN-v2 ranker on a ranking set (impressions with features, ``clicked``, ``position``)
-    and write both exports into ``release/ranker``; checks SavedModel vs fast-export parity."""
-    from models.ranking.config import RankerConfig
+    """Train the DCN-v2 ranker on a ranking set and write both exports into ``release/ranker``; checks
+    SavedModel vs fast-export parity.
+
+    A ranking set is one row per (request, candidate) with the ranker's features and the ``clicked``
+    label: logged impressions with their served ``position`` -- the ranker trains with its position
+    tower -- or, for a domain without an impression log, labelled candidates without a position (no
+    ``position`` column, or an all-null one): the ranker trains without position correction.
+    ``ranking_data`` says where the set came from (``"impressions"``, ``"bootstrap: later interactions
+    vs retrieved candidates"``, ...; or a mapping of figures about it with its ``source``); it goes to
+    ``summary/ranker.json`` (and so into the manifest) with the label counts. An empty set, a single
+    label class or no usable feature raise :class:`DataError`.
+    """
+    from models.ranking.config import CLICK_LABEL, POSITION, RankerConfig
     from models.ranking.data import feature_arrays, holdout_split
     from models.ranking.export import export_ranker, load_scorer
-    from models.ranking.scoring import PARITY_TOLERANCE, compare_scores
+    from models.ranking.scoring import compare_scores
     from models.ranking.train import train_ranker
 
-    if frame.empty or frame["clicked"].nunique() < 2:
-        raise ValueError(f"the ranking set of {window[0]}..{window[1]} needs clicked and not-clicked impressions")
+    source = ranking_data if isinstance(ranking_data, str) else str(ranking_data.get("source", "?"))
+    span = f"the ranking set of {window[0]}..{window[1]} ({source})"
+    if frame.empty or CLICK_LABEL not in frame.columns:
+        raise DataError(f"{span} is empty" if frame.empty else f"{span} has no {CLICK_LABEL!r} label")
+    labels = pd.to_numeric(frame[CLICK_LABEL], errors="coerce")
+    positives, negatives = int((labels == 1).sum()), int((labels == 0).sum())
+    if positives + negatives != len(frame) or not positives or not negatives:
+        raise DataError(f"{span} needs 0/1 labels of both classes: {positives:,} positive, {negatives:,} negative, "
+                        f"{len(frame) - positives - negatives:,} other")
     default = config or RankerConfig()
     numeric = [n for n in default.numeric if n in frame.columns]
     categorical = [n for n in default.categorical if n in frame.columns]
-    config = replace(default, numeric=numeric, categorical=categorical, log1p=[n for n in default.log1p if n in numeric])
+    if not numeric and not categorical:
+        raise DataError(f"{span} holds none of the ranker's features")
+    positioned = POSITION in frame.columns and bool(frame[POSITION].notna().any())
+    config = replace(default, numeric=numeric, categorical=categorical,
+                     log1p=[n for n in default.log1p if n in numeric],
+                     position_correction=default.position_correction and positioned)
     typed = ranker_frame(frame, numeric, categorical)
-    train, valid = holdout_split(typed, RANKER_VALID_FRACTION, seed=config.seed)
-    print(f"[release] training the ranker on {len(train):,} impressions, validating on {len(valid):,}", flush=True)
+    if config.position_correction:  # a row without its slot goes to the position tower's "unknown" bucket
+        typed[POSITION] = pd.to_numeric(typed[POSITION], errors="coerce").fillna(0).astype("int32")
+    try:
+        train, valid = holdout_split(typed, RANKER_VALID_FRACTION, seed=config.seed)
+    except ValueError as err:
+        raise DataError(f"{span}: {err}") from err
+    print(f"[release] training the ranker on {len(train):,} rows, validating on {len(valid):,} ({source}; "
+          f"position correction: {config.position_correction})", flush=True)
     trained = train_ranker(train, valid, config, tensorboard_dir=release / LOGS_DIR / RANKER_DIR, verbose=verbose)
     export_ranker(trained, release / RANKER_DIR)
     probe = feature_arrays(valid.head(500), trained.config)
     parity = compare_scores(load_scorer(release / RANKER_DIR, "saved_model").score(probe),
                             load_scorer(release / RANKER_DIR, "fast").score(probe))
-    if parity["max_abs_diff"] > PARITY_TOLERANCE or not parity["top10_identical"]:
+    if not parity["agree"]:
         raise ReleaseCheckFailed(f"ranker exports disagree: {parity}")
-    summary = {"window": [str(window[0]), str(window[1])], "train_rows": len(train), "valid_rows": len(valid),
-               "click_rate": float(typed["clicked"].mean()), "structure": trained.config.structure,
+    recorded = ranking_data if isinstance(ranking_data, str) else dict(ranking_data)
+    summary = {"window": [str(window[0]), str(window[1])], "ranking_data": recorded, "positives": positives,
+               "negatives": negatives, "train_rows": len(train), "valid_rows": len(valid),
+               "click_rate": positives / len(frame), "position_correction": config.position_correction,
+               "features": {"numeric": numeric, "categorical": categorical}, "structure": trained.config.structure,
                "metrics": trained.metrics, "comparison": trained.comparison, "best_epoch": trained.best_epoch,
                "parity": parity}
     write_summary(release, RANKER_DIR, summary)

@@ -101,3 +101,53 @@ def test_summaries_round_trip(tmp_path) -> None:
     write_summary(tmp_path, "ranker", {"metrics": {"auc": 0.61}, "window": [date(2025, 1, 1), "x"]})
     assert read_summaries(tmp_path) == {"ranker": {"metrics": {"auc": 0.61}, "window": ["2025-01-01", "x"]}}
     assert json.loads((tmp_path / "summary" / "ranker.json").read_text())["metrics"]["auc"] == 0.61
+
+
+def _bootstrap_set(position: str) -> pd.DataFrame:
+    """A ranking set as a domain without impressions builds it: no slot (``position`` absent or null)."""
+    from models.ranking.synthetic import log_impressions, make_world
+
+    world = make_world(60, n_numeric=2, n_categorical=1, seed=3)
+    frame = log_impressions(world, 120, seed=4).rename(columns={"num_0": "price", "num_1": "x_cat_views",
+                                                                "cat_0": "category_l1"})
+    frame = frame.assign(user_id=frame["request_id"].map(lambda r: f"u{r % 30}"), item_id=frame["item"].astype(str),
+                         request_id=frame["request_id"].astype(str),
+                         event_timestamp=pd.Timestamp("2025-03-01", tz="UTC")
+                         + pd.to_timedelta(frame["request_id"] * 600, "s"))
+    return frame.drop(columns="position") if position == "absent" else frame.assign(position=None)
+
+
+@pytest.mark.parametrize("position", ["absent", "all null"])
+def test_train_ranker_into_takes_a_ranking_set_without_impressions(tmp_path, position: str) -> None:
+    from models.ranking.config import RankerConfig
+    from models.release import RANKER_DIR, read_summaries, train_ranker_into
+
+    frame = _bootstrap_set(position)
+    source = "bootstrap: later interactions vs retrieved candidates"
+    config = RankerConfig(epochs=1, deep_layers=(8,), structure="stacked")  # position correction on by default
+    summary = train_ranker_into(tmp_path, frame, (date(2025, 3, 1), date(2025, 3, 2)), config, verbose=False,
+                                ranking_data=source)
+    assert summary["position_correction"] is False
+    assert summary["ranking_data"] == source
+    assert (summary["positives"], summary["negatives"]) == (int(frame["clicked"].sum()), int((frame["clicked"] == 0).sum()))
+    assert summary["features"] == {"numeric": ["price", "x_cat_views"], "categorical": ["category_l1"]}
+    assert read_summaries(tmp_path)[RANKER_DIR]["ranking_data"] == source
+    assert summary["parity"]["agree"]
+
+
+def test_data_problems_of_the_training_sets_are_data_errors(tmp_path) -> None:
+    from common.errors import DataError
+    from models.release import train_ranker_into, train_retrieval_into
+
+    window = (date(2025, 3, 1), date(2025, 3, 2))
+    frame = _bootstrap_set("absent")
+    with pytest.raises(DataError, match=r"ranking set of 2025-03-01..2025-03-02 \(impressions\) is empty"):
+        train_ranker_into(tmp_path, frame.head(0), window)
+    with pytest.raises(DataError, match=r"\(bootstrap\) needs 0/1 labels of both classes: 0 positive, 1,200 negative"):
+        train_ranker_into(tmp_path, frame.assign(clicked=0), window, ranking_data={"source": "bootstrap", "users": 30})
+    with pytest.raises(DataError, match="none of the ranker's features"):
+        train_ranker_into(tmp_path, frame[["request_id", "clicked"]], window)
+    with pytest.raises(DataError, match="no positive interaction"):
+        train_retrieval_into(tmp_path, pd.DataFrame(columns=["user_id", "item_id", "timestamp"]), pd.DataFrame(),
+                             None, window)
+    assert not (tmp_path / "ranker").exists()

@@ -99,18 +99,20 @@ def batched_dataset(columns: dict[str, np.ndarray], batch_size: int, shuffle: bo
 
 def holdout_split(frame: pd.DataFrame, valid_fraction: float, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(train, valid): the latest ``valid_fraction`` of rows by ``event_timestamp`` when the frame has
-    one (validation on the future, as serving sees it), else a seeded random split of requests
+    one (validation on the future, as serving sees it), else -- or when its few distinct times leave a
+    side empty (a small bootstrap set: one request time per user) -- a seeded random split of requests
     (``request_id``) or rows, so one slate never straddles the two sides."""
     if not 0.0 < valid_fraction < 1.0:
         raise ValueError("valid_fraction must be in (0, 1)")
+    is_valid = np.zeros(len(frame), bool)
     if EVENT_TIMESTAMP in frame.columns:
         cut = frame[EVENT_TIMESTAMP].quantile(1.0 - valid_fraction)
         is_valid = (frame[EVENT_TIMESTAMP] > cut).to_numpy()
-    else:
+    if is_valid.all() or not is_valid.any():  # no time column, or too few distinct times (a few requests)
         keys = frame["request_id"] if "request_id" in frame.columns else pd.Series(np.arange(len(frame)))
         unique = keys.unique()
         rng = np.random.default_rng(seed)
-        chosen = rng.choice(unique, max(1, round(valid_fraction * len(unique))), replace=False)
+        chosen = rng.choice(unique, min(len(unique) - 1, max(1, round(valid_fraction * len(unique)))), replace=False)
         is_valid = keys.isin(chosen).to_numpy()
     if is_valid.all() or not is_valid.any():
         raise ValueError("holdout split left one side empty")

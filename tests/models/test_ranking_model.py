@@ -141,3 +141,16 @@ def test_holdout_split_validates_on_the_latest_rows_or_whole_requests():
     assert not set(train["request_id"]) & set(valid["request_id"])
     with pytest.raises(ValueError):
         holdout_split(frame, 1.0)
+
+
+def test_holdout_split_of_few_request_times_keeps_whole_requests_on_both_sides():
+    # a small bootstrap set: each user's examples share one request time, the latest holds 40% of rows
+    times = pd.to_datetime(["2024-01-01", "2024-01-02", "2024-01-03"]).repeat([3, 3, 4])
+    frame = pd.DataFrame({"event_timestamp": times, "request_id": np.repeat(["a", "b", "c"], [3, 3, 4]),
+                          "x": range(10)})
+    train, valid = holdout_split(frame, 0.15)
+    assert len(train) and len(valid)
+    assert not set(train["request_id"]) & set(valid["request_id"])
+    two = frame[frame["request_id"] != "c"]
+    train, valid = holdout_split(two, 0.9)  # never every request on one side
+    assert train["request_id"].nunique() == 1 and valid["request_id"].nunique() == 1

@@ -6,6 +6,12 @@ absolute floor (above its ceiling for lower-is-better metrics), or when a metric
 live release by more than its tolerance -- a share of the live value, so ``tolerance: 0.05`` lets
 recall fall from 0.40 to 0.38 but not to 0.37. With no live release (the first night) only
 verification and the floors apply. Metrics the live release does not report are not compared.
+
+Whatever the live release does, a release must also beat its own parts: its RANKED order (the ranker
+over the merged candidates) must score at least the NDCG@10 of its best single retriever on the same
+held-out users (:func:`ranked_vs_retrievers`; ``models.release.evaluate_release`` computes both), up to
+the policy's ``ranked_tolerance`` (a share of the retriever's value, default 0). A ranker that loses
+to one of its inputs makes every slate worse than not ranking at all.
 """
 
 from __future__ import annotations
@@ -16,6 +22,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 _EPSILON = 1e-12  # float slack: a candidate exactly at the allowed value passes
+RANKED = "ranked_ndcg@10"
+BEST_RETRIEVER = "best_retriever_ndcg@10"
+RANKED_CHECK = "ranked_vs_best_retriever"  # its entry in the ``gate.metrics`` settings: {tolerance: ...}
 
 
 @dataclass(frozen=True)
@@ -33,11 +42,23 @@ class MetricRule:
 @dataclass(frozen=True)
 class GatePolicy:
     rules: tuple[MetricRule, ...]
+    ranked_tolerance: float = 0.0  # how far (a share) the ranked NDCG@10 may fall below the best retriever's
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.ranked_tolerance < 1:
+            raise ValueError(f"{RANKED_CHECK}: tolerance must be in [0, 1), got {self.ranked_tolerance}")
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Mapping[str, Any]]) -> GatePolicy:
-        """``{metric: {higher_is_better, tolerance, minimum}}`` (the ``gate.metrics`` settings)."""
-        return cls(tuple(MetricRule(name=name, **dict(spec or {})) for name, spec in raw.items()))
+        """``{metric: {higher_is_better, tolerance, minimum}}`` (the ``gate.metrics`` settings); the entry
+        ``ranked_vs_best_retriever: {tolerance: t}`` sets :attr:`ranked_tolerance` instead of a rule."""
+        rules = {name: dict(spec or {}) for name, spec in raw.items()}
+        ranked = rules.pop(RANKED_CHECK, {})
+        unknown = set(ranked) - {"tolerance"}
+        if unknown:
+            raise ValueError(f"{RANKED_CHECK}: unknown settings {sorted(unknown)} (only tolerance)")
+        return cls(tuple(MetricRule(name=name, **spec) for name, spec in rules.items()),
+                   ranked_tolerance=float(ranked.get("tolerance", 0.0)))
 
 
 @dataclass(frozen=True)
@@ -103,14 +124,46 @@ def _compare(rule: MetricRule, candidate: Any, live: Any) -> Comparison:
     return Comparison(rule.name, value, reference, allowed, ok, note)
 
 
+def _best_retriever_name(metrics: Mapping[str, Any], best: float) -> str:
+    """``best_retriever`` when the metrics carry it (a manifest's keep numbers only), else the retriever
+    whose ``<name>_ndcg@10`` is the best value."""
+    name = metrics.get("best_retriever")
+    if isinstance(name, str):
+        return name
+    suffix = "_ndcg@10"
+    return next((key.removesuffix(suffix) for key, value in metrics.items()
+                 if key.endswith(suffix) and key not in (RANKED, BEST_RETRIEVER) and _number(value) == best),
+                "retriever")
+
+
+def ranked_vs_retrievers(candidate: Mapping[str, Any], tolerance: float = 0.0) -> Comparison:
+    """Does the candidate's ranked order (``ranked_ndcg@10``) score at least its best single retriever
+    (``best_retriever_ndcg@10``, less ``tolerance`` of it) on the held-out users? Missing or non-finite
+    figures fail: the order was not evaluated."""
+    ranked, best = _number(candidate.get(RANKED)), _number(candidate.get(BEST_RETRIEVER))
+    if ranked is None or best is None:
+        absent = [name for name, value in ((RANKED, ranked), (BEST_RETRIEVER, best)) if value is None]
+        return Comparison(RANKED, ranked, None, None, False,
+                          f"the ranked order was not compared with its retrievers ({', '.join(absent)} not evaluated)")
+    allowed = best - tolerance * abs(best)
+    if ranked >= allowed - _EPSILON:
+        return Comparison(RANKED, ranked, None, allowed, True, "")
+    slack = f" by more than {tolerance:.0%}" if tolerance else ""
+    return Comparison(RANKED, ranked, None, allowed, False,
+                      f"the ranked order (NDCG@10 {ranked:.3f}) scores below its best retriever "
+                      f"{_best_retriever_name(candidate, best)} ({best:.3f}){slack}")
+
+
 def decide(
     candidate: Mapping[str, Any],
     live: Mapping[str, Any] | None,
     verification_problems: Sequence[str],
     policy: GatePolicy,
 ) -> GateDecision:
-    """Compare the candidate's metrics with the live release's (``None``: nothing is live yet)."""
+    """Compare the candidate's metrics with the live release's (``None``: nothing is live yet), and its
+    ranked order with its own retrievers (:func:`ranked_vs_retrievers`)."""
     comparisons = tuple(_compare(rule, candidate.get(rule.name), (live or {}).get(rule.name)) for rule in policy.rules)
+    comparisons += (ranked_vs_retrievers(candidate, policy.ranked_tolerance),)
     reasons = [f"verification failed: {problem}" for problem in verification_problems]
     reasons += [f"{c.metric}: {c.note}" for c in comparisons if not c.ok]
     return GateDecision(promote=not reasons, reasons=tuple(reasons), comparisons=comparisons)

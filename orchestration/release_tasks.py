@@ -71,13 +71,14 @@ def _evaluate_live(registry: ArtifactRegistry, domain: str, version: str, intera
                    holdout: tuple[pd.Timestamp, pd.Timestamp]) -> dict[str, Any]:
     """Metrics of the live release on the holdout, computed on links to its files (a finalized release is
     never written to); its recorded metrics if it cannot be re-evaluated (an old or damaged release)."""
-    from models.release import CATALOG_FILE, RETRIEVAL_DIR, SUMMARY_DIR, evaluate_release
+    from models.release import CATALOG_FILE, RANKER_DIR, RETRIEVAL_DIR, SUMMARY_DIR, evaluate_release
 
     release = registry.release_path(domain, version)
     with tempfile.TemporaryDirectory(prefix=f"recsys-live-{domain}-") as tmp:
         view = Path(tmp)
-        for name in (RETRIEVAL_DIR, CATALOG_FILE):
-            (view / name).symlink_to(release / name)
+        for name in (RETRIEVAL_DIR, RANKER_DIR, CATALOG_FILE):
+            if (release / name).exists():  # a missing one fails the evaluation below: the manifest's figures
+                (view / name).symlink_to(release / name)
         if (release / SUMMARY_DIR).is_dir():
             shutil.copytree(release / SUMMARY_DIR, view / SUMMARY_DIR)
         try:
@@ -103,12 +104,20 @@ def evaluate(domain: str, version: str, ds: str, window: list[str]) -> dict[str,
                                     registry=registry)
     else:
         manifest = registry.load_manifest(domain, version)
+    metrics = {**manifest.metrics, **_best_retriever(manifest.extra)}
     live = registry.current(domain)
     live_metrics = None
     if live is not None and live != version:
         live_metrics = _evaluate_live(registry, domain, live, interactions, holdout)
-    log.info("%s: candidate %s %s; live %s %s", domain, version, manifest.metrics, live, live_metrics)
-    return {"version": version, "metrics": manifest.metrics, "live_version": live, "live_metrics": live_metrics}
+    log.info("%s: candidate %s %s; live %s %s", domain, version, metrics, live, live_metrics)
+    return {"version": version, "metrics": metrics, "live_version": live, "live_metrics": live_metrics}
+
+
+def _best_retriever(extra: dict[str, Any]) -> dict[str, str]:
+    """The name of the release's best single retriever on the held-out day (a manifest's metrics keep
+    numbers only; the evaluation summary has it), for the gate's ranked-order check to name it."""
+    name = ((extra.get("summaries") or {}).get("evaluation") or {}).get("best_retriever")
+    return {"best_retriever": name} if isinstance(name, str) else {}
 
 
 def serving_load_problems(domain: str, version: str) -> list[str]:
@@ -130,8 +139,10 @@ def serving_load_problems(domain: str, version: str) -> list[str]:
 
 
 def promotion_gate(domain: str, evaluation: dict[str, Any]) -> dict[str, Any]:
-    """Verify the release, load it as serving would, compare its metrics with the live release's;
-    fail (no retry, nothing published) unless everything passes."""
+    """Verify the release, load it as serving would, compare its metrics with the live release's and its
+    ranked order with its own best retriever (``orchestration.gate.ranked_vs_retrievers``, tolerance:
+    ``ranked_vs_best_retriever`` in the gate's metric settings); fail (no retry, nothing published)
+    unless everything passes."""
     version = evaluation["version"]
     problems = list(ArtifactRegistry().verify(domain, version).problems)
     if not problems:

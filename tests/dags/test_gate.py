@@ -12,10 +12,12 @@ POLICY = GatePolicy.from_mapping({
     "logloss": {"higher_is_better": False, "tolerance": 0.10, "minimum": 0.7},
 })
 LIVE = {"recall@100": 0.40, "auc": 0.70, "logloss": 0.50}
+ORDERS = {"collaborative_ndcg@10": 0.05, "content_ndcg@10": 0.08, "popularity_ndcg@10": 0.04,
+          "best_retriever_ndcg@10": 0.08, "ranked_ndcg@10": 0.09}  # the ranked order beats its retrievers
 
 
 def _decide(candidate: dict, live: dict | None = LIVE, problems: tuple[str, ...] = ()) -> tuple[bool, list[str]]:
-    decision = decide(candidate, live, problems, POLICY)
+    decision = decide({**ORDERS, **candidate}, live, problems, POLICY)
     return decision.promote, [c.metric for c in decision.comparisons if not c.ok]
 
 
@@ -39,7 +41,7 @@ def test_a_regression_beyond_tolerance_is_refused(candidate: dict, failing: list
 
 
 def test_missing_or_non_finite_candidate_metrics_are_refused() -> None:
-    decision = decide({"recall@100": float("nan"), "auc": 0.7}, LIVE, (), POLICY)
+    decision = decide({"recall@100": float("nan"), "auc": 0.7, **ORDERS}, LIVE, (), POLICY)
     assert not decision.promote
     assert [c.metric for c in decision.comparisons if not c.ok] == ["recall@100", "logloss"]
     assert "not evaluated" in decision.summary() and "not a finite number" in decision.summary()
@@ -56,14 +58,15 @@ def test_the_absolute_bound_applies_even_when_the_live_release_is_worse() -> Non
 
 
 def test_metrics_the_live_release_lacks_are_not_compared() -> None:
-    decision = decide({"recall@100": 0.02, "auc": 0.7, "logloss": 0.5}, {"auc": 0.7}, (), POLICY)
+    decision = decide({"recall@100": 0.02, "auc": 0.7, "logloss": 0.5, **ORDERS}, {"auc": 0.7}, (), POLICY)
     assert decision.promote
     recall = decision.comparisons[0]
     assert recall.live is None and recall.allowed is None and recall.ok
 
 
 def test_verification_problems_refuse_whatever_the_metrics() -> None:
-    decision = decide({"recall@100": 0.9, "auc": 0.9, "logloss": 0.1}, LIVE, ("checksum mismatch: x",), POLICY)
+    decision = decide({"recall@100": 0.9, "auc": 0.9, "logloss": 0.1, **ORDERS}, LIVE, ("checksum mismatch: x",),
+                      POLICY)
     assert not decision.promote
     assert decision.reasons == ("verification failed: checksum mismatch: x",)
 
@@ -71,3 +74,41 @@ def test_verification_problems_refuse_whatever_the_metrics() -> None:
 def test_a_tolerance_outside_zero_to_one_is_rejected() -> None:
     with pytest.raises(ValueError, match="tolerance"):
         MetricRule("auc", tolerance=1.5)
+
+
+def test_a_ranked_order_below_its_best_retriever_is_refused_whatever_the_live_release() -> None:
+    candidate = {"recall@100": 0.45, "auc": 0.75, "logloss": 0.40, "collaborative_ndcg@10": 0.041,
+                 "content_ndcg@10": 0.093, "popularity_ndcg@10": 0.05, "best_retriever_ndcg@10": 0.093,
+                 "ranked_ndcg@10": 0.036}
+    for live in (LIVE, None):
+        decision = decide(candidate, live, (), POLICY)
+        assert not decision.promote
+        assert decision.reasons == (
+            "ranked_ndcg@10: the ranked order (NDCG@10 0.036) scores below its best retriever content (0.093)",)
+    # the evaluation's own name for the best retriever wins over the inference from the figures
+    named = decide({**candidate, "best_retriever": "popularity"}, LIVE, (), POLICY)
+    assert "its best retriever popularity (0.093)" in named.reasons[0]
+
+
+def test_the_ranked_order_may_tie_its_best_retriever_or_trail_it_within_the_tolerance() -> None:
+    good = {"recall@100": 0.45, "auc": 0.75, "logloss": 0.40}
+    assert decide({**good, **ORDERS, "ranked_ndcg@10": 0.08}, None, (), POLICY).promote  # a tie passes
+    behind = {**good, **ORDERS, "ranked_ndcg@10": 0.076}  # 5% below 0.08
+    assert not decide(behind, None, (), POLICY).promote
+    lenient = GatePolicy.from_mapping({"recall@100": {"tolerance": 0.05}, "ranked_vs_best_retriever": {"tolerance": 0.05}})
+    assert lenient.ranked_tolerance == 0.05 and [r.name for r in lenient.rules] == ["recall@100"]
+    assert decide(behind, None, (), lenient).promote
+    refused = decide({**behind, "ranked_ndcg@10": 0.07}, None, (), lenient)
+    assert refused.reasons == ("ranked_ndcg@10: the ranked order (NDCG@10 0.070) scores below its best retriever "
+                               "content (0.080) by more than 5%",)
+
+
+def test_a_release_whose_ranked_order_was_not_evaluated_is_refused() -> None:
+    decision = decide({"recall@100": 0.45, "auc": 0.75, "logloss": 0.40}, LIVE, (), POLICY)
+    assert not decision.promote
+    assert decision.reasons == ("ranked_ndcg@10: the ranked order was not compared with its retrievers "
+                                "(ranked_ndcg@10, best_retriever_ndcg@10 not evaluated)",)
+    with pytest.raises(ValueError, match="ranked_vs_best_retriever"):
+        GatePolicy.from_mapping({"ranked_vs_best_retriever": {"tolerance": 1.5}})
+    with pytest.raises(ValueError, match="only tolerance"):
+        GatePolicy.from_mapping({"ranked_vs_best_retriever": {"minimum": 0.1}})

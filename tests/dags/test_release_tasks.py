@@ -58,3 +58,31 @@ def test_the_gate_refuses_a_tampered_release(registry: ArtifactRegistry) -> None
     with pytest.raises(AirflowFailException, match="verification failed: checksum mismatch: model.bin"):
         promotion_gate("retail", evaluation)
     assert registry.current("retail") is None
+
+
+def test_the_gate_refuses_a_ranked_order_below_its_best_retriever(registry: ArtifactRegistry,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sound, loadable release with good retrieval whose ranker spoils the order: refused, and the reason
+    names the retriever it lost to (the evaluation summary's ``best_retriever``)."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from orchestration import release_tasks
+
+    metrics = {"recall@100": 0.5, "ndcg@10": 0.3, "ranker_auc": 0.7, "collaborative_recall@100": 0.99,
+               "content_recall@100": 0.99, "collaborative_ndcg@10": 0.041, "content_ndcg@10": 0.093,
+               "popularity_ndcg@10": 0.093, "best_retriever_ndcg@10": 0.093, "ranked_ndcg@10": 0.036}
+    staging = registry.stage("retail", "20240312")
+    (staging / "model.bin").write_bytes(b"weights")
+    registry.finalize("retail", "20240312", training_window=tuple(WINDOW), metrics=metrics,
+                      extra={"summaries": {"evaluation": {**metrics, "best_retriever": "content"}}})
+    evaluation = evaluate("retail", "20240312", "2024-03-12", WINDOW)
+    assert evaluation["metrics"] == {**metrics, "best_retriever": "content"}
+    monkeypatch.setattr(release_tasks, "serving_load_problems", lambda domain, version: [])
+    with pytest.raises(AirflowFailException) as refused:
+        promotion_gate("retail", evaluation)
+    message = str(refused.value)
+    assert "ranked_ndcg@10: the ranked order (NDCG@10 0.036) scores below its best retriever content (0.093)" in message
+    assert message.count("FAIL") == 1  # every other rule passes (no live release: the floors only)
+    assert registry.current("retail") is None
+    promoted = promotion_gate("retail", {**evaluation, "metrics": {**evaluation["metrics"], "ranked_ndcg@10": 0.1}})
+    assert promoted["promote"] is True

@@ -113,6 +113,26 @@ def test_release_verifies_with_window_and_metrics(built) -> None:
     assert metrics["eval_users"] == 12  # every user has two unseen items on the held-out day
     assert 0.0 <= metrics["recall@100"] <= 1.0 and 0.0 <= metrics["ranker_auc"] <= 1.0
     assert metrics["recall@100"] == 1.0  # a 30-item catalog: k is capped at the unseen items, all in the union
+    ranking_data = manifest.extra["summaries"]["ranker"]["ranking_data"]  # a name, or figures with their source
+    assert (ranking_data if isinstance(ranking_data, str) else ranking_data["source"]) == "impressions"
+
+
+def test_the_evaluation_judges_each_retriever_and_the_ranked_order(built) -> None:
+    """On the same held-out users: NDCG@10 of each retriever alone and of the ranker's order of the merged
+    candidates; the best retriever is named. The world has no offline feature sources: every feature
+    the ranker reads gets serving's defaults, the cross features come from the lake's interactions."""
+    result, _, _ = built
+    metrics = result.manifest.metrics
+    evaluation = result.manifest.extra["summaries"]["evaluation"]
+    retrievers = {name: metrics[f"{name}_ndcg@10"] for name in ("collaborative", "content", "popularity")}
+    assert all(0.0 <= value <= 1.0 for value in retrievers.values())
+    assert evaluation["best_retriever"] == max(retrievers, key=retrievers.get)
+    assert metrics["best_retriever_ndcg@10"] == max(retrievers.values())
+    assert 0.0 <= metrics["ranked_ndcg@10"] <= 1.0
+    assert metrics["order_eval_users"] == metrics["eval_users"] == 12
+    assert metrics["ndcg@10"] == pytest.approx(retrievers["collaborative"])  # the sample is every user here
+    assert evaluation["ranker_features_without_source"] == []
+    print({**retrievers, "ranked": metrics["ranked_ndcg@10"]})
 
 
 def test_release_loads_back_with_parity(built) -> None:

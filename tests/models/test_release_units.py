@@ -151,3 +151,46 @@ def test_data_problems_of_the_training_sets_are_data_errors(tmp_path) -> None:
         train_retrieval_into(tmp_path, pd.DataFrame(columns=["user_id", "item_id", "timestamp"]), pd.DataFrame(),
                              None, window)
     assert not (tmp_path / "ranker").exists()
+
+
+def _write_source(paths, view: str, rows: list[dict]) -> None:
+    target = paths.feature_source(view)
+    target.mkdir(parents=True, exist_ok=True)
+    frame = pd.DataFrame(rows).assign(created=pd.Timestamp("2025-03-11", tz="UTC"))
+    frame.to_parquet(target / "part-0.parquet", index=False)
+
+
+def test_ranking_inputs_are_what_serving_would_have_read_at_the_moment(data_paths) -> None:
+    from models.offline_features import history_of, ranking_inputs
+
+    as_of = pd.Timestamp("2025-03-10", tz="UTC")  # a Monday, midnight
+    day, next_day = as_of, as_of + pd.Timedelta(days=1)  # snapshot cutoffs: the 9th's and the 10th's
+    _write_source(data_paths, "user_profile", [
+        {"user_id": "u1", "event_timestamp": day, "purchase_count_30d": 3, "country": "DE"},
+        {"user_id": "u1", "event_timestamp": next_day, "purchase_count_30d": 9, "country": "FR"},  # the future
+        {"user_id": "u3", "event_timestamp": day, "purchase_count_30d": 1, "country": None}])
+    _write_source(data_paths, "item_features", [
+        {"item_id": "a", "event_timestamp": day - pd.Timedelta(days=1), "price": 5.0, "category_l1": "X"},
+        {"item_id": "a", "event_timestamp": day, "price": 10.0, "category_l1": "X"},
+        {"item_id": "a", "event_timestamp": next_day, "price": 99.0, "category_l1": "X"}])
+    _write_source(data_paths, "user_history", [
+        {"user_id": "u1", "event_timestamp": day, "hist_item_ids": ["a"], "hist_item_last_ts": [0],
+         "hist_item_views": [4], "hist_item_purchases": [1], "hist_item_declines": [0], "cat_keys": ["X>Y"],
+         "cat_views": [6], "cat_purchases": [1], "cat_last_ts": [0]}])
+    fallback = {"u1": {"hist_item_ids": ["b"], "hist_item_views": [7]},  # the source has u1: not used
+                "u3": {"hist_item_ids": ["b"], "hist_item_views": [7], "cat_keys": ["Z"], "cat_views": [7]}}
+    pairs = pd.DataFrame({"user_id": ["u1", "u1", "u2", "u3"], "item_id": ["a", "b", "a", "b"]})
+    names = ["price", "category_l1", "purchase_count_30d", "country", "days_since_last_purchase",
+             "x_item_views", "x_cat_views", "hour_of_day", "day_of_week", "device_type", "not_served"]
+    histories = history_of(data_paths, ["u1", "u2", "u3"], as_of, fallback)
+    frame, missing = ranking_inputs(pairs, names, pd.Series({"a": "X>Y", "b": "Z"}), histories, data_paths, as_of)
+    assert frame["price"].tolist() == [10.0, 0.0, 10.0, 0.0]  # the latest snapshot at the moment; unknown item: 0
+    assert frame["category_l1"].tolist() == ["X", "", "X", ""]
+    assert frame["purchase_count_30d"].tolist() == [3, 3, 0, 1]
+    assert frame["country"].tolist() == ["DE", "DE", "", None]  # no row: default ""; a null attribute: unknown
+    assert frame["days_since_last_purchase"].tolist()[2] == 365.0  # the online reader's default for it
+    assert frame["x_item_views"].tolist() == [4.0, 0.0, 0.0, 7.0]  # u1 from the source, u3 from the lake rows
+    assert frame["x_cat_views"].tolist() == [6.0, 0.0, 0.0, 7.0]
+    assert frame["hour_of_day"].tolist() == [0] * 4 and frame["day_of_week"].tolist() == [0] * 4
+    assert frame["device_type"].tolist() == ["other"] * 4
+    assert missing == ["not_served"] and frame["not_served"].isna().all()

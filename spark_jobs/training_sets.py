@@ -1,6 +1,6 @@
 """Point-in-time correct training sets per domain, for the window ``--start``..``--end`` (dates included).
 
-- ``ranking``: one row per impression -- ``event_id``, ``request_id``, ``domain``, ``user_id``,
+- ``ranking`` (domains that log impressions): one row per impression -- ``event_id``, ``request_id``, ``domain``, ``user_id``,
   ``item_id``, ``event_timestamp`` (the impression time), ``position``, ``device``, ``propensity``,
   ``arm``; labels ``clicked`` (a click on the same request_id + item) and ``converted`` (the domain's
   conversion event -- retail purchase, banking approval -- of that item by that user within
@@ -117,10 +117,11 @@ def run_training_sets(
     for name in names:
         in_domain = events.where(F.col("domain") == name)
         domain_views = _domain_views(views, name, first, last)
-        sets = {
-            "ranking": ranking_set(labelled_impressions(in_domain, first, last), domain_views),
-            "retrieval": retrieval_set(positive_interactions(in_domain, first, last), domain_views),
-        }
+        sets = {"retrieval": retrieval_set(positive_interactions(in_domain, first, last), domain_views)}
+        if domain_config(name).logs_impressions:
+            sets["ranking"] = ranking_set(labelled_impressions(in_domain, first, last), domain_views)
+        else:  # its ranker bootstraps from the retrievers (spark_jobs/bootstrap_ranking.py), after they train
+            print(f"[{JOB}] {name} logs no impressions: no impression ranking set", flush=True)
         for set_name, frame in sets.items():
             with step(JOB, f"{name} {set_name} {first}..{last}") as out:
                 target = str(paths.training(name, set_name))

@@ -236,7 +236,7 @@ def _with_features(spark: Any, paths: DataPaths, domain: str, first: date, last:
     from pyspark.sql.types import LongType, StringType, StructField, StructType, TimestampType
 
     from spark_jobs.lake_io import read_view
-    from spark_jobs.training_sets import RANKING_VIEWS, _domain_views, ranking_set
+    from spark_jobs.training_sets import RANKING_VIEWS, domain_views, ranking_set
 
     schema = StructType([
         *(StructField(c, StringType()) for c in ("request_id", "domain", "user_id", "item_id")),
@@ -245,5 +245,5 @@ def _with_features(spark: Any, paths: DataPaths, domain: str, first: date, last:
     ])
     rows = examples.assign(**{EVENT_TIMESTAMP: pd.to_datetime(examples[EVENT_TIMESTAMP], utc=True)})
     frame = spark.createDataFrame(rows, schema)
-    views = _domain_views({spec: read_view(spark, paths, spec) for spec in RANKING_VIEWS}, domain, first, last)
+    views = domain_views({spec: read_view(spark, paths, spec) for spec in RANKING_VIEWS}, domain, first, last)
     return ranking_set(frame, views)

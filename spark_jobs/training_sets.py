@@ -91,7 +91,7 @@ def retrieval_set(examples: DataFrame, views: Mapping[FeatureViewSpec, DataFrame
     return join_views(examples, {s: views[s] for s in RETRIEVAL_VIEWS}, "timestamp")
 
 
-def _domain_views(
+def domain_views(
     views: Mapping[FeatureViewSpec, DataFrame], name: str, first: date, last: date
 ) -> dict[FeatureViewSpec, DataFrame]:
     """The rows of the domain's entities (ids carry the domain prefix) that can be joined to the window."""
@@ -116,10 +116,10 @@ def run_training_sets(
     written: dict[tuple[str, str], int] = {}
     for name in names:
         in_domain = events.where(F.col("domain") == name)
-        domain_views = _domain_views(views, name, first, last)
-        sets = {"retrieval": retrieval_set(positive_interactions(in_domain, first, last), domain_views)}
+        in_views = domain_views(views, name, first, last)
+        sets = {"retrieval": retrieval_set(positive_interactions(in_domain, first, last), in_views)}
         if domain_config(name).logs_impressions:
-            sets["ranking"] = ranking_set(labelled_impressions(in_domain, first, last), domain_views)
+            sets["ranking"] = ranking_set(labelled_impressions(in_domain, first, last), in_views)
         else:  # its ranker bootstraps from the retrievers (spark_jobs/bootstrap_ranking.py), after they train
             print(f"[{JOB}] {name} logs no impressions: no impression ranking set", flush=True)
         for set_name, frame in sets.items():

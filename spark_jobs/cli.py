@@ -54,14 +54,32 @@ def compact_command(
 @app.command("features")
 def features_command(
     date: Day,
-    days: Annotated[int, typer.Option(min=1, help="Snapshot days ending at --date (backfill).")] = 1,
+    days: Annotated[
+        int | None, typer.Option(min=1, help="The span: snapshot days ending at --date (default 1; backfill).")
+    ] = None,
+    daily_days: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Sparse snapshots over a long span: every day of the last N days up to --date, weekly back to a "
+            "year, every 28 days beyond (default: every day of the span).",
+        ),
+    ] = None,
+    snapshots: Annotated[
+        str | None,
+        typer.Option(help="Explicit snapshot days instead of --days: comma-separated YYYY-MM-DD (--date is always one)."),
+    ] = None,
     data_dir: DataDir = None,
     master: Master = None,
 ) -> None:
     """Compute the batch feature views (Feast offline sources) for the snapshot days up to --date."""
     from spark_jobs.features import main
 
-    _run(main, ["--date", f"{date:%Y-%m-%d}", "--days", str(days), *_common(data_dir, master)])
+    argv = ["--date", f"{date:%Y-%m-%d}"]
+    argv += ["--days", str(days)] if days is not None else []
+    argv += ["--daily-days", str(daily_days)] if daily_days is not None else []
+    argv += ["--snapshots", snapshots] if snapshots is not None else []
+    _run(main, [*argv, *_common(data_dir, master)])
 
 
 @app.command("training-sets")

@@ -7,9 +7,13 @@ wall clock, so a retry or a backfill of ``D`` does the same work:
   partitions), extended back to the oldest raw partition that was never compacted or has changed
   since (the first night compacts the whole lake);
 - training window: the ``training_days`` days before ``D`` (``D`` itself is left out: its
-  conversions are only complete the next day), never before the lake's first day;
-- batch features: one snapshot per day from the day before the training window up to ``D``, so
-  every training example finds the features as of its time and ``D``'s values reach the online store.
+  conversions are only complete the next day), never before the lake's first day; ``training_days``
+  None (or 0) is all history: the window starts on the lake's first day;
+- batch features: snapshots from the day before the training window up to ``D``, so every training
+  example finds the features as of its time and ``D``'s values reach the online store -- every day of
+  a span of up to ``daily_days`` days, else every day of the last ``daily_days``, weekly back to a year
+  and every 28 days beyond (:func:`spark_jobs.snapshots.snapshot_days`, always within the shortest
+  feature TTL), so twenty years of history make ~300 snapshots, not ~7,300.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from common.paths import DataPaths
+from spark_jobs.snapshots import DAILY_DAYS, snapshot_days
 
 
 @dataclass(frozen=True)
@@ -28,13 +33,24 @@ class NightPlan:
     compact_first: date
     training_first: date
     training_last: date
-    feature_days: int
+    feature_days: int  # the span of the snapshots: ``feature_days`` days ending at ``day``
+    daily_days: int = DAILY_DAYS  # a longer span keeps every day of these last days only
+
+    @property
+    def sparse(self) -> bool:
+        return self.feature_days > self.daily_days
+
+    def snapshot_days(self) -> list[date]:
+        """The snapshot days the features job computes with :meth:`features_args`."""
+        first = self.day - timedelta(days=self.feature_days - 1)
+        return snapshot_days(first, self.day, self.daily_days if self.sparse else None)
 
     def compact_args(self) -> list[str]:
         return ["--date", self.compact_first.isoformat(), "--end", self.day.isoformat()]
 
     def features_args(self) -> list[str]:
-        return ["--date", self.day.isoformat(), "--days", str(self.feature_days)]
+        args = ["--date", self.day.isoformat(), "--days", str(self.feature_days)]
+        return [*args, "--daily-days", str(self.daily_days)] if self.sparse else args
 
     def training_sets_args(self, domains: list[str]) -> list[str]:
         args = ["--start", self.training_first.isoformat(), "--end", self.training_last.isoformat()]
@@ -47,6 +63,7 @@ class NightPlan:
         return {
             "day": self.day.isoformat(),
             "training_window": [self.training_first.isoformat(), self.training_last.isoformat()],
+            "feature_snapshots": len(self.snapshot_days()),
             "compact_args": self.compact_args(),
             "features_args": self.features_args(),
             "training_sets_args": self.training_sets_args(domains),
@@ -79,14 +96,22 @@ def first_lake_day(paths: DataPaths) -> date | None:
     return min(days) if days else None
 
 
-def plan_night(paths: DataPaths, day: date, compact_lookback_days: int, training_days: int) -> NightPlan:
-    if compact_lookback_days < 1 or training_days < 1:
-        raise ValueError("compact_lookback_days and training_days must be >= 1")
+def plan_night(
+    paths: DataPaths,
+    day: date,
+    compact_lookback_days: int,
+    training_days: int | None,
+    daily_days: int = DAILY_DAYS,
+) -> NightPlan:
+    """The night of ``day``. ``training_days``: the training window's length, or None (or 0) for all
+    history (from the lake's first day); ``daily_days``: the recent days with a feature snapshot each."""
+    if compact_lookback_days < 1 or (training_days is not None and training_days < 0) or daily_days < 1:
+        raise ValueError("compact_lookback_days and daily_days must be >= 1, training_days >= 1 (0/None: all)")
     earliest = first_lake_day(paths) or day
     stale = stale_raw_days(paths, day)
     compact_first = min([max(day - timedelta(days=compact_lookback_days - 1), earliest), *stale])
     training_last = day - timedelta(days=1)
-    training_first = max(day - timedelta(days=training_days), earliest)
+    training_first = earliest if not training_days else max(day - timedelta(days=training_days), earliest)
     if training_first > training_last:
         raise ValueError(f"no training window before {day}: the lake starts on {earliest}")
     feature_first = max(training_first - timedelta(days=1), earliest)
@@ -96,4 +121,5 @@ def plan_night(paths: DataPaths, day: date, compact_lookback_days: int, training
         training_first=training_first,
         training_last=training_last,
         feature_days=(day - feature_first).days + 1,
+        daily_days=daily_days,
     )

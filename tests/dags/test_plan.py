@@ -66,3 +66,30 @@ def test_the_xcom_is_plain_json(lake: DataPaths) -> None:
     out = plan_night(lake, DAY, 2, 3).as_xcom(["retail"])
     assert out["day"] == "2024-03-12" and out["training_window"] == ["2024-03-09", "2024-03-11"]
     assert out["compact_args"] == ["--date", "2024-03-11", "--end", "2024-03-12"]
+
+
+def test_all_history_starts_the_training_window_on_the_lakes_first_day(lake: DataPaths) -> None:
+    for everything in (None, 0):
+        plan = plan_night(lake, DAY, compact_lookback_days=1, training_days=everything)
+        assert (plan.training_first, plan.training_last) == (date(2024, 3, 4), date(2024, 3, 11))
+        assert plan.features_args() == ["--date", "2024-03-12", "--days", "9"]  # 03-04 .. 03-12, every day
+    with pytest.raises(ValueError):
+        plan_night(lake, DAY, compact_lookback_days=1, training_days=-1)
+
+
+def test_twenty_years_of_history_make_a_bounded_number_of_feature_snapshots(data_paths: DataPaths) -> None:
+    first, day = date(2004, 3, 1), DAY
+    for raw in (first, day - timedelta(days=1), day):
+        _partition(data_paths.events, "movielens", raw, 1000.0)
+        _partition(data_paths.compacted_events, "movielens", raw, 2000.0)
+    plan = plan_night(data_paths, day, compact_lookback_days=3, training_days=None)
+    assert plan.training_first == first and plan.feature_days == (day - first).days + 1 == 7317
+    assert plan.features_args() == ["--date", "2024-03-12", "--days", "7317", "--daily-days", str(plan.daily_days)]
+    snapshots = plan.snapshot_days()
+    assert snapshots[0] == first and snapshots[-1] == day  # the first examples' day before, and D
+    assert snapshots[-plan.daily_days:] == [day - timedelta(days=n) for n in range(plan.daily_days - 1, -1, -1)]
+    assert len(snapshots) < 350 and plan.as_xcom(["movielens"])["feature_snapshots"] == len(snapshots)
+    assert max((b - a).days for a, b in zip(snapshots, snapshots[1:], strict=False)) <= 28
+
+    one_year = plan_night(data_paths, day, compact_lookback_days=3, training_days=365, daily_days=14)
+    assert one_year.features_args()[-2:] == ["--daily-days", "14"] and len(one_year.snapshot_days()) < 70

@@ -6,24 +6,33 @@
    materialization, training sets, retrieval + ranker training, evaluation, promotion gate, publish);
 3. start the streaming job and the serving API, print the URL and an example request, and keep both
    running until Ctrl-C.
+
+When a served domain has no live release yet (the first run on a data root), step 3 comes first:
+serving answers that domain from the popularity of its lake data (``serving.fallback``) while the
+night trains, and hot-swaps the release the promotion gate publishes.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
+from datetime import date
 from pathlib import Path
 
 import typer
 
-from cli.summary import summarize
+from cli.summary import current_releases, summarize
 from common.lake import read_users
 from common.paths import DataPaths
+
+RELEASE_WAIT_SECONDS = 120.0  # after the night: how long to watch serving pick up what it published
 
 
 def _step(title: str, fn: Callable[[], object]) -> object:
@@ -49,18 +58,28 @@ def _generate(paths: DataPaths, profile: str, seed: int, fresh: bool) -> None:
         typer.echo(line)
 
 
-def _nightly() -> None:
+def _nightly(day: date | None = None) -> bool:
+    """Run the night for ``day`` (default: the lake's newest day); whether it succeeded."""
     from orchestration.runner import run_nightly
 
-    report = run_nightly()
+    report = run_nightly(day)
     typer.echo(report.table())
     if not report.ok:
         typer.secho("the nightly run did not succeed: see the task table above and data/airflow/logs", fg="red")
-        raise typer.Exit(1)
+    return bool(report.ok)
 
 
-def _serve(paths: DataPaths, port: int) -> None:
-    """Start the streaming job and the API as child processes; stop both on Ctrl-C."""
+def _register_features(paths: DataPaths) -> None:
+    """Register the Feast feature views (idempotent): the streaming job pushes to them from its start,
+    and before the first night nothing has registered them yet."""
+    from feature_repo.store import apply, get_store
+
+    apply(get_store(paths, os.environ.get("RECSYS_ONLINE_STORE", "sqlite")), paths)  # type: ignore[arg-type]
+
+
+def _start_serving(paths: DataPaths, port: int) -> list[subprocess.Popen]:
+    """Start the streaming job and the API as child processes, each in its own process group."""
+    _step("register the Feast feature views", lambda: _register_features(paths))
     env = {**os.environ, "RECSYS_DATA_DIR": str(paths.root)}
     if not env.get("RECSYS_API_KEY"):
         env["RECSYS_API_KEY"] = secrets.token_urlsafe(24)
@@ -77,17 +96,73 @@ def _serve(paths: DataPaths, port: int) -> None:
         f"       -d '{{\"user_id\": \"{user}\", \"domain\": \"retail\", \"k\": 10, \"context\": {{\"device\": \"ios\"}}}}'\n"
         "Ctrl-C stops serving and streaming."
     )
+    return children
+
+
+def _keep_serving(children: list[subprocess.Popen]) -> None:
+    """Until Ctrl-C or a child exits."""
     try:
         while all(child.poll() is None for child in children):
             time.sleep(1)
     except KeyboardInterrupt:
         pass
+
+
+def _stop(children: list[subprocess.Popen]) -> None:
+    for child in children:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGTERM)
+    for child in children:
+        child.wait(timeout=30)
+
+
+def _served_releases(port: int) -> dict[str, str]:
+    """The releases the running API serves (its ``/healthz``); empty while it does not answer."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as response:
+            return dict(json.load(response).get("releases", {}))
+    except (OSError, ValueError):
+        return {}
+
+
+def _report_swap(port: int, published: dict[str, str | None]) -> None:
+    """Say which domain serving moved to its new release and which still answers from the fallback."""
+    wanted = {d: v for d, v in published.items() if v is not None}
+    deadline = time.monotonic() + RELEASE_WAIT_SECONDS
+    while any(_served_releases(port).get(d) != v for d, v in wanted.items()) and time.monotonic() < deadline:
+        time.sleep(1)
+    served = _served_releases(port)
+    for domain, version in published.items():
+        if version is None:
+            typer.secho(f"    {domain}: no release was published; serving keeps answering it from the popularity "
+                        "fallback", fg="yellow")
+        elif served.get(domain) == version:
+            typer.echo(f"    {domain}: serving hot-swapped to release {version}")
+        else:
+            typer.secho(f"    {domain}: release {version} is published but serving does not serve it yet "
+                        "(see /healthz and the serving log)", fg="yellow")
+
+
+def _serve_while_the_night_runs(paths: DataPaths, port: int, waiting: list[str]) -> bool:
+    """No release yet for ``waiting``: serve first (those domains from the popularity fallback), run the
+    night, let serving hot-swap what it publishes, keep serving. Returns whether the night succeeded."""
+    from orchestration.runner import latest_lake_day
+
+    day = latest_lake_day(paths)  # fixed before serving logs impressions into today's lake partition
+    children = _start_serving(paths, port)
+    ok = False
+    try:
+        for domain in waiting:
+            typer.secho(f"serving {domain} from the popularity fallback until the first night publishes a release",
+                        fg="yellow")
+        ok = bool(_step(f"nightly retraining DAG through Airflow (dag.test, {day}) while serving", lambda: _nightly(day)))
+        _report_swap(port, current_releases(waiting))
+        _keep_serving(children)
+    except KeyboardInterrupt:
+        pass
     finally:
-        for child in children:
-            if child.poll() is None:
-                os.killpg(child.pid, signal.SIGTERM)
-        for child in children:
-            child.wait(timeout=30)
+        _stop(children)
+    return ok
 
 
 def run(
@@ -99,12 +174,24 @@ def run(
     serve: bool = typer.Option(True, help="then start streaming + serving and keep them running"),
     port: int = typer.Option(8000, help="serving port"),
 ) -> None:
-    """Generate the data, run the nightly pipeline through Airflow, then serve recommendations."""
+    """Generate the data, run the nightly pipeline through Airflow, then serve recommendations (on a data
+    root without releases, serving starts first, from the popularity fallback, and swaps in the night's)."""
     if data_dir:
         os.environ["RECSYS_DATA_DIR"] = str(data_dir.resolve())
     paths = DataPaths.default()
     _generate(paths, profile, seed, fresh)
-    if nightly:
-        _step("nightly retraining DAG through Airflow (dag.test)", _nightly)
+    waiting = [d for d, version in current_releases().items() if version is None]
+    if nightly and serve and waiting:
+        if not _serve_while_the_night_runs(paths, port, waiting):
+            raise typer.Exit(1)
+        return
+    if nightly and not _step("nightly retraining DAG through Airflow (dag.test)", _nightly):
+        raise typer.Exit(1)
     if serve:
-        _serve(paths, port)
+        for domain in waiting:  # --no-nightly on a data root without releases
+            typer.secho(f"serving {domain} from the popularity fallback: no release is live yet", fg="yellow")
+        children = _start_serving(paths, port)
+        try:
+            _keep_serving(children)
+        finally:
+            _stop(children)

@@ -7,8 +7,10 @@ from pathlib import Path
 import pyarrow.dataset as ds
 import typer
 
+from common.domains import writable_domains
 from common.lake import event_partitions, lake_domains
 from common.paths import DataPaths
+from common.registry import ArtifactRegistry
 
 
 def _count_rows(root: Path) -> int:
@@ -21,6 +23,12 @@ def _count_lines(root: Path) -> int:
         with file.open("rb") as fh:
             total += sum(1 for _ in fh)
     return total
+
+
+def current_releases(domains: list[str] | None = None) -> dict[str, str | None]:
+    """The live release (``CURRENT``) of each served domain (default: every writable one); None: none yet."""
+    registry = ArtifactRegistry()
+    return {domain: registry.current(domain) for domain in domains or writable_domains()}
 
 
 def summarize(paths: DataPaths) -> list[str]:
@@ -39,6 +47,9 @@ def summarize(paths: DataPaths) -> list[str]:
         )
     dead = _count_lines(paths.root / "dead_letter")
     lines.append(f"  dead-letter records: {dead:,}")
+    releases = ", ".join(f"{d} {v or 'none (serving answers from the popularity fallback)'}"
+                         for d, v in current_releases().items())
+    lines.append(f"  releases: {releases}")
     return lines
 
 

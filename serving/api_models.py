@@ -79,7 +79,11 @@ class RecommendationResponse(BaseModel):
     items: list[SlateEntry]
     release: str
     arm: str = Field(description="the experiment arm that served the request (logged on its impressions)")
-    path: str = Field(description="full | cold_start | retrieval_order | popularity_fallback | legacy_segment")
+    path: str = Field(description="full | cold_start | retrieval_order | popularity_fallback | legacy_segment | "
+                                  "fallback_popularity (no release is loaded: popularity of the domain's lake data)")
+    degraded: bool = Field(False, description="a degraded answer: the ranker was skipped (retrieval_order), the "
+                                             "online store was unreachable (popularity_fallback) or no release is "
+                                             "loaded (fallback_popularity)")
 
 
 class EventBatch(BaseModel):
@@ -111,4 +115,5 @@ class ErrorBody(BaseModel):
 class Health(BaseModel):
     status: str
     releases: dict[str, str] = {}
-    missing: list[str] = []
+    missing: list[str] = Field([], description="domains that can answer nothing: no release and no lake data")
+    degraded: list[str] = Field([], description="domains answered from their lake data: no release is loaded")

@@ -3,9 +3,11 @@
 Every request is served by the user's experiment arm (:mod:`serving.arms`), returned in the response
 and logged on the impressions. Routes: ``POST /v1/recommendations``, ``POST /v1/events`` (API key), ``GET /healthz``,
 ``GET /readyz``, ``GET /metrics``. Releases load when the app starts (lifespan) and a background
-watcher hot-swaps new ones. Every served slate is logged as impressions: the request only queues the
-slate for the process's impression writer (:class:`serving.stream.GroupCommitWriter`), which appends
-everything queued in one write + one fsync; the writer is flushed and joined when the app stops.
+watcher hot-swaps new ones; a domain without a loaded release is served from its lake data
+(:mod:`serving.fallback`, a degraded answer) until one loads. Every served slate is logged as
+impressions: the request only queues the slate for the process's impression writer
+(:class:`serving.stream.GroupCommitWriter`), which appends everything queued in one write + one
+fsync; the writer is flushed and joined when the app stops.
 """
 
 import hmac
@@ -36,12 +38,13 @@ from serving.api_models import (
     recommendation_request_model,
 )
 from serving.arms import ArmResolver
+from serving.fallback import FallbackManager
 from serving.heap import HeapFreezer
 from serving.http import BodyLimit, CountRequests, install_error_handlers
 from serving.intake import DEAD_LETTER_SOURCE, ServedSlate, ingest, pending_impressions
 from serving.metrics import ServingMetrics
 from serving.online import LazyFeatureReader
-from serving.pipeline import NotReady, Pipeline, Request
+from serving.pipeline import DEGRADED_PATHS, NotReady, Pipeline, Request
 from serving.protocols import FeatureReader
 from serving.releases import ReleaseLoader, ReleaseManager
 from serving.settings import ServingSettings
@@ -81,8 +84,11 @@ def build_services(settings: ServingSettings, features: FeatureReader | None = N
     registry = ArtifactRegistry(settings.artifacts_root)
     loader = ReleaseLoader(registry, settings.data_paths, features, settings.item_cache_ttl_seconds)
     heap = HeapFreezer()  # full garbage collections off the request path (see serving.heap)
+    fallbacks = FallbackManager(settings.domains, settings.data_paths, features, settings.fallback,
+                                {d: settings.rules[d].filters for d in settings.domains}, metrics,
+                                settings.item_cache_ttl_seconds)
     releases = ReleaseManager(settings.domains, registry, loader.load, metrics, settings.release_poll_seconds,
-                              on_loaded=heap.release_loaded)
+                              on_loaded=heap.release_loaded, fallbacks=fallbacks)
     streams = IncomingStreams(settings.data_paths, settings.stream.rotate_bytes, settings.stream.rotate_seconds)
     impressions = GroupCommitWriter(
         streams, on_written=lambda domain, n: metrics.impressions.labels(domain).inc(n),
@@ -161,7 +167,8 @@ def create_app(settings: ServingSettings, features: FeatureReader | None = None)
         try:
             result = services.pipeline.recommend(request, now=served_at, arm=arm)
         except NotReady:
-            raise HTTPException(503, f"no release is loaded for domain {body.domain!r} yet") from None
+            raise HTTPException(503, f"no release is loaded for domain {body.domain!r} yet and the lake holds no "
+                                     f"catalog of {body.domain!r} to serve popular items from") from None
         if result.items:  # queued, never written here: the request does not wait for the disk
             services.impressions.submit(pending_impressions(ServedSlate(
                 body.domain, body.user_id, request_id, arm.name, result.items, body.context.session_id,
@@ -173,6 +180,7 @@ def create_app(settings: ServingSettings, features: FeatureReader | None = None)
             release=result.release,
             arm=arm.name,
             path=result.path,
+            degraded=result.path in DEGRADED_PATHS,
         )
         # Validated above, serialised here: returning the model would have FastAPI validate it again
         # on one more trip through the thread pool (a sync endpoint's response is checked there).
@@ -206,14 +214,15 @@ def create_app(settings: ServingSettings, features: FeatureReader | None = None)
     @app.get("/healthz", response_model=Health)
     def healthz() -> Health:
         """The process is up."""
-        return Health(status="ok", releases=services.releases.versions())
+        return Health(status="ok", releases=services.releases.versions(), degraded=services.releases.degraded())
 
     @app.get("/readyz", response_model=Health, responses={503: {"model": Health}})
     def readyz() -> Response:
-        """Ready once a release is loaded for every served domain."""
+        """Ready once every served domain can answer: from its release, or (``degraded``) from its lake
+        data while it has none; 503 while a domain can answer nothing (``missing``)."""
         missing = services.releases.missing()
         health = Health(status="ready" if not missing else "not ready", releases=services.releases.versions(),
-                        missing=missing)
+                        missing=missing, degraded=services.releases.degraded())
         return JSONResponse(health.model_dump(), status_code=503 if missing else 200)
 
     @app.get("/metrics", response_class=PlainTextResponse)

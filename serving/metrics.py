@@ -36,6 +36,12 @@ class ServingMetrics:
                                   ["domain", "version"], registry=r)
         self.release_loads = Counter("recsys_release_loads", "Release load attempts by outcome",
                                      ["domain", "outcome"], registry=r)
+        self.fallback_answers = Counter("recsys_fallback_answers", "Answers served from the lake popularity fallback "
+                                        "(the domain has no loaded release)", ["domain"], registry=r)
+        self.fallback_active = Gauge("recsys_fallback_active", "1 while a domain is served from the lake popularity "
+                                     "fallback, 0 once a release replaced it", ["domain"], registry=r)
+        self.fallback_builds = Counter("recsys_fallback_builds", "Builds of the lake popularity fallback by outcome "
+                                       "(built, no_data, failed)", ["domain", "outcome"], registry=r)
         self.events = Counter("recsys_events", "Events received on /v1/events by outcome and reason",
                               ["outcome", "reason"], registry=r)
         self.impressions = Counter("recsys_impressions_logged", "Impression events written to the stream",

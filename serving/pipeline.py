@@ -11,7 +11,14 @@ Degradation paths (the response says which one was taken; ``/metrics`` counts th
 - ``retrieval_order``: the ranker failed or ran over budget, or item features are unavailable --
   the merged retrieval order (reciprocal-rank fusion) is re-ranked instead of the ranker's order;
 - ``popularity_fallback``: the online store is unreachable (or no retriever answered) -- popular
-  items with default user features; eligibility rules then only pass products without constraints.
+  items of the release with default user features; eligibility rules then only pass products
+  without constraints;
+- ``fallback_popularity``: the domain has no loaded release at all (none promoted yet, or it does
+  not load) -- the popularity of the domain's lake events over the lake catalog
+  (:mod:`serving.fallback`), through the same hard filters and re-ranking.
+
+``retrieval_order``, ``popularity_fallback`` and ``fallback_popularity`` are degraded answers (the
+response says so).
 
 An arm of variant ``legacy_segment`` (:mod:`serving.arms`) takes path ``legacy_segment`` instead:
 user features -> the popularity list of the user's segment -> hard filters (no ranker; its rules
@@ -37,6 +44,9 @@ from common.features import USER_ACTIVITY, USER_HISTORY
 from common.online_features import MAX_ITEMS, UserFeatures
 from models.retrieval.new_items import content_with_new_items
 from serving.arms import LEGACY_SEGMENT, Arm
+from serving.catalog import CatalogIndex
+from serving.eligibility import UserContext
+from serving.fallback import LakeFallback
 from serving.features import (
     category_affinity,
     history_row,
@@ -55,7 +65,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 FULL, COLD_START, RETRIEVAL_ORDER, POPULARITY_FALLBACK = "full", "cold_start", "retrieval_order", "popularity_fallback"
-PATHS = (FULL, COLD_START, RETRIEVAL_ORDER, POPULARITY_FALLBACK, LEGACY_SEGMENT)
+FALLBACK_POPULARITY = "fallback_popularity"  # no release: the lake fallback
+PATHS = (FULL, COLD_START, RETRIEVAL_ORDER, POPULARITY_FALLBACK, LEGACY_SEGMENT, FALLBACK_POPULARITY)
+DEGRADED_PATHS = frozenset({RETRIEVAL_ORDER, POPULARITY_FALLBACK, FALLBACK_POPULARITY})
 RRF_K = 60.0  # reciprocal-rank fusion constant
 
 
@@ -69,7 +81,7 @@ def with_streamed_activity(user: UserFeatures | None) -> UserFeatures | None:
 
 
 class NotReady(Exception):
-    """No release is loaded for the requested domain."""
+    """No release is loaded for the requested domain and the lake has nothing to serve it from."""
 
 
 class StageFailed(Exception):
@@ -94,13 +106,13 @@ class Result:
     timings_ms: dict[str, float]
 
 
-def merge(results: dict[str, Retrieved], release: Release, limit: int = MAX_ITEMS) -> Candidates:
+def merge(results: dict[str, Retrieved], catalog: CatalogIndex, limit: int = MAX_ITEMS) -> Candidates:
     """Union of the retrievers' lists in reciprocal-rank-fusion order, keeping each one's score.
 
     Vectorised (one request merges ~600 ids): ties in fused score go to the lower catalog row, and a
     row's fused score adds its retrievers' terms in retriever order, as a plain loop would.
     """
-    row_of = release.catalog.row_of
+    row_of = catalog.row_of
     names, rows, terms, scores = [], [], [], []
     for name, (item_ids, values) in results.items():
         found = np.fromiter(map(row_of.get, item_ids, repeat(-1)), dtype=np.int64, count=len(item_ids))
@@ -177,21 +189,18 @@ class Pipeline:
     def recommend(self, request: Request, rng: np.random.Generator | None = None, now: datetime | None = None,
                   arm: Arm | None = None) -> Result:
         """The slate of ``request``, served by ``arm`` (default: the full pipeline with the domain's rules)."""
-        release = self.releases.get(request.domain)
-        if release is None:
+        served = self.releases.serving(request.domain)
+        if served is None:
             raise NotReady(request.domain)
-        budgets, domain = self.settings.budgets_ms, request.domain
+        domain = request.domain
         now_ts = (now or datetime.now(UTC)).timestamp()
         timings: dict[str, float] = {}
         start = t = time.perf_counter()
-
-        try:
-            user: UserFeatures | None = self._bounded(
-                domain, "user_features", budgets.user_features, lambda: self.features.user_features(request.user_id)
-            )
-        except StageFailed:
-            user = None
+        user = self._user_features(request)
         t = self._timed(domain, "user_features", t, timings)
+        if isinstance(served, LakeFallback):
+            return self._from_lake(served, request, user, rng, now_ts, arm, timings, start, t)
+        release = served
 
         history = recent_history(user)
         if arm is not None and arm.variant == LEGACY_SEGMENT:
@@ -201,7 +210,7 @@ class Pipeline:
         else:
             path = FULL if history or history_row(user) is not None else COLD_START
         results = self._retrieve(release, request, user, history, path, start, now_ts)
-        candidates = merge(results, release)
+        candidates = merge(results, release.catalog)
         for name, (ids, _) in results.items():
             self.metrics.candidates.labels(domain, name).observe(len(ids))
         t = self._timed(domain, "retrieval", t, timings)
@@ -218,18 +227,54 @@ class Pipeline:
                 candidates = ranked
 
         popular = results.get("popular", ((), None))[0]
-        slate = rerank(
-            candidates, release.catalog, user_context(user, request.user_id),
-            self.settings.rules[domain] if arm is None else arm.rules, request.k,
-            in_stock=release.items.in_stock(), backfill_rows=release.catalog.rows_of(popular), now_ts=now_ts,
-            rng=rng or np.random.default_rng(), exclude=request.exclude,
-        )
-        for rule, count in slate.removed.items():
-            self.metrics.filtered.labels(domain, rule).inc(count)
+        items = self._rerank(request, candidates, release.catalog, user_context(user, request.user_id),
+                             release.items.in_stock(), release.catalog.rows_of(popular), rng, now_ts, arm)
         self._timed(domain, "reranking", t, timings)
         self._timed(domain, "total", start, timings)
         self.metrics.paths.labels(domain, path).inc()
-        return Result(items=slate.items, release=release.version, path=path, timings_ms=timings)
+        return Result(items=items, release=release.version, path=path, timings_ms=timings)
+
+    def _user_features(self, request: Request) -> UserFeatures | None:
+        """The user's online features within budget (None: the store is down, slow or failing)."""
+        try:
+            return self._bounded(request.domain, "user_features", self.settings.budgets_ms.user_features,
+                                 lambda: self.features.user_features(request.user_id))
+        except StageFailed:
+            return None
+
+    def _rerank(
+        self, request: Request, candidates: Candidates, catalog: CatalogIndex, user: UserContext,
+        in_stock: np.ndarray, backfill_rows: np.ndarray, rng: np.random.Generator | None, now_ts: float,
+        arm: Arm | None,
+    ) -> tuple[SlateItem, ...]:
+        """Hard filters, boosts, back-fill, diversity and exploration under the arm's (or the domain's) rules."""
+        slate = rerank(
+            candidates, catalog, user, self.settings.rules[request.domain] if arm is None else arm.rules, request.k,
+            in_stock=in_stock, backfill_rows=backfill_rows, now_ts=now_ts, rng=rng or np.random.default_rng(),
+            exclude=request.exclude,
+        )
+        for rule, count in slate.removed.items():
+            self.metrics.filtered.labels(request.domain, rule).inc(count)
+        return slate.items
+
+    def _from_lake(
+        self, fallback: LakeFallback, request: Request, user: UserFeatures | None, rng: np.random.Generator | None,
+        now_ts: float, arm: Arm | None, timings: dict[str, float], start: float, t: float,
+    ) -> Result:
+        """The slate of a domain without a release: its lake popularity, re-ranked as usual (path
+        ``fallback_popularity``)."""
+        domain = request.domain
+        popular = fallback.popular(self.settings.candidates_per_retriever)
+        candidates = merge({"popular": popular}, fallback.catalog)
+        self.metrics.candidates.labels(domain, "popular").observe(len(popular[0]))
+        t = self._timed(domain, "retrieval", t, timings)
+        items = self._rerank(request, candidates, fallback.catalog, fallback.user_context(request.user_id, user),
+                             fallback.items.in_stock(), candidates.rows, rng, now_ts, arm)
+        self._timed(domain, "reranking", t, timings)
+        self._timed(domain, "total", start, timings)
+        self.metrics.paths.labels(domain, FALLBACK_POPULARITY).inc()
+        self.metrics.fallback_answers.labels(domain).inc()
+        return Result(items=items, release=fallback.version, path=FALLBACK_POPULARITY, timings_ms=timings)
 
     def _retrieve(
         self, release: Release, request: Request, user: UserFeatures | None, history: list[str], path: str,

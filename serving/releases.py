@@ -12,6 +12,10 @@ serving can produce every feature the ranker wants, scores one smoke batch and w
 feature cache. Any failure refuses the release: it is logged and counted, and the release that was
 serving keeps serving. A swap replaces one dict entry, so a request that already holds the old
 release finishes on it.
+
+A domain without a live release (none promoted yet, or none that loads) is served by its lake
+fallback (:mod:`serving.fallback`): the watcher builds it, rebuilds it every ``refresh_seconds`` and
+drops it once a release goes live.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from common.registry import ArtifactRegistry, Manifest
 from models.release import CATALOG_FILE, RANKER_DIR, RETRIEVAL_DIR  # the release layout, defined once
 from models.retrieval.new_items import NewItemIndex
 from serving.catalog import CatalogIndex
+from serving.fallback import FallbackManager, LakeFallback
 from serving.features import ItemFeatureCache, ranker_batch, servable_features
 from serving.metrics import ServingMetrics
 from serving.protocols import FeatureReader, RankScorer, Retrievers
@@ -162,9 +167,12 @@ class ReleaseManager:
         metrics: ServingMetrics,
         poll_seconds: float = 1.0,
         on_loaded: Callable[[bool], None] | None = None,
+        fallbacks: FallbackManager | None = None,
     ) -> None:
-        """``on_loaded(replaced)`` is called after each release goes live (``replaced``: a hot swap)."""
+        """``on_loaded(replaced)`` is called after each release goes live (``replaced``: a hot swap);
+        ``fallbacks`` serves the domains without a live release (None: they get nothing)."""
         self.domains = domains
+        self.fallbacks = fallbacks
         self.registry = registry
         self.loader = loader
         self.metrics = metrics
@@ -181,8 +189,27 @@ class ReleaseManager:
     def versions(self) -> dict[str, str]:
         return {d: r.version for d, r in self._live.items()}
 
+    def serving(self, domain: str) -> Release | LakeFallback | None:
+        """What answers ``domain`` now: its live release, else its lake fallback, else nothing."""
+        release = self._live.get(domain)
+        if release is not None:
+            return release
+        fallback = self.fallbacks.get(domain) if self.fallbacks is not None else None
+        # the watcher drops a fallback only after the release went live: look again before giving up
+        return fallback if fallback is not None else self._live.get(domain)
+
     def missing(self) -> list[str]:
-        return [d for d in self.domains if d not in self._live]
+        """Domains that can answer nothing: no live release and no lake fallback."""
+        return [d for d in self.domains if self.serving(d) is None]
+
+    def degraded(self) -> list[str]:
+        """Domains answered by their lake fallback (no live release)."""
+        return [d for d in self.domains if d not in self._live and self.serving(d) is not None]
+
+    def maintain_fallbacks(self) -> None:
+        """Build, rebuild when due, or drop the lake fallbacks (only domains without a live release keep one)."""
+        if self.fallbacks is not None:
+            self.fallbacks.maintain([d for d in self.domains if d not in self._live])
 
     def poll_once(self) -> dict[str, str]:
         """Load ``CURRENT`` of every domain where it changed; returns domain -> outcome for those."""
@@ -214,8 +241,10 @@ class ReleaseManager:
         return "loaded"
 
     def start(self) -> None:
-        """Load what is current now, then watch ``CURRENT`` in a background thread."""
+        """Load what is current now (and the lake fallback of domains left without a release), then
+        watch ``CURRENT`` in a background thread."""
         self.poll_once()
+        self.maintain_fallbacks()
         self._stop.clear()
         self._thread = threading.Thread(target=self._watch, name="release-watcher", daemon=True)
         self._thread.start()
@@ -226,6 +255,12 @@ class ReleaseManager:
                 self.poll_once()
             except Exception:  # never let the watcher die: the next poll retries
                 log.exception("release watcher poll failed")
+            try:
+                self.maintain_fallbacks()
+                if self.fallbacks is not None:
+                    self.fallbacks.refresh_items(within=REFRESH_AHEAD_POLLS * self.poll_seconds)
+            except Exception:
+                log.exception("lake fallback maintenance failed")
             for domain, release in list(self._live.items()):
                 try:  # item features due soon are read here, off the request path
                     release.items.refresh_ahead(within=REFRESH_AHEAD_POLLS * self.poll_seconds)

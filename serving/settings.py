@@ -82,6 +82,18 @@ class StreamSettings(_Frozen):
     impression_flush_seconds: float = Field(5.0, ge=0)  # POST /v1/events waits this for earlier impressions
 
 
+class FallbackSettings(_Frozen):
+    """The lake popularity fallback (:mod:`serving.fallback`): how a domain with data but no loaded
+    release is served -- its positive events of the lake's last ``window_days``, decayed."""
+
+    enabled: bool = True
+    window_days: float = Field(30, gt=0)  # lake days read, up to the newest one with a positive event
+    half_life_days: float = Field(7, gt=0)
+    top_n: int = Field(500, ge=1)
+    refresh_seconds: float = Field(300, gt=0)  # the release watcher rebuilds it from the lake this often
+    retry_seconds: float = Field(30, gt=0)  # after a failed build or while the lake has no catalog
+
+
 class ServingSettings(_Frozen):
     domains: tuple[str, ...]
     data_root: Path
@@ -97,6 +109,7 @@ class ServingSettings(_Frozen):
     stream: StreamSettings = StreamSettings()
     release_poll_seconds: float = Field(1.0, gt=0)
     item_cache_ttl_seconds: float = Field(60, ge=0)
+    fallback: FallbackSettings = FallbackSettings()
     default_arm: str = "control"  # the arm of domains without an experiment (config/experiments.yaml)
     # Simulated time: when on, a request's optional ``context.timestamp`` is its served-at time (impressions,
     # ranker time features, newness boosts). Off in production: clients do not choose the clock.
@@ -126,6 +139,20 @@ def _domain_rules(name: str, spec: dict) -> RerankRules:
     return rules.model_copy(update={"filters": rules.filters.model_copy(update={"purchased": purchased})})
 
 
+def _rules(served: tuple[str, ...], raw: dict) -> dict[str, RerankRules]:
+    """Every served domain's re-ranking rules: its own block under ``domains:``, else ``default_rules:``
+    (a domain declared with ``recsys domain add`` needs no serving.yaml edit), with the eligibility
+    filter on when its declaration says its catalog carries eligibility rules."""
+    explicit = raw.get("domains") or {}
+    rules = {name: _domain_rules(name, spec) for name, spec in explicit.items()}
+    default = raw.get("default_rules")
+    for name in served:
+        if name not in rules and default is not None:
+            spec = {**default, "filters": {**default.get("filters", {}), "eligibility": domain_config(name).eligibility}}
+            rules[name] = _domain_rules(name, spec)
+    return rules
+
+
 def load_settings(
     domains: list[str] | None = None, api_key: str | None = None, config_path: Path | None = None
 ) -> ServingSettings:
@@ -140,6 +167,6 @@ def load_settings(
         artifacts_root=artifacts_root(),
         api_key=api_key or os.environ.get("RECSYS_API_KEY") or None,
         online_store=os.environ.get("RECSYS_ONLINE_STORE", "sqlite"),
-        rules={name: _domain_rules(name, spec) for name, spec in raw.get("domains", {}).items()},
+        rules=_rules(served, raw),
         **raw.get("serving", {}),
     )

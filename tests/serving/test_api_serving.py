@@ -71,7 +71,8 @@ def served(publish: Callable[..., str], store: OnlineFeatures,
 def test_recommendation_end_to_end(served, metric_delta: type) -> None:
     client, app, settings = served
     delta = metric_delta(app.state.services.metrics)
-    assert client.get("/readyz").json() == {"status": "ready", "releases": {"retail": "v1"}, "missing": []}
+    assert client.get("/readyz").json() == {"status": "ready", "releases": {"retail": "v1"}, "missing": [],
+                                            "degraded": []}
     response = client.post("/v1/recommendations", json={
         "user_id": "r_u03", "domain": "retail", "k": 6, "context": {"device": " web ", "session_id": "s1", "page": " "},
         "exclude": ["r_i03"]})

@@ -80,10 +80,10 @@ class RecommendationResponse(BaseModel):
     release: str
     arm: str = Field(description="the experiment arm that served the request (logged on its impressions)")
     path: str = Field(description="full | cold_start | retrieval_order | popularity_fallback | legacy_segment | "
-                                  "fallback_popularity (no release is loaded: popularity of the domain's lake data)")
+                                  "lake_popularity (no release is loaded: popularity of the domain's lake data)")
     degraded: bool = Field(False, description="a degraded answer: the ranker was skipped (retrieval_order), the "
                                              "online store was unreachable (popularity_fallback) or no release is "
-                                             "loaded (fallback_popularity)")
+                                             "loaded (lake_popularity)")
 
 
 class EventBatch(BaseModel):

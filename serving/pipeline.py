@@ -13,11 +13,11 @@ Degradation paths (the response says which one was taken; ``/metrics`` counts th
 - ``popularity_fallback``: the online store is unreachable (or no retriever answered) -- popular
   items of the release with default user features; eligibility rules then only pass products
   without constraints;
-- ``fallback_popularity``: the domain has no loaded release at all (none promoted yet, or it does
+- ``lake_popularity``: the domain has no loaded release at all (none promoted yet, or it does
   not load) -- the popularity of the domain's lake events over the lake catalog
   (:mod:`serving.fallback`), through the same hard filters and re-ranking.
 
-``retrieval_order``, ``popularity_fallback`` and ``fallback_popularity`` are degraded answers (the
+``retrieval_order``, ``popularity_fallback`` and ``lake_popularity`` are degraded answers (the
 response says so).
 
 An arm of variant ``legacy_segment`` (:mod:`serving.arms`) takes path ``legacy_segment`` instead:
@@ -65,9 +65,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 FULL, COLD_START, RETRIEVAL_ORDER, POPULARITY_FALLBACK = "full", "cold_start", "retrieval_order", "popularity_fallback"
-FALLBACK_POPULARITY = "fallback_popularity"  # no release: the lake fallback
-PATHS = (FULL, COLD_START, RETRIEVAL_ORDER, POPULARITY_FALLBACK, LEGACY_SEGMENT, FALLBACK_POPULARITY)
-DEGRADED_PATHS = frozenset({RETRIEVAL_ORDER, POPULARITY_FALLBACK, FALLBACK_POPULARITY})
+LAKE_POPULARITY = "lake_popularity"  # no release: the lake fallback
+PATHS = (FULL, COLD_START, RETRIEVAL_ORDER, POPULARITY_FALLBACK, LEGACY_SEGMENT, LAKE_POPULARITY)
+DEGRADED_PATHS = frozenset({RETRIEVAL_ORDER, POPULARITY_FALLBACK, LAKE_POPULARITY})
 RRF_K = 60.0  # reciprocal-rank fusion constant
 
 
@@ -262,7 +262,7 @@ class Pipeline:
         now_ts: float, arm: Arm | None, timings: dict[str, float], start: float, t: float,
     ) -> Result:
         """The slate of a domain without a release: its lake popularity, re-ranked as usual (path
-        ``fallback_popularity``)."""
+        ``lake_popularity``)."""
         domain = request.domain
         popular = fallback.popular(self.settings.candidates_per_retriever)
         candidates = merge({"popular": popular}, fallback.catalog)
@@ -272,9 +272,9 @@ class Pipeline:
                              fallback.items.in_stock(), candidates.rows, rng, now_ts, arm)
         self._timed(domain, "reranking", t, timings)
         self._timed(domain, "total", start, timings)
-        self.metrics.paths.labels(domain, FALLBACK_POPULARITY).inc()
+        self.metrics.paths.labels(domain, LAKE_POPULARITY).inc()
         self.metrics.fallback_answers.labels(domain).inc()
-        return Result(items=items, release=fallback.version, path=FALLBACK_POPULARITY, timings_ms=timings)
+        return Result(items=items, release=fallback.version, path=LAKE_POPULARITY, timings_ms=timings)
 
     def _retrieve(
         self, release: Release, request: Request, user: UserFeatures | None, history: list[str], path: str,

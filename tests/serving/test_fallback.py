@@ -20,7 +20,7 @@ from common.registry import ArtifactRegistry
 from serving.app import create_app
 from serving.fallback import FallbackManager, lake_popularity
 from serving.metrics import ServingMetrics
-from serving.pipeline import FALLBACK_POPULARITY, Pipeline, Request
+from serving.pipeline import LAKE_POPULARITY, Pipeline, Request
 from serving.releases import ReleaseManager
 from serving.settings import Budgets, FallbackSettings, ServingSettings, load_settings
 
@@ -121,7 +121,7 @@ def test_serves_the_lake_fallback_without_a_release_then_swaps_in_the_release(
         assert ready.json() == {"status": "ready", "releases": {}, "missing": [], "degraded": ["retail"]}
 
         body = _recommend(client)
-        assert (body["path"], body["degraded"]) == (FALLBACK_POPULARITY, True)
+        assert (body["path"], body["degraded"]) == (LAKE_POPULARITY, True)
         assert body["release"].startswith("lake-popularity@2024-05-31")
         ids = [item["item_id"] for item in body["items"]]
         # out of stock (lake catalog and real-time stock) and already bought: never shown
@@ -130,7 +130,7 @@ def test_serves_the_lake_fallback_without_a_release_then_swaps_in_the_release(
         other = [item["item_id"] for item in _recommend(client, user="r_u91", k=8)["items"]]
         assert PURCHASED in other and not {LAKE_OUT_OF_STOCK, STORE_OUT_OF_STOCK} & set(other)
         assert delta("recsys_fallback_answers_total", domain="retail") == 2
-        assert delta("recsys_serving_path_total", domain="retail", path=FALLBACK_POPULARITY) == 2
+        assert delta("recsys_serving_path_total", domain="retail", path=LAKE_POPULARITY) == 2
         assert delta("recsys_filtered_candidates_total", domain="retail", rule="purchased") == 1
         assert app.state.services.impressions.flush(timeout=10)  # the fallback's slates are logged too
         assert delta("recsys_impressions_logged_total", domain="retail") == 14
@@ -143,7 +143,7 @@ def test_serves_the_lake_fallback_without_a_release_then_swaps_in_the_release(
         publish(ArtifactRegistry(settings.artifacts_root), "v1")
         _wait_until(lambda: client.get("/healthz").json()["releases"] == {"retail": "v1"})
         body = _recommend(client)
-        assert body["release"] == "v1" and body["path"] != FALLBACK_POPULARITY and not body["degraded"]
+        assert body["release"] == "v1" and body["path"] != LAKE_POPULARITY and not body["degraded"]
         assert client.get("/readyz").json() == {"status": "ready", "releases": {"retail": "v1"}, "missing": [],
                                                 "degraded": []}
         assert app.state.services.releases.fallbacks.get("retail") is None  # dropped, not rebuilt
@@ -165,12 +165,12 @@ def test_a_release_that_does_not_load_is_replaced_by_the_fallback(
     with TestClient(app) as client:
         assert app.state.services.releases.refused["retail"] == {"v1"}
         body = _recommend(client)
-        assert (body["path"], body["degraded"]) == (FALLBACK_POPULARITY, True)
+        assert (body["path"], body["degraded"]) == (LAKE_POPULARITY, True)
         assert [item["item_id"] for item in body["items"]] == EXPECTED_SLATE
         assert client.get("/readyz").json()["degraded"] == ["retail"]
 
         publish(registry, "v2")
-        _wait_until(lambda: _recommend(client)["path"] != FALLBACK_POPULARITY)
+        _wait_until(lambda: _recommend(client)["path"] != LAKE_POPULARITY)
         assert client.get("/readyz").json() == {"status": "ready", "releases": {"retail": "v2"}, "missing": [],
                                                 "degraded": []}
     assert delta("recsys_release_loads_total", domain="retail", outcome="refused") == 1
@@ -182,7 +182,7 @@ def test_a_domain_without_data_or_release_answers_503(world, store: OnlineFeatur
     write_catalog(world.catalog, DataPaths(settings.data_root), "retail")  # a catalog, no events yet
     with TestClient(create_app(settings, features=store)) as client:
         body = _recommend(client, k=4)  # no popularity yet: the catalog back-fills
-        assert body["path"] == FALLBACK_POPULARITY and body["release"] == "lake-catalog"
+        assert body["path"] == LAKE_POPULARITY and body["release"] == "lake-catalog"
         assert all(item["reasons"] == ["backfill:catalog"] for item in body["items"]) and len(body["items"]) == 4
         response = client.post("/v1/recommendations", json={"user_id": "b_u1", "domain": "banking"})
         assert response.status_code == 503
@@ -229,7 +229,7 @@ def test_banking_fallback_applies_eligibility_from_the_lake(catalog_row, tmp_pat
     try:
         def slate(user: str) -> list[str]:
             result = pipeline.recommend(Request(user, "banking", 5), rng=np.random.default_rng(0))
-            assert result.path == FALLBACK_POPULARITY
+            assert result.path == LAKE_POPULARITY
             return [item.item_id for item in result.items]
 
         # income too low for gold, too old for student, holds basic, declined insurance

@@ -12,14 +12,16 @@ Sources, in the order serving resolves a feature name (:func:`serving.features.r
 - cross features (:func:`common.cross_features.cross_features`) from the user's ``user_history`` row
   of that source, or -- for a user without one (no features run covers the moment yet) -- from a row
   built from the lake's interactions before the moment (:func:`models.candidate_ranker.history_rows`);
-- the request context (:func:`common.request_context.request_context`) of a request at the moment.
+- the request context (:func:`common.request_context.request_context`) of a request at the moment,
+  from the device the user last used before it (:func:`last_devices`; ``other`` if unknown -- a token
+  the ranker may never have seen, whose embedding is then untrained).
 
 Everything is column-wise: the only Python loop is one :func:`cross_features` call per user.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -98,13 +100,25 @@ def history_of(paths: DataPaths, users: Sequence[str], as_of: pd.Timestamp,
     return {**{u: fallback[u] for u in users if u in fallback}, **offline}
 
 
+def last_devices(paths: DataPaths, domain: str, users: Sequence[str], as_of: pd.Timestamp) -> dict[str, str]:
+    """The device of each user's last event in the lake before ``as_of`` (users without one are absent)."""
+    from common.lake import read_events
+
+    events = read_events(paths, domain, ["user_id", "device", "timestamp"])
+    events = events[events["user_id"].isin(set(users)) & events["device"].notna()
+                    & (pd.to_datetime(events["timestamp"], utc=True) < as_of)]
+    latest = events.sort_values("timestamp", kind="stable").drop_duplicates("user_id", keep="last")
+    return dict(zip(latest["user_id"].astype(str), latest["device"].astype(str), strict=True))
+
+
 def ranking_inputs(
     pairs: pd.DataFrame, features: Sequence[str], categories: pd.Series, histories: dict[str, dict[str, Any]],
-    paths: DataPaths, as_of: pd.Timestamp, device: str | None = None,
+    paths: DataPaths, as_of: pd.Timestamp, devices: Mapping[str, str] | None = None,
 ) -> tuple[pd.DataFrame, list[str]]:
-    """``pairs`` (``user_id``, ``item_id``; rows of one user contiguous) with one column per name of
-    ``features``, as of ``as_of``; ``categories`` maps item ids to their taxonomy path (the cross
-    features' category). Returns the frame and the features no source provides (left null)."""
+    """``pairs`` (``user_id``, ``item_id``) with one column per name of ``features``, as of ``as_of``;
+    ``categories`` maps item ids to their taxonomy path (the cross features' category), ``devices``
+    users to the device of their request. Returns the frame and the features no source provides (left
+    null)."""
     users = pairs["user_id"].astype(str).to_numpy()
     items = pairs["item_id"].astype(str).to_numpy()
     now = float(as_of.timestamp())
@@ -122,7 +136,7 @@ def ranking_inputs(
     for user, rows in pd.Series(np.arange(len(users))).groupby(users, sort=False).indices.items():
         for name, values in cross_features(histories.get(user), items[rows], item_categories[rows], now).items():
             crosses.setdefault(name, np.zeros(len(users), np.float32))[rows] = values
-    context = request_context(now, device)
+    context = request_context(np.full(len(unique_users), now), [(devices or {}).get(u) for u in unique_users])
     out = pairs[["user_id", "item_id"]].reset_index(drop=True)
     missing = []
     for name in features:  # serving's precedence: item, cross, context, user
@@ -131,7 +145,7 @@ def ranking_inputs(
         elif name in crosses:
             out[name] = crosses[name]
         elif name in context:
-            out[name] = np.full(len(out), context[name].item(), dtype=object)
+            out[name] = context[name][user_at]
         elif name in user_columns:
             out[name] = user_columns[name][user_at]
         else:

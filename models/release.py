@@ -266,8 +266,8 @@ def evaluate_release(
     them, the orders a slate could take, by NDCG@10: each retriever alone (``collaborative_ndcg@10``,
     ``content_ndcg@10``, ``popularity_ndcg@10``; the best one is ``best_retriever`` /
     ``best_retriever_ndcg@10``) and the ranked pipeline (``ranked_ndcg@10``): the release's ranker
-    scoring the merged candidates with their features as of ``holdout_start``
-    (:mod:`models.offline_features`, offline sources under ``paths``), completed from the popularity list.
+    scoring the merged candidates with their features as of ``holdout_start`` (:mod:`models.offline_features`:
+    the offline sources and lake under ``paths``), completed from the popularity list.
     Adds the ranker's validation AUC (``ranker_auc``). Everything goes to ``summary/evaluation.json``."""
     from models.candidates import RETRIEVERS, evaluation_histories, retrieve
     from models.evaluation.evaluate import EvaluationContext, merged_recall
@@ -324,7 +324,7 @@ def ranked_order(
     :class:`models.candidates.CandidateSet`), features as of ``as_of``, each list completed to ``k`` from
     the user's popularity list. Also returns the ranker's features no source provides (scored as null)."""
     from models.candidate_ranker import history_rows, ranked_lists
-    from models.offline_features import history_of, ranking_inputs
+    from models.offline_features import history_of, last_devices, ranking_inputs
     from models.ranking.data import feature_arrays
     from models.ranking.export import load_scorer
 
@@ -337,7 +337,8 @@ def ranked_order(
     lake_rows = history_rows(mine, catalog, domain) if len(mine) else {}
     categories = catalog.assign(item_id=catalog["item_id"].astype(str)).set_index("item_id")["category"]
     frame, missing = ranking_inputs(pairs, scorer.config.features, categories,
-                                    history_of(paths, list(users), as_of, lake_rows), paths, as_of)
+                                    history_of(paths, list(users), as_of, lake_rows), paths, as_of,
+                                    last_devices(paths, domain, list(users), as_of))
     typed = ranker_frame(frame, scorer.config.numeric, scorer.config.categorical)
     scores = scorer.score(feature_arrays(typed, scorer.config)) if len(typed) else np.zeros(0, np.float32)
     fallback = dict(zip(users.tolist(), candidates.ids["popularity"][rows], strict=True))

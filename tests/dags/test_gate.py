@@ -101,6 +101,8 @@ def test_the_ranked_order_may_tie_its_best_retriever_or_trail_it_within_the_tole
     refused = decide({**behind, "ranked_ndcg@10": 0.07}, None, (), lenient)
     assert refused.reasons == ("ranked_ndcg@10: the ranked order (NDCG@10 0.070) scores below its best retriever "
                                "content (0.080) by more than 5%",)
+    switched_off = GatePolicy.from_mapping({"ranked_vs_best_retriever": {"tolerance": 1.0}})
+    assert decide({**behind, "ranked_ndcg@10": 0.0}, None, (), switched_off).promote
 
 
 def test_a_release_whose_ranked_order_was_not_evaluated_is_refused() -> None:

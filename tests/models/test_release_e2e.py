@@ -135,6 +135,22 @@ def test_the_evaluation_judges_each_retriever_and_the_ranked_order(built) -> Non
     print({**retrievers, "ranked": metrics["ranked_ndcg@10"]})
 
 
+def test_the_orders_are_judged_on_a_seeded_sample_of_the_held_out_users(built, tmp_path) -> None:
+    from models.release import CATALOG_FILE, RANKER_DIR, RETRIEVAL_DIR, evaluate_release
+
+    _, registry, interactions = built
+    release = registry.release_path("retail", "v1")
+    for name in (RETRIEVAL_DIR, RANKER_DIR, CATALOG_FILE):  # a view: a finalized release is never written to
+        (tmp_path / name).symlink_to(release / name)
+    holdout = (pd.Timestamp("2025-03-10", tz="UTC"), pd.Timestamp("2025-03-11", tz="UTC"))
+    paths = DataPaths(registry.root.parent / "data")
+    runs = [evaluate_release(tmp_path, interactions.assign(domain="retail"), *holdout, paths=paths, order_users=5)
+            for _ in range(2)]
+    assert runs[0] == runs[1]  # the sample is seeded
+    assert runs[0]["eval_users"] == 12 and runs[0]["order_eval_users"] == 5
+    assert registry.verify("retail", "v1").ok
+
+
 def test_release_loads_back_with_parity(built) -> None:
     from models.ranking.data import feature_arrays
     from models.ranking.export import load_scorer

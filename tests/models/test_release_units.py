@@ -183,7 +183,8 @@ def test_ranking_inputs_are_what_serving_would_have_read_at_the_moment(data_path
     names = ["price", "category_l1", "purchase_count_30d", "country", "days_since_last_purchase",
              "x_item_views", "x_cat_views", "hour_of_day", "day_of_week", "device_type", "not_served"]
     histories = history_of(data_paths, ["u1", "u2", "u3"], as_of, fallback)
-    frame, missing = ranking_inputs(pairs, names, pd.Series({"a": "X>Y", "b": "Z"}), histories, data_paths, as_of)
+    frame, missing = ranking_inputs(pairs, names, pd.Series({"a": "X>Y", "b": "Z"}), histories, data_paths, as_of,
+                                    devices={"u1": "iPhone", "u3": "desktop"})
     assert frame["price"].tolist() == [10.0, 0.0, 10.0, 0.0]  # the latest snapshot at the moment; unknown item: 0
     assert frame["category_l1"].tolist() == ["X", "", "X", ""]
     assert frame["purchase_count_30d"].tolist() == [3, 3, 0, 1]
@@ -192,5 +193,18 @@ def test_ranking_inputs_are_what_serving_would_have_read_at_the_moment(data_path
     assert frame["x_item_views"].tolist() == [4.0, 0.0, 0.0, 7.0]  # u1 from the source, u3 from the lake rows
     assert frame["x_cat_views"].tolist() == [6.0, 0.0, 0.0, 7.0]
     assert frame["hour_of_day"].tolist() == [0] * 4 and frame["day_of_week"].tolist() == [0] * 4
-    assert frame["device_type"].tolist() == ["other"] * 4
+    assert frame["device_type"].tolist() == ["ios", "ios", "other", "web"]  # u2's device is unknown
     assert missing == ["not_served"] and frame["not_served"].isna().all()
+
+
+def test_last_devices_are_read_from_the_lake_before_the_moment(data_paths) -> None:
+    from common.lake import write_events
+    from models.offline_features import last_devices
+
+    times = pd.to_datetime(["2025-03-09 10:00", "2025-03-09 12:00", "2025-03-10 08:00", "2025-03-09 09:00"], utc=True)
+    events = pd.DataFrame({"event_id": ["e1", "e2", "e3", "e4"], "domain": "retail",
+                           "user_id": ["r_u1", "r_u1", "r_u1", "r_u2"], "item_id": "r_i1", "event_type": "view",
+                           "timestamp": times, "session_id": "s", "device": ["web", "ios", "android", "web"]})
+    write_events(events, data_paths)
+    as_of = pd.Timestamp("2025-03-10", tz="UTC")
+    assert last_devices(data_paths, "retail", ["r_u1", "r_u3"], as_of) == {"r_u1": "ios"}  # not the later android

@@ -82,9 +82,9 @@ def served_columns(spec: FeatureViewSpec, rows: pd.DataFrame, ids: Sequence[str]
     for field in spec.fields:
         if field.dtype.startswith("Array("):
             continue
-        values = aligned[field.name] if field.name in aligned.columns else pd.Series(None, index=aligned.index)
-        values = values.astype(object).where(values.notna(), None).to_numpy(dtype=object)
-        missing = np.array([v is None for v in values], dtype=bool)
+        column = aligned[field.name] if field.name in aligned.columns else pd.Series(np.nan, index=aligned.index)
+        missing = column.isna().to_numpy()
+        values = column.to_numpy(dtype=object)
         values[missing & found] = null_value(spec, field)
         values[missing & ~found] = default_value(spec, field)
         out[field.name] = values

@@ -7,7 +7,8 @@ Degradation paths (the response says which one was taken; ``/metrics`` counts th
 
 - ``full``: everything worked;
 - ``cold_start``: the user has no history -- popularity for their segment + content picks by profile,
-  then ranked as usual;
+  then ranked as usual (unless the ranker was bootstrapped from users' later interactions, without an
+  impression log: it never saw a user without history, so the retrievers' fused order stands);
 - ``retrieval_order``: the ranker failed or ran over budget, or item features are unavailable --
   the merged retrieval order (reciprocal-rank fusion) is re-ranked instead of the ranker's order;
 - ``popularity_fallback``: the online store is unreachable (or no retriever answered) -- popular
@@ -217,7 +218,9 @@ class Pipeline:
         if len(candidates.rows) == 0 and path != LEGACY_SEGMENT:
             path = POPULARITY_FALLBACK
 
-        if path not in (POPULARITY_FALLBACK, LEGACY_SEGMENT):
+        if path == COLD_START and not release.ranks_cold_users:
+            pass  # a bootstrapped ranker never saw a user without history: the retrievers' order stands
+        elif path not in (POPULARITY_FALLBACK, LEGACY_SEGMENT):
             self.metrics.ranked.labels(domain, path).observe(len(candidates.rows))
             ranked = self._rank(release, request, user, candidates, now_ts, timings, t)
             t = time.perf_counter()

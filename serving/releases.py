@@ -60,6 +60,16 @@ class Release:
     new_items: NewItemIndex | None = None  # content vectors by launch time (the content retriever's new-item slots)
 
     @property
+    def ranks_cold_users(self) -> bool:
+        """Whether the ranker learned from users without history: one trained on impressions did (every
+        served slate is an example), one bootstrapped from users' later interactions
+        (``ranking_data.source == "bootstrap"``) only ever saw users with a history, so a cold user is
+        outside what it knows and keeps the retrievers' order (popularity first)."""
+        ranker = ((self.manifest.extra or {}).get("summaries") or {}).get("ranker") or {}
+        data = ranker.get("ranking_data")
+        return not (isinstance(data, dict) and data.get("source") == "bootstrap")
+
+    @property
     def segment_column(self) -> str | None:
         """The user feature whose value picks the popularity segment (from the retrieval bundle)."""
         return (self.retrievers.description.get("training") or {}).get("segment_column")

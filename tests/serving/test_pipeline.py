@@ -138,6 +138,22 @@ def test_unknown_user_gets_a_cold_start_slate(serve, release, store) -> None:
     assert all(set(i.retrievers) <= {"popular", "content"} for i in result.items)
 
 
+def test_a_bootstrapped_ranker_does_not_rank_cold_users(serve, release, store) -> None:
+    """A ranker trained without impressions (bootstrap: users' later interactions) never saw a user
+    without history: a cold user keeps the retrievers' fused order, a known user is still ranked."""
+    from dataclasses import replace as with_fields
+
+    summaries = {"ranker": {"ranking_data": {"source": "bootstrap", "users": 40}}}
+    bootstrapped = with_fields(release, manifest=with_fields(release.manifest, extra={"summaries": summaries}))
+    assert release.ranks_cold_users and not bootstrapped.ranks_cold_users
+    cold, counts, _ = serve(bootstrapped, store, "r_never_seen")
+    assert cold.path == COLD_START and len(cold.items) == 8
+    assert counts("recsys_stage_latency_seconds_count", domain="retail", stage="ranking") == 0
+    warm, counts, _ = serve(bootstrapped, store, "r_u02")
+    assert warm.path == FULL
+    assert counts("recsys_stage_latency_seconds_count", domain="retail", stage="ranking") == 1
+
+
 def test_store_down_serves_popularity(serve, release, store) -> None:
     result, counts, elapsed = serve(release, FlakyStore(store, True, True), "r_u02")
     assert result.path == POPULARITY_FALLBACK and len(result.items) == 8

@@ -24,7 +24,8 @@ from typing import Any
 _EPSILON = 1e-12  # float slack: a candidate exactly at the allowed value passes
 RANKED = "ranked_ndcg@10"
 BEST_RETRIEVER = "best_retriever_ndcg@10"
-RANKED_CHECK = "ranked_vs_best_retriever"  # its entry in the ``gate.metrics`` settings: {tolerance: ...}
+RANKED_CHECK = "ranked_vs_best_retriever"  # its entry in the ``gate.metrics`` settings: {tolerance, min_users}
+ORDER_USERS = "order_eval_users"  # held-out users the orders were judged on
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class GatePolicy:
     rules: tuple[MetricRule, ...]
     ranked_tolerance: float = 0.0  # how far (a share) the ranked NDCG@10 may fall below the best retriever's;
     # 1 turns the check off (for worlds too small for a ranker to learn anything, e.g. the tiny test world)
+    ranked_min_users: int = 30  # fewer held-out users than this: the orders are not compared (said so)
 
     def __post_init__(self) -> None:
         if not 0 <= self.ranked_tolerance <= 1:
@@ -55,11 +57,12 @@ class GatePolicy:
         ``ranked_vs_best_retriever: {tolerance: t}`` sets :attr:`ranked_tolerance` instead of a rule."""
         rules = {name: dict(spec or {}) for name, spec in raw.items()}
         ranked = rules.pop(RANKED_CHECK, {})
-        unknown = set(ranked) - {"tolerance"}
+        unknown = set(ranked) - {"tolerance", "min_users"}
         if unknown:
-            raise ValueError(f"{RANKED_CHECK}: unknown settings {sorted(unknown)} (only tolerance)")
+            raise ValueError(f"{RANKED_CHECK}: unknown settings {sorted(unknown)} (tolerance, min_users)")
         return cls(tuple(MetricRule(name=name, **spec) for name, spec in rules.items()),
-                   ranked_tolerance=float(ranked.get("tolerance", 0.0)))
+                   ranked_tolerance=float(ranked.get("tolerance", 0.0)),
+                   ranked_min_users=int(ranked.get("min_users", cls.ranked_min_users)))
 
 
 @dataclass(frozen=True)
@@ -137,11 +140,18 @@ def _best_retriever_name(metrics: Mapping[str, Any], best: float) -> str:
                 "retriever")
 
 
-def ranked_vs_retrievers(candidate: Mapping[str, Any], tolerance: float = 0.0) -> Comparison:
+def ranked_vs_retrievers(candidate: Mapping[str, Any], tolerance: float = 0.0, min_users: int = 0) -> Comparison:
     """Does the candidate's ranked order (``ranked_ndcg@10``) score at least its best single retriever
     (``best_retriever_ndcg@10``, less ``tolerance`` of it) on the held-out users? Missing or non-finite
-    figures fail: the order was not evaluated."""
+    figures fail: the order was not evaluated. Judged on fewer than ``min_users`` held-out users (a
+    business whose day holds a handful of returning users) the comparison is noise either way: it is
+    not made, and the decision says so."""
     ranked, best = _number(candidate.get(RANKED)), _number(candidate.get(BEST_RETRIEVER))
+    users = _number(candidate.get(ORDER_USERS))
+    if ranked is not None and best is not None and users is not None and users < min_users:
+        return Comparison(RANKED, ranked, None, None, True,
+                          f"NOT JUDGED: only {users:.0f} held-out user(s), fewer than {min_users}: the ranked "
+                          f"order (NDCG@10 {ranked:.3f}) was not compared with its best retriever ({best:.3f})")
     if ranked is None or best is None:
         absent = [name for name, value in ((RANKED, ranked), (BEST_RETRIEVER, best)) if value is None]
         return Comparison(RANKED, ranked, None, None, False,
@@ -164,7 +174,7 @@ def decide(
     """Compare the candidate's metrics with the live release's (``None``: nothing is live yet), and its
     ranked order with its own retrievers (:func:`ranked_vs_retrievers`)."""
     comparisons = tuple(_compare(rule, candidate.get(rule.name), (live or {}).get(rule.name)) for rule in policy.rules)
-    comparisons += (ranked_vs_retrievers(candidate, policy.ranked_tolerance),)
+    comparisons += (ranked_vs_retrievers(candidate, policy.ranked_tolerance, policy.ranked_min_users),)
     reasons = [f"verification failed: {problem}" for problem in verification_problems]
     reasons += [f"{c.metric}: {c.note}" for c in comparisons if not c.ok]
     return GateDecision(promote=not reasons, reasons=tuple(reasons), comparisons=comparisons)

@@ -112,5 +112,16 @@ def test_a_release_whose_ranked_order_was_not_evaluated_is_refused() -> None:
                                 "(ranked_ndcg@10, best_retriever_ndcg@10 not evaluated)",)
     with pytest.raises(ValueError, match="ranked_vs_best_retriever"):
         GatePolicy.from_mapping({"ranked_vs_best_retriever": {"tolerance": 1.5}})
-    with pytest.raises(ValueError, match="only tolerance"):
+    with pytest.raises(ValueError, match=r"\(tolerance, min_users\)"):
         GatePolicy.from_mapping({"ranked_vs_best_retriever": {"minimum": 0.1}})
+
+
+def test_orders_judged_on_too_few_held_out_users_are_not_compared_and_the_decision_says_so() -> None:
+    good = {"recall@100": 0.45, "auc": 0.75, "logloss": 0.40, **ORDERS, "ranked_ndcg@10": 0.0}
+    thin = decide({**good, "order_eval_users": 3}, None, (), POLICY)  # a sparse business: 3 users on day D
+    assert thin.promote
+    (ranked,) = [c for c in thin.comparisons if c.metric == "ranked_ndcg@10"]
+    assert ranked.note.startswith("NOT JUDGED: only 3 held-out user(s), fewer than 30")
+    assert not decide({**good, "order_eval_users": 30}, None, (), POLICY).promote  # enough users: refused
+    strict = GatePolicy.from_mapping({"ranked_vs_best_retriever": {"tolerance": 0.0, "min_users": 1}})
+    assert strict.ranked_min_users == 1 and not decide({**good, "order_eval_users": 3}, None, (), strict).promote

@@ -1,8 +1,8 @@
 """The nightly DAG end to end through Airflow (``dag.test()``) on the ``tiny`` synthetic world.
 
-The world is small, so the night trains on a 4-day window, and the ranker's validation AUC has no
-floor (on a few hundred banking impressions it is noise around 0.5); everything else is the shipped
-``orchestration/nightly.yaml``.
+The world is small, so the night trains on a 4-day window, the ranker's validation AUC has no floor
+(on a few hundred banking impressions it is noise around 0.5) and the ranked order is not held to beat
+its retrievers (it does not, in 4 days); everything else is the shipped ``orchestration/nightly.yaml``.
 
 1. A night on clean data promotes a release per domain, which serving's release manager loads.
 2. A deliberately worse model -- the release staged for the same night with its index ids shuffled,
@@ -59,6 +59,9 @@ def night(airflow_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     settings = yaml.safe_load(DEFAULT_FILE.read_text())
     for policy in (settings["gate"], *settings["gate"]["domains"].values()):
         policy["metrics"]["ranker_auc"].pop("minimum")
+        # the tiny world's ranker learns nothing in 4 days (ranked NDCG@10 ~0.07 vs popularity ~0.33):
+        # the ranked-vs-retrievers check is tested on its own (test_gate.py), not on this world
+        policy["metrics"]["ranked_vs_best_retriever"] = {"tolerance": 1.0}
     (root / "nightly.yaml").write_text(yaml.safe_dump(settings))
     with pytest.MonkeyPatch.context() as env:
         env.setenv("RECSYS_DATA_DIR", str(root / "data"))

@@ -148,6 +148,7 @@ def platform(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
         service.wait_ready()
         print(f"\nworld + e2e ranker {built - clock:.1f} s, then service ready {time.monotonic() - built:.1f} s later")
         client = ServiceClient(service.url, API_KEY)
+        client.wait_for_releases({"retail": "v1"}, timeout_s=120)  # ready comes first: the lake fallback serves
         yield Platform(root, paths, world.catalog, client, service, stream, root / "stream.log")
     finally:
         if client is not None:

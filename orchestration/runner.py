@@ -102,11 +102,14 @@ def run_dag(
     return RunReport(dag_id, logical_date, state, seconds, _task_results(run))
 
 
-def latest_lake_day(paths: DataPaths) -> date:
-    """The newest day with raw events in the lake (the demo's nightly logical date)."""
-    days = [p.name.split("=", 1)[1] for p in paths.events.glob("domain=*/date=*")]
+def latest_lake_day(paths: DataPaths, today: date | None = None) -> date:
+    """The newest day with raw events in the lake that has ended (before ``today``, UTC): the default
+    logical date of a night. Today's partition is still filling (live events, served impressions); a
+    lake of imported or generated history ends before it."""
+    today = today or datetime.now(UTC).date()
+    days = [d for d in (p.name.split("=", 1)[1] for p in paths.events.glob("domain=*/date=*")) if d < today.isoformat()]
     if not days:
-        raise FileNotFoundError(f"no events in {paths.events}: generate or import data first")
+        raise FileNotFoundError(f"no events before {today} in {paths.events}: generate or import data first")
     return date.fromisoformat(max(days))
 
 

@@ -93,3 +93,18 @@ def test_recsys_airflow_nightly_exits_2_for_a_date_before_the_start(airflow_db: 
     result = CliRunner().invoke(app, ["nightly", "--date", "1996-03-29", "--airflow-home", str(airflow_home)])
     assert result.exit_code == 2, result.output
     assert "start_date" in result.output
+
+
+def test_the_default_night_is_the_newest_lake_day_that_has_ended(tmp_path: Path) -> None:
+    from datetime import date
+
+    from orchestration.runner import latest_lake_day
+
+    paths = DataPaths(tmp_path / "data")
+    for domain, day in (("films", "2016-10-16"), ("films", "2026-12-06"), ("retail", "2016-10-17")):
+        paths.events_partition(domain, day).mkdir(parents=True)
+    # today's partition (served impressions, live events) is still filling: the night is for the day before
+    assert latest_lake_day(paths, today=date(2026, 12, 6)) == date(2016, 10, 17)
+    assert latest_lake_day(paths, today=date(2026, 12, 7)) == date(2026, 12, 6)
+    with pytest.raises(FileNotFoundError, match="no events before 2016-10-16"):
+        latest_lake_day(paths, today=date(2016, 10, 16))

@@ -25,7 +25,7 @@ from common.registry import ArtifactRegistry
 from orchestration.gate import decide
 from orchestration.settings import load_settings
 from orchestration.staging import claim_version
-from orchestration.tasks import fail
+from orchestration.tasks import fail, fails_fast
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,7 @@ def _interactions(domain: str) -> pd.DataFrame:
     return lake_interactions(DataPaths.default(), domain)
 
 
+@fails_fast
 def check_indexes(domain: str, version: str, ds: str) -> dict[str, float]:
     """ScaNN recall against exact search on the queries of the users known before ``D``."""
     from models.release import ReleaseCheckFailed, check_indexes, histories_until
@@ -88,6 +89,7 @@ def _evaluate_live(registry: ArtifactRegistry, domain: str, version: str, intera
     return registry.load_manifest(domain, version).metrics
 
 
+@fails_fast
 def evaluate(domain: str, version: str, ds: str, window: list[str]) -> dict[str, Any]:
     """Evaluate the staged release on the day ``D``, finalize it (manifest with its metrics), and evaluate
     the live release on the same day. A retry after the release was finalized reads its manifest."""

@@ -108,3 +108,10 @@ def test_the_default_night_is_the_newest_lake_day_that_has_ended(tmp_path: Path)
     assert latest_lake_day(paths, today=date(2026, 12, 7)) == date(2026, 12, 6)
     with pytest.raises(FileNotFoundError, match="no events before 2016-10-16"):
         latest_lake_day(paths, today=date(2016, 10, 16))
+
+
+def test_the_release_tasks_that_read_data_fail_fast() -> None:
+    from orchestration import release_tasks, tasks
+
+    for task in (tasks.plan, release_tasks.check_indexes, release_tasks.evaluate):
+        assert hasattr(task, "__wrapped__"), task.__name__  # wrapped by fails_fast

@@ -109,8 +109,9 @@ class _DateDeadLetters(DeadLetterWriter):
 
 
 # ISO-8601 with microseconds and the zone as an offset pattern ("Z" for UTC), as the event contract writes
-# times; dead letters keep that text so a record can be replayed as it arrived.
-ISO_8601_MICROS = "yyyy-MM-dd'T'HH:mm:ss.SSSSSSXXX"  # XXX: Spark's zone-offset pattern letters, not a marker
+# times; dead letters keep that text so a record can be replayed as it arrived. The three trailing letters
+# are Spark's zone-offset pattern (offset with a colon, "Z" at zero).
+ISO_8601_MICROS = "yyyy-MM-dd'T'HH:mm:ss.SSSSSS" + "X" * 3
 
 
 def _write_dead_letters(rejected: DataFrame, paths: DataPaths, dates: list[date], chunk: int = 1000) -> None:

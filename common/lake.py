@@ -60,14 +60,25 @@ def write_events(
     return table.num_rows
 
 
-def read_events(paths: DataPaths, domain: str, columns: list[str] | None = None) -> pd.DataFrame:
-    """All events of one domain as a DataFrame (small data: tests, summaries, offline evaluation)."""
+def read_events(
+    paths: DataPaths, domain: str, columns: list[str] | None = None, event_types: Iterable[str] | None = None,
+    since: str | None = None,
+) -> pd.DataFrame:
+    """One domain's events as a DataFrame: only ``columns``, only ``event_types`` (all when None), only the
+    partitions ``date >= since`` (``YYYY-MM-DD``; all when None) -- the filters are pushed down, so only
+    those files and columns are read."""
     root = paths.events / f"domain={domain}"
+    wanted = list(columns or EVENT_ARROW_SCHEMA.names)
     if not root.exists():
-        return pd.DataFrame(columns=columns or EVENT_ARROW_SCHEMA.names)
+        return pd.DataFrame(columns=wanted)
     dataset = ds.dataset(root, format="parquet", partitioning=ds.partitioning(pa.schema([("date", pa.string())]), flavor="hive"))
-    wanted = columns or EVENT_ARROW_SCHEMA.names
-    table = dataset.to_table(columns=[c for c in wanted if c != "domain"])
+    row_filter = None
+    if event_types is not None:
+        row_filter = ds.field("event_type").isin(sorted(set(event_types)))
+    if since is not None:
+        after = ds.field("date") >= since
+        row_filter = after if row_filter is None else row_filter & after
+    table = dataset.to_table(columns=[c for c in wanted if c != "domain"], filter=row_filter)
     # nullable integers stay integers (position, quantity), so frames re-validate under the strict contract
     frame = table.to_pandas(types_mapper={pa.int32(): pd.Int32Dtype(), pa.int64(): pd.Int64Dtype()}.get)
     if "domain" in wanted:  # a partition column: stored in the path, not in the files

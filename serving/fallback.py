@@ -33,13 +33,12 @@ from datetime import date, timedelta
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from common.domains import domain as domain_config
 from common.features import USER_PROFILE
-from common.lake import event_partitions, read_catalog
+from common.lake import event_partitions, read_catalog, read_events
 from common.online_features import UserFeatures
 from common.paths import DataPaths
 from models.retrieval.popularity import PopularityConfig, PopularityTable
@@ -54,22 +53,6 @@ log = logging.getLogger(__name__)
 
 DECLINE = "decline"
 PROFILE_COLUMNS = ("age", "income", "credit_score", "dti", "has_arrears")
-_BY_DATE = ds.partitioning(pa.schema([("date", pa.string())]), flavor="hive")
-
-
-def lake_events(
-    paths: DataPaths, domain: str, columns: Sequence[str], event_types: Iterable[str], since: str | None = None
-) -> pd.DataFrame:
-    """``columns`` of the domain's lake events of ``event_types``, of the partitions ``date >= since``
-    (all when None). Only those columns are read, and only the files of those partitions."""
-    root = paths.events / f"domain={domain}"
-    if not root.is_dir():
-        return pd.DataFrame(columns=list(columns))
-    wanted = ds.field("event_type").isin(sorted(set(event_types)))
-    if since is not None:
-        wanted &= ds.field("date") >= since
-    dataset = ds.dataset(root, format="parquet", partitioning=_BY_DATE)
-    return dataset.to_table(columns=list(columns), filter=wanted).to_pandas()
 
 
 def newest_day_with(paths: DataPaths, domain: str, event_types: Iterable[str]) -> str | None:
@@ -89,7 +72,7 @@ def lake_popularity(paths: DataPaths, domain: str, settings: FallbackSettings) -
     if newest is None:
         return None
     since = (date.fromisoformat(newest) - timedelta(days=math.ceil(settings.window_days) - 1)).isoformat()
-    events = lake_events(paths, domain, ("item_id", "event_type", "timestamp"), weights, since)
+    events = read_events(paths, domain, ["item_id", "event_type", "timestamp"], weights, since)
     # The partitions read are the window: no further cut by age, only the decay.
     config = PopularityConfig(window_days=math.inf, half_life_days=settings.half_life_days, top_n=settings.top_n)
     # one global list: user_id only exists because the table's builder selects it (no segments here)
@@ -136,7 +119,7 @@ def lake_users(paths: DataPaths, domain: str, filters: FilterRules) -> LakeUsers
     kinds |= {DECLINE} if filters.declined else set()
     converted: dict[str, frozenset[str]] = {}
     declined: dict[str, frozenset[str]] = {}
-    events = lake_events(paths, domain, ("user_id", "item_id", "event_type"), kinds) if kinds else pd.DataFrame()
+    events = read_events(paths, domain, ["user_id", "item_id", "event_type"], kinds) if kinds else pd.DataFrame()
     if not events.empty:
         is_decline = events["event_type"] == DECLINE
         converted = _items_by_user(events[~is_decline]) if filters.purchased else {}

@@ -33,6 +33,18 @@ def test_events_partitioned_by_date_and_rewrite_is_idempotent(data_paths):
     assert back.position.isna().all()  # optional contract columns exist, null
 
 
+def test_read_events_pushes_the_event_type_and_date_filters_down(data_paths):
+    frame = _events(["a", "b", "c"], ["2026-10-01", "2026-10-02", "2026-10-03"]).assign(
+        event_type=["view", "purchase", "view"])
+    write_events(frame, data_paths)
+    views = read_events(data_paths, "retail", ["event_id", "event_type"], event_types=["view"])
+    assert sorted(views.event_id) == ["a", "c"] and list(views.columns) == ["event_id", "event_type"]
+    recent = read_events(data_paths, "retail", ["event_id"], since="2026-10-02")
+    assert sorted(recent.event_id) == ["b", "c"]
+    assert read_events(data_paths, "retail", ["event_id"], ["view"], "2026-10-02").event_id.tolist() == ["c"]
+    assert list(read_events(data_paths, "banking", ["event_id"]).columns) == ["event_id"]
+
+
 def test_append_mode_keeps_existing_files(data_paths):
     write_events(_events(["a"], ["2026-10-01"]), data_paths, basename="batch1-{i}", replace_partitions=False)
     write_events(_events(["b"], ["2026-10-01"]), data_paths, basename="batch2-{i}", replace_partitions=False)

@@ -53,20 +53,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import resource
 import shutil
-import signal
-import sqlite3
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-import traceback
-from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -74,187 +67,47 @@ import numpy as np
 import pandas as pd
 
 from benchmarks import report
+from benchmarks.own_data_eval import (
+    METRICS,
+    Evaluation,
+    K,
+    cut_point,
+    evaluate_baselines,
+    evaluate_retrievers,
+    event_times,
+    published_release,
+    read_csv,
+    release_facts,
+    serve_and_ask,
+)
+from benchmarks.own_data_night import gate_decision, night_problems, night_tasks, night_tasks_from_db
+from benchmarks.process_steps import (
+    Step,
+    exit_text,
+    not_run,
+    run_command,
+    run_inline,
+    say,
+)
 from common.paths import REPO_ROOT
 
 OUT_FILE = REPO_ROOT / "reports" / "bench" / "own_data.json"
-K = 10
-POLL_S = 0.5
-READY_TIMEOUT_S = 900.0  # the service loads TensorFlow and the release; the machine is shared
-MB = 1024 * 1024
 STEPS_FILE = "steps.json"
-HEADLINE = "with_history"
-SLICES = (HEADLINE, "without_history")
-METRICS = ("ndcg@10", "recall@10", "hit_rate@10")
-NO_ITEM = "<no item>"  # the filler of a short served slate: in the scored vocabulary, never relevant
-
-
-def say(message: str) -> None:
-    print(f"[own_data] {message}", flush=True)
-
-
-# ---- subprocess steps with wall time and peak RSS of the process tree ----------------------------
-
-
-class TreeMonitor:
-    """Polls a process and all its descendants (psutil) until stopped: the peak of their summed RSS and
-    the largest single process seen."""
-
-    def __init__(self, pid: int, interval_s: float = POLL_S) -> None:
-        self.pid, self.interval_s = pid, interval_s
-        self.peak_tree = 0
-        self.peak_single, self.peak_single_name = 0, ""
-        self.peak_processes = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> TreeMonitor:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _sample(self, root: Any) -> None:
-        import psutil
-
-        total, processes = 0, 0
-        for proc in [root, *root.children(recursive=True)]:
-            try:
-                rss = proc.memory_info().rss
-                name = proc.name()
-            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-                continue
-            total += rss
-            processes += 1
-            if rss > self.peak_single:
-                self.peak_single, self.peak_single_name = rss, name
-        self.peak_tree = max(self.peak_tree, total)
-        self.peak_processes = max(self.peak_processes, processes)
-
-    def _run(self) -> None:
-        import psutil
-
-        try:
-            root = psutil.Process(self.pid)
-        except psutil.NoSuchProcess:
-            return
-        while not self._stop.is_set():
-            try:
-                self._sample(root)
-            except psutil.NoSuchProcess:
-                return
-            self._stop.wait(self.interval_s)
-
-    def figures(self) -> dict[str, Any]:
-        return {"peak_rss_tree_mb": round(self.peak_tree / MB, 1), "peak_rss_process_mb": round(self.peak_single / MB, 1),
-                "peak_rss_process_name": self.peak_single_name, "peak_processes": self.peak_processes}
-
-
-def children_maxrss_mb() -> float:
-    """``getrusage(RUSAGE_CHILDREN).ru_maxrss``: the largest single descendant reaped so far (KiB on Linux)."""
-    return round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)
-
-
-@dataclass
-class Step:
-    name: str
-    command: str
-    ok: bool = False
-    seconds: float | None = None
-    exit_code: int | None = None
-    reason: str | None = None
-    log: str | None = None
-    resources: dict[str, Any] = field(default_factory=dict)
-    details: dict[str, Any] = field(default_factory=dict)
-
-
-def _tail(path: Path, lines: int = 25) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
-
-
-def run_command(name: str, argv: Sequence[str], shown: str, env: Mapping[str, str], log_dir: Path) -> Step:
-    """Run one walkthrough command as a subprocess (its output to ``log_dir/<name>.log``), timed and monitored."""
-    log = log_dir / f"{name}.log"
-    step = Step(name, shown, log=str(log))
-    say(f"{name}: {shown}  (log: {log})")
-    started = time.perf_counter()
-    with log.open("wb") as out:
-        process = subprocess.Popen(list(argv), cwd=REPO_ROOT, env=dict(env), stdout=out, stderr=subprocess.STDOUT)
-        with TreeMonitor(process.pid) as monitor:
-            code = process.wait()
-    step.seconds = round(time.perf_counter() - started, 1)
-    step.exit_code, step.ok = code, code == 0
-    step.resources = {**monitor.figures(), "rusage_children_maxrss_mb_so_far": children_maxrss_mb()}
-    if not step.ok:
-        step.reason = f"{_exit(code)}; last lines of {log.name}:\n{_tail(log)}"
-    say(f"{name}: {'ok' if step.ok else 'FAILED'} in {step.seconds} s, peak RSS {step.resources['peak_rss_tree_mb']} MB"
-        f" (tree), {step.resources['peak_rss_process_mb']} MB ({step.resources['peak_rss_process_name']})")
-    return step
-
-
-def _exit(code: int) -> str:
-    if code < 0:
-        return f"killed by {signal.Signals(-code).name} (a signal from outside the command: the OOM killer or another process)"
-    return f"exit code {code}"
-
-
-def run_inline(name: str, shown: str, body: Callable[[Step], None]) -> Step:
-    """An in-process stage: timed; an exception fails the stage with its reason (never silently)."""
-    step = Step(name, shown)
-    say(f"{name}: {shown}")
-    started = time.perf_counter()
-    try:
-        body(step)
-        step.ok = True
-    except Exception as err:  # a benchmark records every failure and goes on with what does not need it
-        step.reason = f"{type(err).__name__}: {err}"
-        step.details["traceback"] = traceback.format_exc(limit=8)
-    step.seconds = round(time.perf_counter() - started, 1)
-    say(f"{name}: {'ok' if step.ok else 'FAILED: ' + str(step.reason)} in {step.seconds} s")
-    return step
-
-
-def not_run(name: str, shown: str, missing: str) -> Step:
-    step = Step(name, shown, reason=f"not run: {missing}")
-    say(f"{name}: NOT RUN ({missing})")
-    return step
-
-
-# ---- the split ---------------------------------------------------------------------------------
-
-
-def _read_csv(path: Path) -> pd.DataFrame:
-    return pd.read_csv(path, dtype=str, keep_default_na=False)
-
-
-def _times(column: pd.Series) -> pd.Series:
-    return pd.to_datetime(column, utc=True)
-
-
-def cut_point(timestamps: pd.Series, holdout_fraction: float) -> pd.Timestamp:
-    """The UTC midnight starting the day of the ``1 - holdout_fraction`` quantile of ``timestamps``."""
-    if not 0 < holdout_fraction < 1:
-        raise ValueError(f"--holdout-fraction must be in (0, 1), got {holdout_fraction}")
-    return _times(timestamps).quantile(1.0 - holdout_fraction).floor("D")
 
 
 def write_split(full: Path, own: Path, heldout: Path, holdout_fraction: float) -> dict[str, Any]:
     """Cut the user's whole-history CSVs at :func:`cut_point`: ``own`` gets what existed before the cut
     (the files the user imports), ``heldout/events.csv`` the events from the cut on."""
-    events, catalog, users = (_read_csv(full / f"{name}.csv") for name in ("events", "catalog", "users"))
-    times = _times(events["timestamp"])
+    events, catalog, users = (read_csv(full / f"{name}.csv") for name in ("events", "catalog", "users"))
+    times = event_times(events["timestamp"])
     cut = cut_point(events["timestamp"], holdout_fraction)
     before = times < cut
     if before.all() or not before.any():
         raise ValueError(f"the cut {cut} leaves nothing {'held out' if before.all() else 'to train on'}")
     parts = {
         own / "events.csv": events[before],
-        own / "catalog.csv": catalog[_times(catalog["launched_at"]) < cut],
-        own / "users.csv": users[_times(users["signed_up_at"]) < cut],
+        own / "catalog.csv": catalog[event_times(catalog["launched_at"]) < cut],
+        own / "users.csv": users[event_times(users["signed_up_at"]) < cut],
         heldout / "events.csv": events[~before],
     }
     for path, frame in parts.items():
@@ -279,313 +132,6 @@ def write_split(full: Path, own: Path, heldout: Path, holdout_fraction: float) -
                   "heldout_users_with_history": int(np.isin(events.loc[~before, "user_id"].unique(),
                                                             events.loc[before, "user_id"].unique()).sum())},
     }
-
-
-# ---- the night's report ------------------------------------------------------------------------
-
-TASK_ROW = re.compile(r"^\| (?P<task>[\w.\-]+) \| (?P<state>[\w-]+) \| (?P<seconds>[\d.]+) \| (?P<tries>\d+) \|$")
-TOTAL_ROW = re.compile(r"^\| \*\*(?P<dag>\w+) \((?P<date>[\d-]+)\)\*\* \| \*\*(?P<state>[\w-]+)\*\* \| "
-                       r"\*\*(?P<seconds>[\d.]+)\*\* \| \|$")
-PROBLEM = re.compile(r"promotion (gate|refused)|DataError|ReleaseCheckFailed|Exception:|Error:|Error code|refus",
-                     re.IGNORECASE)
-NOISE = re.compile(r"cuInit|cuda_platform|Unable to register cu")  # TensorFlow looking for a GPU on a CPU machine
-
-
-def night_tasks(log_text: str) -> dict[str, Any]:
-    """The per-task table ``recsys airflow nightly`` prints (:meth:`orchestration.runner.RunReport.table`)."""
-    tasks = [{"task": m["task"], "state": m["state"], "seconds": float(m["seconds"]), "tries": int(m["tries"])}
-             for m in map(TASK_ROW.match, log_text.splitlines()) if m]
-    total = next((m for m in map(TOTAL_ROW.match, log_text.splitlines()) if m), None)
-    return {"tasks": tasks, "state": total["state"] if total else None,
-            "dag_seconds": float(total["seconds"]) if total else None, "logical_date": total["date"] if total else None}
-
-
-def night_tasks_from_db(airflow_db: Path, dag_id: str = "nightly_retrain") -> list[dict[str, Any]]:
-    """Every task instance of the DAG's newest run from the Airflow DB: what the table would have said, for a
-    night killed before it printed it (states of tasks never started are null)."""
-    if not airflow_db.exists():
-        return []
-    try:
-        with sqlite3.connect(f"file:{airflow_db}?mode=ro", uri=True) as db:
-            run = db.execute("SELECT run_id FROM task_instance WHERE dag_id = ? ORDER BY start_date DESC LIMIT 1",
-                             (dag_id,)).fetchone()
-            rows = db.execute("SELECT task_id, state, duration, try_number, start_date FROM task_instance "
-                              "WHERE dag_id = ? AND run_id = ? ORDER BY start_date IS NULL, start_date, task_id",
-                              (dag_id, run[0])).fetchall() if run else []
-    except sqlite3.Error:
-        return []
-    return [{"task": task, "state": state or "none", "seconds": round(float(duration or 0.0), 1), "tries": int(tries or 0)}
-            for task, state, duration, tries, _ in rows]
-
-
-def night_problems(log_text: str, limit: int = 40) -> list[str]:
-    """The night log's lines about refusals and errors (the gate's decision included), deduplicated."""
-    lines = [line.strip()[:400] for line in log_text.splitlines() if PROBLEM.search(line) and not NOISE.search(line)]
-    return list(dict.fromkeys(lines))[-limit:]
-
-
-def gate_decision(airflow_db: Path, domain: str) -> Any:
-    """The promotion gate task's return value (its XCom) from the night's Airflow DB; None if absent."""
-    if not airflow_db.exists():
-        return None
-    try:
-        with sqlite3.connect(f"file:{airflow_db}?mode=ro", uri=True) as db:
-            row = db.execute("SELECT value FROM xcom WHERE task_id = ? AND key = 'return_value' ORDER BY timestamp DESC "
-                             "LIMIT 1", (f"{domain}.promotion_gate",)).fetchone()
-    except sqlite3.Error as err:
-        return {"unreadable": str(err)}
-    if row is None:
-        return None
-    value = row[0]
-    try:
-        return _plain(json.loads(value.decode() if isinstance(value, bytes) else value))
-    except (ValueError, AttributeError):
-        return str(value)
-
-
-def _plain(value: Any) -> Any:
-    """Airflow's serialized XCom without its wrappers (``{"__classname__": "builtins.tuple", "__data__": [...]}``)."""
-    if isinstance(value, dict):
-        if "__classname__" in value and "__data__" in value:
-            return _plain(value["__data__"])
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
-
-
-# ---- evaluation --------------------------------------------------------------------------------
-
-
-@dataclass
-class Evaluation:
-    """The held-out ground truth and what every recommender is scored with."""
-
-    domain: str
-    positives: tuple[str, ...]
-    before: pd.DataFrame  # pre-cut interactions (the domain's positive events, weighted)
-    catalog: pd.DataFrame
-    users: pd.DataFrame
-    truth: Any  # models.evaluation.split.GroundTruth, every held-out user with a relevant item
-    context: Any  # models.evaluation.evaluate.EvaluationContext of ``truth``
-    has_history: np.ndarray
-    facts: dict[str, Any]
-    lists: dict[str, list[np.ndarray]] = field(default_factory=dict)  # recommender -> rounds of (n_users, K) ids
-
-    @classmethod
-    def build(cls, own: Path, heldout: Path, domain: str, relevant: str) -> Evaluation:
-        from common.domains import domain as domain_config
-        from models.evaluation.data import DomainData
-        from models.evaluation.evaluate import EvaluationContext
-        from models.evaluation.split import build_ground_truth
-
-        config = domain_config(domain)
-        positives = (config.conversion_event,) if relevant == "purchase" else tuple(config.positive_events)
-        catalog, users = _read_csv(own / "catalog.csv"), _read_csv(own / "users.csv")
-        before = DomainData.from_events(domain, _read_csv(own / "events.csv"), catalog, users).interactions
-        held = DomainData.from_events(domain, _read_csv(heldout / "events.csv"), catalog, users).interactions
-        known = held["item_id"].isin(set(catalog["item_id"]))
-        late = held[~known & held["event_type"].isin(positives)]
-        scored = pd.concat([catalog, pd.DataFrame({"item_id": [NO_ITEM], "category": [""]})], ignore_index=True)
-        truth = build_ground_truth(held[known], before, scored, positives)
-        has_history = np.isin(truth.user_ids, before["user_id"].unique())
-        context = EvaluationContext.build(truth, before, scored, K)
-        facts = {
-            "relevant": f"held-out {'/'.join(positives)} events on pre-cut catalog items, items the user had "
-                        "any event with before the cut excluded",
-            "positive_events": list(positives),
-            "users": {"evaluated": len(truth.user_ids), HEADLINE: int(has_history.sum()),
-                      "without_history": int((~has_history).sum())},
-            "relevant_pairs": int(truth.relevance.nnz),
-            "heldout_positive_pairs_on_items_launched_after_the_cut (excluded)":
-                int(late[["user_id", "item_id"]].drop_duplicates().shape[0]),
-        }
-        return cls(domain, positives, before, catalog, users, truth, context, has_history, facts)
-
-    def histories(self) -> tuple[dict[str, list[str]], dict[str, set[str]]]:
-        from models.candidates import evaluation_histories
-
-        return evaluation_histories(self.before, self.truth.user_ids)
-
-    def table(self) -> list[dict[str, Any]]:
-        """One row per (recommender, slice): users and the metrics at K."""
-        rows = []
-        for name, lists in self.lists.items():
-            for slice_name, mask in zip(SLICES, (self.has_history, ~self.has_history), strict=True):
-                if not mask.any():
-                    continue
-                context, kept = self.context.restrict(users=mask)
-                runs = [context.evaluate(recs[kept], ks=(K,)) for recs in lists]
-                row = {"recommender": name, "slice": slice_name, "users": runs[0]["users"], "rounds": len(runs)}
-                for metric in METRICS:
-                    values = [float(run[metric]) for run in runs]
-                    row[metric] = round(float(np.mean(values)), 4)
-                    if len(values) > 1:
-                        row[f"{metric}_range"] = [round(min(values), 4), round(max(values), 4)]
-                rows.append(row)
-        return rows
-
-
-def _padded(slate: Sequence[str], catalog: set[str]) -> tuple[list[str], int]:
-    """A served slate as exactly K ids: a short slate (or an id outside the catalog) is filled with
-    :data:`NO_ITEM`, which is never relevant (a miss). Returns the list and how many places were filled."""
-    items = [i for i in slate if i in catalog][:K]
-    return items + [NO_ITEM] * (K - len(items)), K - len(items)
-
-
-def serve_and_ask(evaluation: Evaluation, env: Mapping[str, str], log_dir: Path, version: str | None,
-                  rounds: int, step: Step) -> None:
-    """``recsys serving serve`` on a free loopback port, one ``POST /v1/recommendations`` per held-out user."""
-    import httpx
-
-    from loop.service import ServiceClient, free_port
-
-    port = free_port()
-    argv = [sys.executable, "-m", "cli", "serving", "serve", "--port", str(port), "--domains", evaluation.domain,
-            "--log-level", "warning"]
-    step.command = f"recsys serving serve --port {port} --domains {evaluation.domain}"
-    log = log_dir / "serving.log"
-    step.log = str(log)
-    started = time.perf_counter()
-    with log.open("wb") as out:
-        process = subprocess.Popen(argv, cwd=REPO_ROOT, env=dict(env), stdout=out, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
-        try:
-            with TreeMonitor(process.pid) as monitor:
-                url = f"http://127.0.0.1:{port}"
-                deadline = time.monotonic() + READY_TIMEOUT_S
-                while True:
-                    if process.poll() is not None:
-                        raise RuntimeError(f"the service exited with code {process.returncode} before it was ready:\n"
-                                           f"{_tail(log)}")
-                    try:
-                        if httpx.get(f"{url}/readyz", timeout=2.0).status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        pass
-                    if time.monotonic() > deadline:
-                        raise TimeoutError(f"the service was not ready within {READY_TIMEOUT_S:.0f} s")
-                    time.sleep(0.5)
-                client = ServiceClient(url, env.get("RECSYS_API_KEY"))
-                try:
-                    if version is not None:
-                        client.wait_for_releases({evaluation.domain: version}, timeout_s=READY_TIMEOUT_S)
-                    step.details["ready_s"] = round(time.perf_counter() - started, 1)
-                    step.details["releases"] = client.releases()
-                    _ask(evaluation, client, step, rounds)
-                finally:
-                    client.close()
-        finally:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-                try:
-                    process.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    os.killpg(process.pid, signal.SIGKILL)
-                    process.wait()
-    step.resources = monitor.figures()
-
-
-def _ask(evaluation: Evaluation, client: Any, step: Step, repeats: int) -> None:
-    """Every held-out user ``repeats`` times (a new session each time): the slates differ through the
-    exploration slots, so the served figures are the mean over the rounds (their range is reported)."""
-    catalog = set(evaluation.catalog["item_id"])
-    rounds, paths, releases, errors, latencies, filled = [], Counter(), Counter(), Counter(), [], 0
-    for round_ in range(repeats):
-        rows = []
-        for user, warm in zip(map(str, evaluation.truth.user_ids), evaluation.has_history, strict=True):
-            asked = time.perf_counter()
-            try:
-                slate = client.recommend(user, evaluation.domain, K, device="web", session_id=f"bench-{round_}-{user}")
-            except Exception as err:  # an error answer is recorded and scored as an empty slate
-                errors[type(err).__name__ + (f" {err.response.status_code}" if hasattr(err, "response") else "")] += 1
-                items, short = _padded([], catalog)
-            else:
-                latencies.append((time.perf_counter() - asked) * 1000)
-                paths[f"{SLICES[0] if warm else SLICES[1]}: {slate.path}"] += 1
-                releases[slate.release] += 1
-                items, short = _padded(slate.item_ids, catalog)
-            filled += short
-            rows.append(items)
-        rounds.append(np.asarray(rows, dtype=object).reshape(len(rows), K))
-    evaluation.lists["served"] = rounds
-    asked_total = repeats * len(evaluation.truth.user_ids)
-    step.details |= {"requests": asked_total, "rounds": repeats, "errors": dict(errors), "paths": dict(paths),
-                     "releases": dict(releases), "slots_filled_as_misses (short slates, errors)": filled,
-                     **({"client_latency": report.latency_ms(latencies)} if latencies else {})}
-    if errors:
-        raise RuntimeError(f"{sum(errors.values())} of {asked_total} requests failed: {dict(errors)}")
-
-
-def published_release(artifacts: Path, domain: str) -> tuple[str | None, bool]:
-    """The domain's CURRENT release, or else its newest finalized one (``published`` False); (None, False) if none."""
-    from common.registry import ArtifactRegistry
-
-    registry = ArtifactRegistry(artifacts)
-    current = registry.current(domain)
-    if current is not None:
-        return current, True
-    releases = registry.list_releases(domain)
-    return (releases[-1].version, False) if releases else (None, False)
-
-
-def release_facts(artifacts: Path, domain: str, version: str, published: bool) -> dict[str, Any]:
-    from common.registry import ArtifactRegistry
-
-    manifest = ArtifactRegistry(artifacts).load_manifest(domain, version)
-    summaries = manifest.extra.get("summaries", {})
-    ranker = summaries.get("ranker", {})
-    return {
-        "version": version, "published (CURRENT)": published, "created_at": manifest.created_at,
-        "code_revision": manifest.code_revision, "training_window": manifest.training_window,
-        "metrics": manifest.metrics,
-        "ranker": {key: ranker.get(key) for key in ("ranking_data", "positives", "negatives", "train_rows", "valid_rows",
-                                                     "position_correction", "structure", "metrics", "best_epoch")
-                   if key in ranker},
-        "summaries": sorted(summaries),
-        **({"gate": manifest.extra["gate"]} if "gate" in manifest.extra else {}),
-    }
-
-
-def evaluate_retrievers(evaluation: Evaluation, artifacts: Path, version: str, step: Step) -> None:
-    import common  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
-    from models.candidates import RETRIEVERS, retrieve
-    from models.release import RETRIEVAL_DIR
-    from models.retrieval.export import load_retrievers
-
-    retrievers = load_retrievers(artifacts / evaluation.domain / version / RETRIEVAL_DIR)
-    histories, seen = evaluation.histories()
-    candidates = retrieve(retrievers, evaluation.truth.user_ids, histories, seen, K)
-    for name in RETRIEVERS:
-        evaluation.lists[f"retriever:{name}"] = [candidates.ids[name]]
-    step.details["own_candidates_mean"] = {name: round(float(candidates.found[name].mean()), 2) for name in RETRIEVERS}
-
-
-def evaluate_baselines(evaluation: Evaluation, cut: pd.Timestamp, holdout_fraction: float, step: Step) -> None:
-    """EASE (L2 tuned on a validation window: the last ``holdout_fraction`` of the pre-cut events, day-aligned)
-    and popularity, both fitted on every pre-cut interaction."""
-    from models.evaluation.baselines import EASERecommender, PopularityRecommender
-    from models.evaluation.split import TemporalSplit
-    from models.evaluation.tuning import grid_search
-
-    before = evaluation.before
-    validation_start = cut_point(before["timestamp"], holdout_fraction)
-    early = before["timestamp"] < validation_start
-    split = TemporalSplit(train=before, test=before.iloc[:0], fit=before[early], validation=before[~early],
-                          validation_start=validation_start, test_start=cut, test_end=cut)
-    step.details["ease"] = {"validation": [str(validation_start), str(cut)]}
-    try:
-        tuned = grid_search(EASERecommender, EASERecommender.search_space, split, evaluation.catalog, evaluation.users,
-                            evaluation.positives, progress=say)
-        params = tuned.params
-        step.details["ease"] |= {"params": params, "grid": tuned.scores.to_dict("records")}
-    except ValueError as err:  # a validation window without a warm user (a small sample): the default L2
-        params = {}
-        step.details["ease"] |= {"params": EASERecommender().params, "not_tuned": str(err)}
-    users = evaluation.truth.user_ids
-    for name, model in (("ease", EASERecommender(**params)), ("popularity", PopularityRecommender())):
-        fitted = model.fit(before, evaluation.catalog, evaluation.users)
-        evaluation.lists[name] = [fitted.recommend(users, K)]
 
 
 # ---- the run -----------------------------------------------------------------------------------
@@ -666,7 +212,7 @@ def walkthrough(work: Workdir, domain: str, prefix: str, last_days: int | None,
                 night.details |= {"tasks": night_tasks_from_db(airflow_db), "tasks_from": "airflow DB"}
             if not night.ok:
                 failed_tasks = [t["task"] for t in night.details["tasks"] if t["state"] not in ("success", "skipped")]
-                night.reason = (f"{_exit(night.exit_code or 0)}; tasks not successful: {failed_tasks}; "
+                night.reason = (f"{exit_text(night.exit_code or 0)}; tasks not successful: {failed_tasks}; "
                                 f"{'; '.join(night.details['problems'][-6:])}")
     return steps, split
 

@@ -1,0 +1,159 @@
+"""The own-data benchmark's steps, run as a user runs them: a subprocess (or an inline body) with its wall
+time, exit code, log tail and the peak RSS of its whole process tree (psutil, polled)."""
+
+from __future__ import annotations
+
+import resource
+import signal
+import subprocess
+import threading
+import time
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from common.paths import REPO_ROOT
+
+MB = 1024 * 1024
+POLL_S = 0.5
+
+
+def say(message: str) -> None:
+    print(f"[own_data] {message}", flush=True)
+
+
+# ---- subprocess steps with wall time and peak RSS of the process tree ----------------------------
+
+
+class TreeMonitor:
+    """Polls a process and all its descendants (psutil) until stopped: the peak of their summed RSS and
+    the largest single process seen."""
+
+    def __init__(self, pid: int, interval_s: float = POLL_S) -> None:
+        self.pid, self.interval_s = pid, interval_s
+        self.peak_tree = 0
+        self.peak_single, self.peak_single_name = 0, ""
+        self.peak_processes = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> TreeMonitor:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self, root: Any) -> None:
+        import psutil
+
+        total, processes = 0, 0
+        for proc in [root, *root.children(recursive=True)]:
+            try:
+                rss = proc.memory_info().rss
+                name = proc.name()
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                continue
+            total += rss
+            processes += 1
+            if rss > self.peak_single:
+                self.peak_single, self.peak_single_name = rss, name
+        self.peak_tree = max(self.peak_tree, total)
+        self.peak_processes = max(self.peak_processes, processes)
+
+    def _run(self) -> None:
+        import psutil
+
+        try:
+            root = psutil.Process(self.pid)
+        except psutil.NoSuchProcess:
+            return
+        while not self._stop.is_set():
+            try:
+                self._sample(root)
+            except psutil.NoSuchProcess:
+                return
+            self._stop.wait(self.interval_s)
+
+    def figures(self) -> dict[str, Any]:
+        return {"peak_rss_tree_mb": round(self.peak_tree / MB, 1), "peak_rss_process_mb": round(self.peak_single / MB, 1),
+                "peak_rss_process_name": self.peak_single_name, "peak_processes": self.peak_processes}
+
+
+def children_maxrss_mb() -> float:
+    """``getrusage(RUSAGE_CHILDREN).ru_maxrss``: the largest single descendant reaped so far (KiB on Linux)."""
+    return round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)
+
+
+@dataclass
+class Step:
+    name: str
+    command: str
+    ok: bool = False
+    seconds: float | None = None
+    exit_code: int | None = None
+    reason: str | None = None
+    log: str | None = None
+    resources: dict[str, Any] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def tail(path: Path, lines: int = 25) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def run_command(name: str, argv: Sequence[str], shown: str, env: Mapping[str, str], log_dir: Path) -> Step:
+    """Run one walkthrough command as a subprocess (its output to ``log_dir/<name>.log``), timed and monitored."""
+    log = log_dir / f"{name}.log"
+    step = Step(name, shown, log=str(log))
+    say(f"{name}: {shown}  (log: {log})")
+    started = time.perf_counter()
+    with log.open("wb") as out:
+        process = subprocess.Popen(list(argv), cwd=REPO_ROOT, env=dict(env), stdout=out, stderr=subprocess.STDOUT)
+        with TreeMonitor(process.pid) as monitor:
+            code = process.wait()
+    step.seconds = round(time.perf_counter() - started, 1)
+    step.exit_code, step.ok = code, code == 0
+    step.resources = {**monitor.figures(), "rusage_children_maxrss_mb_so_far": children_maxrss_mb()}
+    if not step.ok:
+        step.reason = f"{exit_text(code)}; last lines of {log.name}:\n{tail(log)}"
+    say(f"{name}: {'ok' if step.ok else 'FAILED'} in {step.seconds} s, peak RSS {step.resources['peak_rss_tree_mb']} MB"
+        f" (tree), {step.resources['peak_rss_process_mb']} MB ({step.resources['peak_rss_process_name']})")
+    return step
+
+
+def exit_text(code: int) -> str:
+    if code < 0:
+        return f"killed by {signal.Signals(-code).name} (a signal from outside the command: the OOM killer or another process)"
+    return f"exit code {code}"
+
+
+def run_inline(name: str, shown: str, body: Callable[[Step], None]) -> Step:
+    """An in-process stage: timed; an exception fails the stage with its reason (never silently)."""
+    step = Step(name, shown)
+    say(f"{name}: {shown}")
+    started = time.perf_counter()
+    try:
+        body(step)
+        step.ok = True
+    except Exception as err:  # a benchmark records every failure and goes on with what does not need it
+        step.reason = f"{type(err).__name__}: {err}"
+        step.details["traceback"] = traceback.format_exc(limit=8)
+    step.seconds = round(time.perf_counter() - started, 1)
+    say(f"{name}: {'ok' if step.ok else 'FAILED: ' + str(step.reason)} in {step.seconds} s")
+    return step
+
+
+def not_run(name: str, shown: str, missing: str) -> Step:
+    step = Step(name, shown, reason=f"not run: {missing}")
+    say(f"{name}: NOT RUN ({missing})")
+    return step
+
+
+# ---- the split ---------------------------------------------------------------------------------

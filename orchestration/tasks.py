@@ -62,7 +62,7 @@ def fails_fast(function: Callable[P, R]) -> Callable[P, R]:
 
 def domains_with_data(paths: DataPaths, names: list[str] | None = None) -> list[str]:
     """The writable domains (or ``names``) that have at least one raw event partition in the lake."""
-    return [name for name in (names or writable_domains()) if any(True for _ in event_partitions(paths, name))]
+    return [name for name in (names or writable_domains()) if list(event_partitions(paths, name))]
 
 
 def day_start(ds: str | None) -> datetime:

@@ -76,6 +76,9 @@ def run(
                                         "batching and early hourly panes, in seconds."),
     seed_users: bool = typer.Option(True, "--seed-users/--no-seed-users", help="Start a user's state from the "
                                     "row already online (batch-initialised by Spark)."),
+    future_tolerance: float = typer.Option(300.0, "--future-tolerance-seconds", min=0.0, help="An event's own "
+                                           "time is believed up to its arrival plus this; later ones are "
+                                           "windowed at that bound (client clocks running ahead), counted."),
 ) -> None:
     """Run the streaming job until stopped (Ctrl-C / SIGTERM finish the current batch first)."""
     import common  # noqa: F401  (TF_USE_LEGACY_KERAS before anything imports TensorFlow)
@@ -91,6 +94,7 @@ def run(
         config = StreamConfig(
             paths, poll_interval=poll_interval, once=once, max_batch_bytes=int(max_batch_mb * (1 << 20)),
             online=online.value, redis_url=redis_url, metrics_port=metrics_port, seed_users=seed_users,
+            future_tolerance_seconds=future_tolerance,
         )
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -111,7 +115,7 @@ def run(
     spec = SourceSpec(source.value, topic, subscription, bootstrap, expansion_service)
     settings = UnboundedSettings(
         str(paths.root), FeastTarget(str(paths.root), online.value, redis_url), flush_seconds=flush_seconds,
-        seed_users=seed_users,
+        seed_users=seed_users, future_tolerance_seconds=future_tolerance,
     )
     beam_runner = "BundleBasedDirectRunner" if runner is Runner.DirectRunner else runner.value
     run_unbounded(spec, settings, [f"--runner={beam_runner}", *ctx.args])

@@ -10,10 +10,19 @@ the new state is emitted with the row, to be staged and committed with the batch
   domain's watermark (the largest event time seen in the domain).
 
 ``HourlyItemCounts`` is shared with the unbounded job, where early and late panes fire.
+
+Clock skew: an event's time is the client's and may be up to a day ahead (``common.schemas``
+accepts it). It is never trusted beyond the server's clock: the time an event is windowed at is
+``min(timestamp, arrival + future_tolerance)`` (arrival = ``ingested_at``, set by serving; clamps are
+counted as ``event_time_clamped``), and the watermark -- which only moves forward -- advances at most
+to the arrival (``ItemCounts.latest`` is ``min(timestamp, arrival)``). A phone 23 h fast therefore
+cannot push every item's 1-day window a day ahead; replayed history (event time behind arrival)
+still windows at its own time.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import operator
 from collections.abc import Iterable, Iterator, Mapping
@@ -47,10 +56,29 @@ from common.features import ITEM_STATS, USER_ACTIVITY
 from common.online_features import OnlineFeatures
 
 DAY = 86_400
+FUTURE_TOLERANCE_SECONDS = 300.0  # how far past its arrival an event's own time is believed
 
 
 def sum_counts(values: Iterable[ItemCounts]) -> ItemCounts:
     return reduce(operator.add, values, ItemCounts())
+
+
+def bounded_event_time(event: StreamEvent, future_tolerance: float) -> float:
+    """The time ``event`` is windowed at: its own, but never more than ``future_tolerance`` seconds
+    past its arrival (a client clock running ahead); every clamp is counted."""
+    limit = event.arrived_at + future_tolerance
+    if event.ts > limit:
+        Metrics.counter(METRICS_NAMESPACE, "event_time_clamped").inc()
+        return limit
+    return event.ts
+
+
+def timed_counts(event: StreamEvent, future_tolerance: float) -> window.TimestampedValue:
+    """``(item_id, counts)`` at the event's bounded time; ``counts.latest`` -- what advances the
+    watermark -- is at most the arrival, so no client clock moves the watermark past the server's."""
+    counts = ItemCounts.of(event.event, event.arrived_at)
+    counts = dataclasses.replace(counts, latest=min(counts.latest, event.arrived_at))
+    return window.TimestampedValue((event.event.item_id, counts), bounded_event_time(event, future_tolerance))
 
 
 class _AttachHour(beam.DoFn):
@@ -63,8 +91,8 @@ class _AttachHour(beam.DoFn):
 
 
 class HourlyItemCounts(beam.PTransform):
-    """``StreamEvent``s -> ``(item_id, HourDelta)`` per item and fixed event-time hour, re-windowed
-    into the global window.
+    """``StreamEvent``s -> ``(item_id, HourDelta)`` per item and fixed event-time hour (the bounded
+    event time, see ``bounded_event_time``), re-windowed into the global window.
 
     In a micro-batch (bounded) every hour fires once. With ``streaming`` the panes are deltas
     (discarding mode): with ``early_firing_seconds`` an hour fires early every that many seconds of
@@ -74,12 +102,14 @@ class HourlyItemCounts(beam.PTransform):
     """
 
     def __init__(
-        self, streaming: bool = False, early_firing_seconds: float | None = None, allowed_lateness: int = DAY
+        self, streaming: bool = False, early_firing_seconds: float | None = None, allowed_lateness: int = DAY,
+        future_tolerance: float = FUTURE_TOLERANCE_SECONDS,
     ) -> None:
         super().__init__()
         self.streaming = streaming
         self.early_firing_seconds = early_firing_seconds
         self.allowed_lateness = allowed_lateness
+        self.future_tolerance = future_tolerance
 
     def _hours(self) -> beam.WindowInto:
         if not self.streaming:
@@ -97,9 +127,7 @@ class HourlyItemCounts(beam.PTransform):
     def expand(self, events: beam.PCollection) -> beam.PCollection:
         return (
             events
-            | "AtEventTime" >> beam.Map(
-                lambda e: window.TimestampedValue((e.event.item_id, ItemCounts.of(e.event, e.arrived_at)), e.ts)
-            ).with_output_types(tuple[str, Any])
+            | "AtEventTime" >> beam.Map(timed_counts, self.future_tolerance).with_output_types(tuple[str, Any])
             | "Hours" >> self._hours()
             | "Sum" >> beam.CombinePerKey(sum_counts)
             | "AttachHour" >> beam.ParDo(_AttachHour())
@@ -257,15 +285,19 @@ def sales_of(event: StreamEvent) -> Iterator[tuple[str, ItemInput]]:
 
 
 class ItemStatsBatch(beam.PTransform):
-    def __init__(self, checkpoint_db: str, batch: Any, catalog: beam.PCollection) -> None:
+    def __init__(
+        self, checkpoint_db: str, batch: Any, catalog: beam.PCollection,
+        future_tolerance: float = FUTURE_TOLERANCE_SECONDS,
+    ) -> None:
         super().__init__()
         self.checkpoint_db = checkpoint_db
         self.batch = batch
         self.catalog = catalog
+        self.future_tolerance = future_tolerance
 
     def expand(self, events: beam.PCollection) -> beam.PCollection:
         db = self.checkpoint_db
-        hourly = events | "Hourly" >> HourlyItemCounts()
+        hourly = events | "Hourly" >> HourlyItemCounts(future_tolerance=self.future_tolerance)
         marks = (
             hourly
             | "EventTimes" >> beam.Map(lambda kv: (domain_of_id(kv[0]), kv[1].counts.latest)).with_output_types(

@@ -31,6 +31,7 @@ from feast.errors import FeatureViewNotFoundException
 
 from beam_jobs.checkpoint import Batch, CheckpointStore
 from beam_jobs.feast_io import FeastTarget
+from beam_jobs.features import FUTURE_TOLERANCE_SECONDS
 from beam_jobs.metrics import StreamMetrics
 from beam_jobs.microbatch import BatchSettings, MicroBatchPipeline
 from beam_jobs.sinks import dead_letter_files, scratch_dir
@@ -55,6 +56,7 @@ class StreamConfig:
     dedupe_hours: float = 48.0
     seed_users: bool = True
     push_rows: int = 1_000
+    future_tolerance_seconds: float = FUTURE_TOLERANCE_SECONDS  # client clocks ahead of arrival: clamped
 
 
 def state_dir(paths: DataPaths) -> Path:
@@ -90,7 +92,8 @@ class FileStreamJob:
         self.store = CheckpointStore(checkpoint_path(paths))
         target = FeastTarget(str(paths.root), config.online, config.redis_url)
         self.settings = BatchSettings(
-            str(paths.root), str(checkpoint_path(paths)), target, config.seed_users, config.push_rows
+            str(paths.root), str(checkpoint_path(paths)), target, config.seed_users, config.push_rows,
+            config.future_tolerance_seconds,
         )
         try:
             self._online = target.open()  # opened once, kept alive for the DoFns of every batch

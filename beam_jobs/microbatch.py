@@ -28,7 +28,7 @@ from beam_jobs.catalog import load_catalog_index
 from beam_jobs.checkpoint import Batch, CheckpointStore
 from beam_jobs.dedupe import UNIQUE, DedupeBatch
 from beam_jobs.feast_io import FeastTarget, PushRows
-from beam_jobs.features import ItemStatsBatch, UserActivityBatch
+from beam_jobs.features import FUTURE_TOLERANCE_SECONDS, ItemStatsBatch, UserActivityBatch
 from beam_jobs.parse import REJECTED, ParseEvents
 from beam_jobs.records import METRICS_NAMESPACE
 from beam_jobs.sinks import StageFreshness, StageUpdates, WriteDeadLetters, WriteLake
@@ -45,6 +45,7 @@ class BatchSettings:
     target: FeastTarget
     seed_users: bool = True  # seed a user's state from the row online the first time the job meets them
     push_rows: int = 1_000  # rows per Feast push call
+    future_tolerance_seconds: float = FUTURE_TOLERANCE_SECONDS  # event time believed up to arrival + this
 
     @property
     def paths(self) -> DataPaths:
@@ -86,7 +87,7 @@ def build_batch(p: beam.Pipeline, settings: BatchSettings) -> None:
     catalog = p | "CatalogRoot" >> beam.Create([settings.data_root]) | "LoadCatalog" >> beam.Map(load_catalog_index)
     seed = settings.target if settings.seed_users else None
     users = unique | "UserActivity" >> UserActivityBatch(db, catalog, seed)
-    items = unique | "ItemStats" >> ItemStatsBatch(db, this_batch, catalog)
+    items = unique | "ItemStats" >> ItemStatsBatch(db, this_batch, catalog, settings.future_tolerance_seconds)
     updates = (users, items) | "Updates" >> beam.Flatten()
     updates | "StageState" >> beam.ParDo(StageUpdates(db), this_batch)
     (

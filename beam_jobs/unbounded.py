@@ -30,7 +30,7 @@ from apache_beam.transforms.periodicsequence import PeriodicImpulse
 from beam_jobs.catalog import CatalogIndex, load_catalog_index
 from beam_jobs.dedupe import UNIQUE, DedupeFn
 from beam_jobs.feast_io import FeastTarget, PushRows
-from beam_jobs.features import HourlyItemCounts, sales_of
+from beam_jobs.features import FUTURE_TOLERANCE_SECONDS, HourlyItemCounts, sales_of
 from beam_jobs.microbatch import EVENTS
 from beam_jobs.parse import REJECTED, ParseEvents
 from beam_jobs.records import SourceLine, StreamEvent
@@ -48,6 +48,7 @@ class UnboundedSettings:
     catalog_refresh_seconds: float = 300.0
     seed_users: bool = True
     push_rows: int = 1_000
+    future_tolerance_seconds: float = FUTURE_TOLERANCE_SECONDS  # event time believed up to arrival + this
     clock: Callable[[], float] = time.time  # processing time of the timers (TestStream's clock in tests)
 
 
@@ -144,7 +145,10 @@ def build_unbounded(lines: beam.PCollection, catalog: beam.PCollection, settings
         | "UserActivity" >> beam.ParDo(UserActivityFn(settings.flush_seconds, seed, settings.clock), side)
     )
     item_inputs = (
-        unique | "Hourly" >> HourlyItemCounts(streaming=True, early_firing_seconds=settings.flush_seconds),
+        unique | "Hourly" >> HourlyItemCounts(
+            streaming=True, early_firing_seconds=settings.flush_seconds,
+            future_tolerance=settings.future_tolerance_seconds,
+        ),
         unique | "Sales" >> beam.FlatMap(sales_of),
     ) | "ItemInputs" >> beam.Flatten()
     items = item_inputs | "ItemStats" >> beam.ParDo(

@@ -4,12 +4,19 @@
 sources (``common.online_features``) ``max_rows`` at a time. When a push returns the rows are
 readable online, so each pushed row yields a ``FreshnessSample``: now minus the earliest arrival of
 the events it newly reflects. Samples also feed the Beam distribution ``freshness_ms.<view>``.
+
+A push that meets a busy store -- SQLite's "database is locked" (another writer kept the lock past the
+busy timeout) or a Redis connection error or timeout -- is retried with backoff (:func:`push_retrying`,
+counted in ``push_retries``): pushes are idempotent (the same rows again). One still failing after
+``PUSH_ATTEMPTS`` raises: the bundle fails and the job's restart replays it from the checkpoint, so a
+push is never dropped.
 """
 
 from __future__ import annotations
 
+import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +27,9 @@ from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.shared import Shared
 from apache_beam.utils.timestamp import Timestamp
 from apache_beam.utils.windowed_value import WindowedValue
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from beam_jobs.records import METRICS_NAMESPACE, FeatureUpdate, FreshnessSample
 from common.features import ITEM_STATS, USER_ACTIVITY, USER_ID
@@ -27,6 +37,9 @@ from common.online_features import OnlineFeatures
 from common.paths import DataPaths
 
 _STORES = Shared()
+PUSH_ATTEMPTS = 6  # with the backoff below: ~3 s of retries on top of each attempt's own busy wait
+PUSH_BACKOFF_INITIAL_S = 0.1
+PUSH_BACKOFF_MAX_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -61,6 +74,33 @@ def read_activity_rows(online: OnlineFeatures, user_ids: list[str]) -> dict[str,
         if row["last_event_ts"] is not None:
             rows[user_id] = row
     return rows
+
+
+def store_busy(err: BaseException) -> bool:
+    """A failure a later attempt of the same push can get past: the store was busy or unreachable."""
+    if isinstance(err, sqlite3.OperationalError):
+        return "locked" in str(err) or "busy" in str(err)
+    return isinstance(err, (RedisConnectionError, RedisTimeoutError))
+
+
+def _count_retry(state: RetryCallState) -> None:
+    Metrics.counter(METRICS_NAMESPACE, "push_retries").inc()
+
+
+def push_retrying(
+    push: Callable[[Sequence[Mapping[str, Any]]], int], rows: Sequence[Mapping[str, Any]],
+    attempts: int = PUSH_ATTEMPTS, initial_backoff: float = PUSH_BACKOFF_INITIAL_S,
+) -> int:
+    """``push(rows)``, again after a jittered exponential backoff while the store is busy
+    (:func:`store_busy`); after ``attempts`` the last error is raised. Other errors raise at once."""
+    for attempt in Retrying(
+        retry=retry_if_exception(store_busy), stop=stop_after_attempt(attempts),
+        wait=wait_exponential_jitter(initial=initial_backoff, max=PUSH_BACKOFF_MAX_S, jitter=initial_backoff),
+        before_sleep=_count_retry, reraise=True,
+    ):
+        with attempt:
+            return push(rows)
+    raise AssertionError("unreachable: Retrying either returns or raises")
 
 
 def merge_updates(old: FeatureUpdate | None, new: FeatureUpdate) -> FeatureUpdate:
@@ -102,7 +142,7 @@ class PushRows(beam.DoFn):
             updates = [u for u in pending if u.view == view]
             if not updates:
                 continue
-            push([u.row for u in updates])
+            push_retrying(push, [u.row for u in updates])
             done = time.time()
             Metrics.counter(METRICS_NAMESPACE, f"pushed.{view}").inc(len(updates))
             Metrics.counter(METRICS_NAMESPACE, "push_calls").inc()

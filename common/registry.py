@@ -5,18 +5,24 @@ Layout under the artifact root (``common.paths.artifacts_root()``)::
     <domain>/.staging/<version>/     a release being built (invisible to readers)
     <domain>/<version>/              a finalized release + manifest.json (never modified afterwards)
     <domain>/CURRENT                 the live version's name (replaced atomically)
-    <domain>/HISTORY                 one JSON line per promote / rollback
+    <domain>/HISTORY                 one JSON line per promote / rollback (appended whole, fsynced)
 
 A builder calls :meth:`ArtifactRegistry.stage`, writes its files into the returned directory, then
 :meth:`~ArtifactRegistry.finalize` checksums them into ``manifest.json`` and renames the directory
 into place. :meth:`~ArtifactRegistry.promote` re-verifies every checksum before it switches
 ``CURRENT``; serving reads ``CURRENT`` and :meth:`~ArtifactRegistry.release_path`.
+
+Damage a crash or a stray write can leave is read defensively: a ``CURRENT`` that does not name a
+version raises :class:`PointerUnreadable` (serving then falls back to the newest release of
+:meth:`~ArtifactRegistry.live_stack` that loads; a promote repairs it), and a ``HISTORY`` line that is not a
+whole entry (a crash mid-append) is logged and skipped, so history and rollback keep working.
 """
 
 from __future__ import annotations
 
 import fcntl
 import hashlib
+import logging
 import os
 import re
 import shutil
@@ -33,6 +39,7 @@ import orjson
 
 from common.paths import REPO_ROOT, artifacts_root
 
+log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
 CURRENT = "CURRENT"
 HISTORY = "HISTORY"
@@ -44,6 +51,10 @@ _RESERVED = {CURRENT, HISTORY}
 
 class RegistryError(Exception):
     """A registry operation that cannot be carried out (unknown release, bad version name, ...)."""
+
+
+class PointerUnreadable(RegistryError):
+    """``CURRENT`` exists but does not name a version (empty, garbage, unreadable): nobody knows what is live."""
 
 
 class PromotionRefused(RegistryError):
@@ -282,11 +293,18 @@ class ArtifactRegistry:
     # ---- the live pointer --------------------------------------------------------------------
 
     def current(self, domain: str) -> str | None:
+        """The live version; None when none was ever promoted. Raises :class:`PointerUnreadable` when
+        ``CURRENT`` exists but does not hold a valid version name."""
+        path = self.domain_dir(domain) / CURRENT
         try:
-            text = (self.domain_dir(domain) / CURRENT).read_text().strip()
+            text = path.read_bytes().decode("utf-8").strip()
         except FileNotFoundError:
             return None
-        return text or None
+        except (OSError, UnicodeDecodeError) as err:
+            raise PointerUnreadable(f"{path} is unreadable: {type(err).__name__}: {err}") from err
+        if not _VERSION_RE.match(text) or text in _RESERVED:
+            raise PointerUnreadable(f"{path} does not name a version: {text[:60]!r}")
+        return text
 
     def promote(self, domain: str, version: str) -> str | None:
         """Make ``version`` live after it verifies; returns the previously live version."""
@@ -294,7 +312,11 @@ class ArtifactRegistry:
             result = self.verify(domain, version)
             if not result.ok:
                 raise PromotionRefused(result)
-            previous = self.current(domain)
+            try:
+                previous = self.current(domain)
+            except PointerUnreadable as err:  # promoting is how an operator repairs it
+                log.warning("%s; promote %s/%s replaces it", err, domain, version)
+                previous = None
             if previous != version:
                 self._switch(domain, version, action="promote", previous=previous)
             return previous
@@ -302,7 +324,7 @@ class ArtifactRegistry:
     def rollback(self, domain: str) -> str:
         """Point ``CURRENT`` back at the version that was live before the current one; returns it."""
         with self._locked(domain):
-            stack = self._live_stack(domain)
+            stack = self.live_stack(domain)
             if len(stack) < 2:
                 raise RegistryError(f"no previously promoted release of {domain!r} to roll back to")
             target = stack[-2]
@@ -313,12 +335,23 @@ class ArtifactRegistry:
             return target
 
     def history(self, domain: str) -> list[dict[str, Any]]:
+        """The promote / rollback entries, oldest first; a line that is not a whole entry (torn by a crash
+        mid-append) is logged and skipped."""
         path = self.domain_dir(domain) / HISTORY
         if not path.exists():
             return []
-        return [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
+        entries = []
+        for number, line in enumerate(path.read_bytes().splitlines(), start=1):
+            if not line.strip():
+                continue
+            entry = _history_entry(line)
+            if entry is None:
+                log.error("%s line %d is not a whole history entry (torn write?), skipped: %r", path, number, line[:80])
+                continue
+            entries.append(entry)
+        return entries
 
-    def _live_stack(self, domain: str) -> list[str]:
+    def live_stack(self, domain: str) -> list[str]:
         """Versions that were live, oldest first: a promote pushes, a rollback pops."""
         stack: list[str] = []
         for entry in self.history(domain):
@@ -341,10 +374,7 @@ class ArtifactRegistry:
             tmp.unlink(missing_ok=True)
         _fsync_dir(root)
         line = {"at": _utc_now(), "action": action, "version": version, "previous": previous}
-        with (root / HISTORY).open("ab") as fh:
-            fh.write(orjson.dumps(line) + b"\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+        _append_line(root / HISTORY, orjson.dumps(line))
 
     @contextmanager
     def _locked(self, domain: str) -> Iterator[None]:
@@ -357,3 +387,33 @@ class ArtifactRegistry:
                 yield
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _history_entry(line: bytes) -> dict[str, Any] | None:
+    """One HISTORY line as an entry, or None when it is not one (a torn or foreign line)."""
+    try:
+        entry = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(entry, dict) or entry.get("action") not in {"promote", "rollback"} \
+            or not isinstance(entry.get("version"), str):
+        return None
+    return entry
+
+
+def _append_line(path: Path, line: bytes) -> None:
+    """Append ``line`` as one whole line with one write, then fsync. A torn last line left by an earlier
+    crash is terminated first, so it stays a line of its own (skipped by the reader) and never swallows
+    this one."""
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        size = os.fstat(fd).st_size
+        torn = size > 0 and os.pread(fd, 1, size - 1) != b"\n"
+        data = (b"\n" if torn else b"") + line + b"\n"
+        if os.write(fd, data) != len(data):
+            raise OSError(f"short write appending to {path}")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if size == 0:
+        _fsync_dir(path.parent)

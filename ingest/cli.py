@@ -7,8 +7,9 @@ from typing import Annotated
 
 import typer
 
+from common.errors import EXIT_DATA_ERROR
 from common.paths import DataPaths
-from common.registry import ArtifactRegistry, RegistryError
+from common.registry import ArtifactRegistry, PromotionRefused, RegistryError
 
 app = typer.Typer(
     help="Data ingestion (MovieLens benchmark, import of your own files) and artifact releases.",
@@ -28,6 +29,7 @@ ArtifactsDir = Annotated[
 Domain = Annotated[str, typer.Option("--domain", help="Domain whose releases to act on, e.g. retail.")]
 Version = Annotated[str, typer.Option("--version", help="Release version, e.g. 20261128T153000Z.")]
 InputFile = Annotated[Path | None, typer.Option(exists=True, dir_okay=False, help="CSV or Parquet file.")]
+Force = Annotated[bool, typer.Option("--force", help="Promote even if serving refuses to load the release (warns).")]
 
 
 def _paths(data_dir: Path | None) -> DataPaths:
@@ -71,7 +73,11 @@ def import_command(
 def list_command(domain: Domain, artifacts_dir: ArtifactsDir = None) -> None:
     """List the finalized releases of a domain (oldest first); '*' marks the live one."""
     registry = _registry(artifacts_dir)
-    live = registry.current(domain)
+    try:
+        live = registry.current(domain)
+    except RegistryError as err:  # an unreadable CURRENT: list anyway, say so
+        typer.echo(f"WARNING: {err}", err=True)
+        live = None
     manifests = registry.list_releases(domain)
     if not manifests:
         typer.echo(f"no releases for {domain!r} under {registry.root}")
@@ -95,11 +101,28 @@ def verify_command(domain: Domain, version: Version, artifacts_dir: ArtifactsDir
 
 
 @releases.command("promote")
-def promote_command(domain: Domain, version: Version, artifacts_dir: ArtifactsDir = None) -> None:
-    """Verify a release and make it live (atomic switch of CURRENT)."""
+def promote_command(
+    domain: Domain, version: Version, artifacts_dir: ArtifactsDir = None, data_dir: DataDir = None, force: Force = False
+) -> None:
+    """Load the release as serving would (the nightly gate's check), verify it and make it live (atomic
+    switch of CURRENT). A release serving refuses is not promoted: exit 3 (1 if the cause may pass, e.g.
+    an I/O error), unless --force."""
+    from serving.releases import serving_refusal
+
+    registry = _registry(artifacts_dir)
+    refusal = serving_refusal(registry, domain, version, data_dir.resolve() if data_dir else None)
+    if refusal is not None and not force:
+        typer.echo(f"{domain}/{version} not promoted: serving refuses to load it: {refusal}", err=True)
+        raise typer.Exit(1 if refusal.transient else EXIT_DATA_ERROR)
+    if refusal is not None:
+        typer.echo(f"WARNING: --force: promoting {domain}/{version} although serving refuses to load it: {refusal}",
+                   err=True)
     try:
-        previous = _registry(artifacts_dir).promote(domain, version)
-    except RegistryError as err:  # includes PromotionRefused
+        previous = registry.promote(domain, version)
+    except PromotionRefused as err:  # does not verify: the same files fail the same way
+        typer.echo(str(err), err=True)
+        raise typer.Exit(EXIT_DATA_ERROR) from None
+    except RegistryError as err:
         typer.echo(str(err), err=True)
         raise typer.Exit(1) from None
     typer.echo(f"{domain}: CURRENT {previous or '(none)'} -> {version}")

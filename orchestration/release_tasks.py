@@ -123,21 +123,12 @@ def _best_retriever(extra: dict[str, Any]) -> dict[str, str]:
 
 
 def serving_load_problems(domain: str, version: str) -> list[str]:
-    """Load the release the way serving will (checksums, models, feature coverage, smoke batch), with
-    serving's own settings and feature reader."""
-    from serving.app import open_feature_reader
-    from serving.online import LazyFeatureReader
-    from serving.releases import ReleaseLoader, ReleaseRefused
-    from serving.settings import load_settings as serving_settings
+    """Load the release the way serving will (``serving.releases.serving_refusal``, which
+    ``recsys data releases promote`` runs too)."""
+    from serving.releases import serving_refusal
 
-    settings = serving_settings([domain])
-    features = LazyFeatureReader(lambda: open_feature_reader(settings))
-    loader = ReleaseLoader(ArtifactRegistry(), settings.data_paths, features, settings.item_cache_ttl_seconds)
-    try:
-        loader.load(domain, version)
-    except ReleaseRefused as err:
-        return [f"serving refuses to load it: {err}"]
-    return []
+    refusal = serving_refusal(ArtifactRegistry(), domain, version)
+    return [] if refusal is None else [f"serving refuses to load it: {refusal}"]
 
 
 def promotion_gate(domain: str, evaluation: dict[str, Any]) -> dict[str, Any]:

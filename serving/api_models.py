@@ -112,8 +112,23 @@ class ErrorBody(BaseModel):
     request_id: str | None = None
 
 
+class RefusedRelease(BaseModel):
+    version: str | None = Field(description="the version CURRENT names; null when CURRENT itself is unreadable")
+    reason: str
+    retrying: bool = Field(description="a transient failure, tried again with backoff; false: not until CURRENT "
+                                       "changes")
+
+
 class Health(BaseModel):
     status: str
     releases: dict[str, str] = {}
     missing: list[str] = Field([], description="domains that can answer nothing: no release and no lake data")
-    degraded: list[str] = Field([], description="domains answered from their lake data: no release is loaded")
+    degraded: list[str] = Field([], description="domains answered from their lake data (no release is loaded) or "
+                                              "by an older release than CURRENT names (see refused)")
+    refused: dict[str, RefusedRelease] = Field(
+        {}, description="domains whose CURRENT release is refused (or CURRENT unreadable); ``releases`` names the "
+                        "last-known-good release serving instead. Left out of the body when empty")
+
+    def body(self) -> dict[str, Any]:
+        """The response body: as it was before ``refused`` existed while nothing is refused."""
+        return self.model_dump(exclude=None if self.refused else {"refused"})

@@ -212,18 +212,22 @@ def create_app(settings: ServingSettings, features: FeatureReader | None = None)
         )
 
     @app.get("/healthz", response_model=Health)
-    def healthz() -> Health:
-        """The process is up."""
-        return Health(status="ok", releases=services.releases.versions(), degraded=services.releases.degraded())
+    def healthz() -> Response:
+        """The process is up; ``refused``: domains serving a last-known-good release instead of CURRENT's."""
+        health = Health(status="ok", releases=services.releases.versions(), degraded=services.releases.degraded(),
+                        refused=services.releases.refusal_report())
+        return JSONResponse(health.body())
 
     @app.get("/readyz", response_model=Health, responses={503: {"model": Health}})
     def readyz() -> Response:
         """Ready once every served domain can answer: from its release, or (``degraded``) from its lake
-        data while it has none; 503 while a domain can answer nothing (``missing``)."""
+        data or a last-known-good release (``refused`` says why); 503 while a domain can answer nothing
+        (``missing``)."""
         missing = services.releases.missing()
         health = Health(status="ready" if not missing else "not ready", releases=services.releases.versions(),
-                        missing=missing, degraded=services.releases.degraded())
-        return JSONResponse(health.model_dump(), status_code=503 if missing else 200)
+                        missing=missing, degraded=services.releases.degraded(),
+                        refused=services.releases.refusal_report())
+        return JSONResponse(health.body(), status_code=503 if missing else 200)
 
     @app.get("/metrics", response_class=PlainTextResponse)
     def metrics() -> Response:

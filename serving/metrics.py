@@ -36,6 +36,10 @@ class ServingMetrics:
                                   ["domain", "version"], registry=r)
         self.release_loads = Counter("recsys_release_loads", "Release load attempts by outcome",
                                      ["domain", "outcome"], registry=r)
+        self.release_refused = Gauge("recsys_release_refused", "1 while the release CURRENT names (or CURRENT "
+                                     "itself) is refused and the domain serves an older release or its lake "
+                                     "fallback, 0 once CURRENT's release serves", ["domain"], registry=r,
+                                     multiprocess_mode="livemax")
         self.fallback_answers = Counter("recsys_fallback_answers", "Answers served from the lake popularity fallback "
                                         "(the domain has no loaded release)", ["domain"], registry=r)
         self.fallback_active = Gauge("recsys_fallback_active", "1 while a domain is served from the lake popularity "

@@ -9,43 +9,78 @@ holds, for serving::
 
 Loading verifies every checksum of the manifest, loads the retrievers and the ranker, checks that
 serving can produce every feature the ranker wants, scores one smoke batch and warms the item
-feature cache. Any failure refuses the release: it is logged and counted, and the release that was
+feature cache. Any failure refuses the release: it is logged (ERROR), counted, reported by
+``/healthz``/``/readyz`` (``refused``) and ``recsys_release_refused``, and the release that was
 serving keeps serving. A swap replaces one dict entry, so a request that already holds the old
-release finishes on it.
+release finishes on it. The nightly gate and ``recsys data releases promote`` run the same load
+(:func:`serving_refusal`) before they switch ``CURRENT``.
 
-A domain without a live release (none promoted yet, or none that loads) is served by its lake
-fallback (:mod:`serving.fallback`): the watcher builds it, rebuilds it every ``refresh_seconds`` and
-drops it once a release goes live.
+A refusal is deterministic (checksums, missing files, features serving cannot provide, a model that
+does not load: the same release fails the same way, so it is not tried again until ``CURRENT``
+changes) or transient (I/O errors, the online store, timeouts: retried with a backoff that doubles
+from one poll up to :data:`MAX_RETRY_SECONDS`).
+
+A domain with no live release whose ``CURRENT`` is refused or unreadable (garbage, empty) serves its
+last-known-good release: the newest release of the registry's live stack (promotes minus rollbacks,
+from ``HISTORY``) that loads. It is reported as degraded until ``CURRENT``'s release loads. A domain
+with nothing that loads (none promoted yet, or none that loads) is served by its lake fallback
+(:mod:`serving.fallback`): the watcher builds it, rebuilds it every ``refresh_seconds`` and drops it
+once a release goes live.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import redis.exceptions
 
 from common.lake import read_catalog
 from common.paths import DataPaths
-from common.registry import ArtifactRegistry, Manifest
+from common.registry import ArtifactRegistry, Manifest, RegistryError
 from models.release import CATALOG_FILE, RANKER_DIR, RETRIEVAL_DIR  # the release layout, defined once
 from models.retrieval.new_items import NewItemIndex
 from serving.catalog import CatalogIndex
 from serving.fallback import FallbackManager, LakeFallback
 from serving.features import ItemFeatureCache, ranker_batch, servable_features
 from serving.metrics import ServingMetrics
+from serving.online import StoreUnavailable
 from serving.protocols import FeatureReader, RankScorer, Retrievers
 
 log = logging.getLogger(__name__)
 REFRESH_AHEAD_POLLS = 3  # the watcher reads item features that go stale within this many polls
+MAX_RETRY_SECONDS = 300.0  # the longest wait before a transiently refused release is tried again
+# Failures that may pass on their own: I/O, the online store, timeouts ...
+_TRANSIENT = (OSError, StoreUnavailable, sqlite3.OperationalError, redis.exceptions.ConnectionError,
+              redis.exceptions.TimeoutError)
+# ... except the I/O errors a release directory gives every time it is read
+_DETERMINISTIC_OS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
 
 
 class ReleaseRefused(Exception):
-    """A release that must not serve: it does not verify, does not load or fails its smoke test."""
+    """A release that must not serve: it does not verify, does not load or fails its smoke test.
+    ``transient``: the cause may pass (I/O, the online store), so it is worth another try later."""
+
+    def __init__(self, message: str, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+def is_transient(err: BaseException) -> bool:
+    """Whether a failure to load a release may pass on its own (see ``_TRANSIENT``)."""
+    return isinstance(err, _TRANSIENT) and not isinstance(err, _DETERMINISTIC_OS)
+
+
+def _refusal(message: str, err: Exception) -> ReleaseRefused:
+    return ReleaseRefused(f"{message}: {type(err).__name__}: {err}", transient=is_transient(err))
 
 
 @dataclass(frozen=True)
@@ -114,7 +149,10 @@ class ReleaseLoader:
         return CatalogIndex.from_frame(frame, domain)
 
     def load(self, domain: str, version: str) -> Release:
-        result = self.registry.verify(domain, version)
+        try:
+            result = self.registry.verify(domain, version)
+        except (RegistryError, OSError) as err:  # an invalid name; a read error of the disk
+            raise _refusal(f"{domain}/{version} cannot be verified", err) from err
         if not result.ok:
             raise ReleaseRefused(f"{domain}/{version} does not verify: " + "; ".join(result.problems))
         directory = self.registry.release_path(domain, version)
@@ -127,7 +165,7 @@ class ReleaseLoader:
         except ReleaseRefused:
             raise
         except Exception as err:  # a broken release can fail in any library; all mean "refuse it"
-            raise ReleaseRefused(f"{domain}/{version} does not load: {type(err).__name__}: {err}") from err
+            raise _refusal(f"{domain}/{version} does not load", err) from err
         wanted = set(scorer.config.numeric) | set(scorer.config.categorical)
         unservable = sorted(wanted - servable_features())
         if unservable:
@@ -147,7 +185,7 @@ class ReleaseLoader:
             release.retrievers.content([], {}, 10)
             release.retrievers.popular(None, 10)
         except Exception as err:
-            raise ReleaseRefused(f"{domain}/{version}: a retriever fails on a smoke query: {err}") from err
+            raise _refusal(f"{domain}/{version}: a retriever fails on a smoke query", err) from err
         rows = np.arange(len(catalog))
         try:
             items.refresh(rows)
@@ -161,9 +199,23 @@ class ReleaseLoader:
         try:
             scores = np.asarray(scorer.score(batch), dtype=np.float64)
         except Exception as err:
-            raise ReleaseRefused(f"{domain}/{version}: the ranker fails on a smoke batch: {err}") from err
+            raise _refusal(f"{domain}/{version}: the ranker fails on a smoke batch", err) from err
         if scores.shape != (len(probe),) or not np.isfinite(scores).all():
             raise ReleaseRefused(f"{domain}/{version}: the ranker returns {scores.shape} non-finite/misshaped scores")
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why the release ``CURRENT`` names is not serving (``version`` None: ``CURRENT`` is unreadable)."""
+
+    version: str | None
+    reason: str
+    transient: bool
+    attempts: int = 1
+    retry_at: float = math.inf  # time.monotonic() of the next try; inf: not before CURRENT changes
+
+    def as_dict(self) -> dict[str, object]:
+        return {"version": self.version, "reason": self.reason, "retrying": self.transient}
 
 
 class ReleaseManager:
@@ -188,7 +240,10 @@ class ReleaseManager:
         self.metrics = metrics
         self.poll_seconds = poll_seconds
         self.on_loaded = on_loaded
-        self.refused: dict[str, set[str]] = {d: set() for d in domains}
+        self.refused: dict[str, set[str]] = {d: set() for d in domains}  # every version refused since start
+        self.refusals: dict[str, Refusal] = {}  # domain -> why CURRENT's release is not the one serving now
+        self._pointers: dict[str, tuple[str | None, str | None]] = {}  # domain -> (CURRENT, why unreadable)
+        self._candidates_tried: dict[str, set[str]] = {d: set() for d in domains}  # last-known-good attempts
         self._live: dict[str, Release] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -213,8 +268,14 @@ class ReleaseManager:
         return [d for d in self.domains if self.serving(d) is None]
 
     def degraded(self) -> list[str]:
-        """Domains answered by their lake fallback (no live release)."""
-        return [d for d in self.domains if d not in self._live and self.serving(d) is not None]
+        """Domains answered by their lake fallback (no live release) or by a last-known-good release
+        (``CURRENT``'s release was refused, see :meth:`refusal_report`)."""
+        return [d for d in self.domains
+                if self.serving(d) is not None and (d not in self._live or d in self.refusals)]
+
+    def refusal_report(self) -> dict[str, dict[str, object]]:
+        """Domain -> the refused version ``CURRENT`` names (None: unreadable), why, and whether it is retried."""
+        return {d: r.as_dict() for d in self.domains if (r := self.refusals.get(d)) is not None}
 
     def maintain_fallbacks(self) -> None:
         """Build, rebuild when due, or drop the lake fallbacks (only domains without a live release keep one)."""
@@ -222,33 +283,118 @@ class ReleaseManager:
             self.fallbacks.maintain([d for d in self.domains if d not in self._live])
 
     def poll_once(self) -> dict[str, str]:
-        """Load ``CURRENT`` of every domain where it changed; returns domain -> outcome for those."""
+        """Load ``CURRENT`` of every domain where it changed or a transient refusal is due for another try,
+        and a last-known-good release where nothing serves; returns domain -> outcome for those."""
         outcomes: dict[str, str] = {}
         for domain in self.domains:
-            wanted = self.registry.current(domain)
-            live = self._live.get(domain)
-            if wanted is None or (live is not None and live.version == wanted) or wanted in self.refused[domain]:
-                continue
-            outcomes[domain] = self._swap(domain, wanted)
+            try:
+                outcome = self._poll(domain)
+            except Exception:  # one domain's failure must not stop the others (nor start-up)
+                log.exception("%s: release poll failed", domain)
+                outcome = "failed"
+            if outcome is not None:
+                outcomes[domain] = outcome
         return outcomes
 
-    def _swap(self, domain: str, version: str) -> str:
+    def _poll(self, domain: str) -> str | None:
+        wanted, unreadable = self._read_pointer(domain)
+        if self._pointers.get(domain) != (wanted, unreadable):
+            self._pointers[domain] = (wanted, unreadable)
+            self._clear_refusal(domain)  # CURRENT changed: every release gets a fresh try
+        live = self._live.get(domain)
+        outcome: str | None = None
+        if unreadable is not None:
+            if domain not in self.refusals:
+                self._refuse(domain, Refusal(None, unreadable, transient=False))
+                outcome = "unreadable"
+        elif wanted is None or (live is not None and live.version == wanted):
+            return None
+        else:
+            previous = self.refusals.get(domain)  # of this same version: a new CURRENT cleared it above
+            if previous is None or time.monotonic() >= previous.retry_at:
+                outcome = self._swap(domain, wanted, previous.attempts if previous else 0)
+        if domain not in self._live and self._load_last_known_good(domain):
+            outcome = "last_known_good"
+        return outcome
+
+    def _read_pointer(self, domain: str) -> tuple[str | None, str | None]:
+        """(the version ``CURRENT`` names or None, None) or (None, why it cannot be read)."""
+        try:
+            return self.registry.current(domain), None
+        except (RegistryError, OSError) as err:
+            return None, f"CURRENT is unreadable: {err}"
+
+    def _swap(self, domain: str, version: str, attempts_before: int = 0) -> str:
         try:
             release = self.loader(domain, version)
         except ReleaseRefused as err:
             self.refused[domain].add(version)
             self.metrics.release_loads.labels(domain, "refused").inc()
-            kept = self._live.get(domain)
-            log.error("refused release %s (still serving %s)", err, kept.version if kept else "nothing")
+            attempts = attempts_before + 1
+            retry_at = time.monotonic() + self.retry_delay(attempts) if err.transient else math.inf
+            self._refuse(domain, Refusal(version, str(err), err.transient, attempts, retry_at))
             return "refused"
+        self._go_live(domain, release)
+        self._clear_refusal(domain)
+        return "loaded"
+
+    def retry_delay(self, attempts: int) -> float:
+        """Seconds before the next try of a release refused ``attempts`` times in a row for a transient
+        cause: one poll, doubling, at most :data:`MAX_RETRY_SECONDS`."""
+        return min(self.poll_seconds * 2.0 ** min(attempts - 1, 32), MAX_RETRY_SECONDS)
+
+    def _load_last_known_good(self, domain: str) -> bool:
+        """Load the newest release of the live stack (from ``HISTORY``) other than the refused one; each
+        candidate is tried once per ``CURRENT``. Whether one went live."""
+        refusal = self.refusals.get(domain)
+        if refusal is None:
+            return False
+        try:
+            stack = self.registry.live_stack(domain)
+        except (RegistryError, OSError) as err:
+            log.error("%s: no last-known-good release: HISTORY is unreadable: %s", domain, err)
+            return False
+        tried = self._candidates_tried[domain]
+        for version in dict.fromkeys(reversed(stack)):  # newest first, each once
+            if version == refusal.version or version in tried:
+                continue
+            tried.add(version)
+            try:
+                release = self.loader(domain, version)
+            except ReleaseRefused as err:
+                self.refused[domain].add(version)
+                self.metrics.release_loads.labels(domain, "refused").inc()
+                log.error("%s: last-known-good candidate refused too: %s", domain, err)
+                continue
+            self._go_live(domain, release)
+            log.error("%s: serving last-known-good release %s because CURRENT's release %s is refused: %s",
+                      domain, version, refusal.version or "(unreadable)", refusal.reason)
+            return True
+        return False
+
+    def _go_live(self, domain: str, release: Release) -> None:
         replaced = domain in self._live
         self._live[domain] = release  # one reference swap: in-flight requests keep their release
         self.metrics.release_loads.labels(domain, "loaded").inc()
-        self.metrics.set_release(domain, version)
-        log.info("serving %s release %s", domain, version)
+        self.metrics.set_release(domain, release.version)
+        log.info("serving %s release %s", domain, release.version)
         if self.on_loaded is not None:
             self.on_loaded(replaced)
-        return "loaded"
+
+    def _refuse(self, domain: str, refusal: Refusal) -> None:
+        self.refusals[domain] = refusal
+        self.metrics.release_refused.labels(domain).set(1)
+        kept = self._live.get(domain)
+        retry = (f"retry in {refusal.retry_at - time.monotonic():.1f} s (attempt {refusal.attempts})"
+                 if refusal.transient else "not retried until CURRENT changes")
+        log.error("%s: refused release %s (%s; %s), serving %s", domain, refusal.version or "(CURRENT unreadable)",
+                  refusal.reason, retry, kept.version if kept else "no release (looking for a last-known-good)")
+
+    def _clear_refusal(self, domain: str) -> None:
+        self._candidates_tried[domain].clear()
+        if self.refusals.pop(domain, None) is not None:
+            self.metrics.release_refused.labels(domain).set(0)
+            log.info("%s: CURRENT's release is no longer refused", domain)
 
     def start(self) -> None:
         """Load what is current now (and the lake fallback of domains left without a release), then
@@ -282,3 +428,25 @@ class ReleaseManager:
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
+
+
+def serving_refusal(registry: ArtifactRegistry, domain: str, version: str,
+                    data_root: Path | None = None) -> ReleaseRefused | None:
+    """Load a release the way a serving process will (checksums, models, feature coverage, smoke batch),
+    with serving's settings and feature reader (``data_root``: another data root than the default): the
+    check the nightly gate and ``recsys data releases promote`` run before they switch ``CURRENT``.
+    None: serving would load it."""
+    from serving.app import open_feature_reader
+    from serving.online import LazyFeatureReader
+    from serving.settings import load_settings
+
+    settings = load_settings([domain])
+    if data_root is not None:
+        settings = settings.model_copy(update={"data_root": data_root})
+    features = LazyFeatureReader(lambda: open_feature_reader(settings))
+    loader = ReleaseLoader(registry, settings.data_paths, features, settings.item_cache_ttl_seconds)
+    try:
+        loader.load(domain, version)
+    except ReleaseRefused as err:
+        return err
+    return None

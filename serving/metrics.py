@@ -1,9 +1,23 @@
-"""Prometheus metrics of the serving process, on a registry of their own (one per app instance)."""
+"""Prometheus metrics of the serving process, on a registry of their own (one per app instance).
+
+Several uvicorn workers (``recsys serving serve --workers N``) share one port, so a scrape reaches
+one worker at random: ``recsys serving serve`` then runs prometheus_client's multiprocess mode
+(``PROMETHEUS_MULTIPROC_DIR``, and :data:`WORKERS_DIR_ENV` naming the same directory) and
+:meth:`ServingMetrics.render` answers the sum over every worker. The ``/dashboard`` reads this
+worker's registry only.
+"""
 
 from __future__ import annotations
 
+import os
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+
+# Set (with PROMETHEUS_MULTIPROC_DIR) by ``recsys serving serve`` when it starts several workers. Not
+# PROMETHEUS_MULTIPROC_DIR itself: importing feast sets that one in any process that did not.
+WORKERS_DIR_ENV = "RECSYS_METRICS_WORKERS_DIR"
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0)
 COUNT_BUCKETS = (0, 1, 5, 10, 25, 50, 100, 200, 300, 500, 1000)
@@ -19,6 +33,9 @@ class ServingMetrics:
         r = self.registry
         self.requests = Counter("recsys_requests", "HTTP requests by route and status code",
                                 ["route", "status"], registry=r)
+        self.shed = Counter("recsys_shed", "Requests refused with 503 by admission control, by route and reason "
+                            "(in_flight: over the bound; deadline: waited past the total budget)",
+                            ["route", "reason"], registry=r)
         self.stage_latency = Histogram("recsys_stage_latency_seconds", "Latency of each pipeline stage",
                                        ["domain", "stage"], buckets=LATENCY_BUCKETS, registry=r)
         self.candidates = Histogram("recsys_candidates", "Candidates proposed per request by each retriever",
@@ -33,7 +50,7 @@ class ServingMetrics:
         self.stage_failures = Counter("recsys_stage_failures", "Pipeline stages that failed or ran over budget",
                                       ["domain", "stage", "kind"], registry=r)
         self.release_info = Gauge("recsys_release_info", "1 for the release serving each domain, 0 for releases it replaced",
-                                  ["domain", "version"], registry=r)
+                                  ["domain", "version"], registry=r, multiprocess_mode="livemax")
         self.release_loads = Counter("recsys_release_loads", "Release load attempts by outcome",
                                      ["domain", "outcome"], registry=r)
         self.release_refused = Gauge("recsys_release_refused", "1 while the release CURRENT names (or CURRENT "
@@ -43,7 +60,8 @@ class ServingMetrics:
         self.fallback_answers = Counter("recsys_fallback_answers", "Answers served from the lake popularity fallback "
                                         "(the domain has no loaded release)", ["domain"], registry=r)
         self.fallback_active = Gauge("recsys_fallback_active", "1 while a domain is served from the lake popularity "
-                                     "fallback, 0 once a release replaced it", ["domain"], registry=r)
+                                     "fallback, 0 once a release replaced it", ["domain"], registry=r,
+                                     multiprocess_mode="livemax")
         self.fallback_builds = Counter("recsys_fallback_builds", "Builds of the lake popularity fallback by outcome "
                                        "(built, no_data, failed)", ["domain", "outcome"], registry=r)
         self.events = Counter("recsys_events", "Events received on /v1/events by outcome and reason",
@@ -53,6 +71,9 @@ class ServingMetrics:
         self.impression_failures = Counter("recsys_impressions_lost", "Impressions that could not be written, by "
                                            "reason (queue_full, not_running, render_error, write_error)",
                                            ["domain", "reason"], registry=r)
+        self.store_circuit = Gauge("recsys_online_store_circuit", "1 for the state of the online store's circuit "
+                                   "breaker (closed, open: reads fail fast, half_open: one probe read), 0 for the "
+                                   "others", ["state"], registry=r, multiprocess_mode="livemax")
 
     def set_release(self, domain: str, version: str) -> None:
         """Mark ``version`` as the live release of ``domain`` (1) and the one it replaces as 0."""
@@ -63,4 +84,10 @@ class ServingMetrics:
         self.release_info.labels(domain, version).set(1)
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        """The exposition: this process's registry, or the sum over every worker of the service."""
+        workers_dir = os.environ.get(WORKERS_DIR_ENV)
+        if not workers_dir:
+            return generate_latest(self.registry)
+        merged = CollectorRegistry()
+        MultiProcessCollector(merged, path=workers_dir)
+        return generate_latest(merged)

@@ -1,4 +1,5 @@
-"""One recommendation request, stage by stage, each stage under its own deadline.
+"""One recommendation request, stage by stage, each stage under its own deadline and all of them under the
+request's end-to-end deadline.
 
     user features -> retrievers -> merge (provenance kept) -> item + cross features -> ranker (one
     batch) -> re-ranking -> slate
@@ -21,6 +22,14 @@ Degradation paths (the response says which one was taken; ``/metrics`` counts th
 ``retrieval_order``, ``popularity_fallback`` and ``lake_popularity`` are degraded answers (the
 response says so).
 
+Overload: the request's deadline (its arrival + the total budget, arrival as stamped by admission
+control) caps every stage's budget, so time spent queueing is taken from the stages, not added to the
+answer; a request with no time left before any work raises :class:`DeadlineExceeded` (the API answers
+503), one with no time left before the ranker keeps the retrieval order. The worker pool's queue is
+bounded (:class:`BoundedPool`): when it is full a stage fails at once (``recsys_stage_failures{kind=
+"rejected"}``) and degrades, instead of queueing behind stages that already ran out of time (a stage
+past its budget cannot be stopped: it finishes in the background, holding its worker).
+
 An arm of variant ``legacy_segment`` (:mod:`serving.arms`) takes path ``legacy_segment`` instead:
 user features -> the popularity list of the user's segment -> hard filters (no ranker; its rules
 switch boosts, diversity and exploration off).
@@ -29,6 +38,7 @@ switch boosts, diversity and exploration off).
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -87,6 +97,37 @@ class NotReady(Exception):
 
 class StageFailed(Exception):
     """A stage raised or ran over its budget (the pipeline degrades; never surfaces to clients)."""
+
+
+class DeadlineExceeded(Exception):
+    """The request's end-to-end deadline passed before any of its work started (the API answers 503)."""
+
+
+class PoolFull(Exception):
+    """Every worker of the pipeline's pool is busy and its queue is full."""
+
+
+class BoundedPool:
+    """A thread pool whose queue is bounded: :meth:`submit` raises :class:`PoolFull` at once when
+    ``workers + queue`` calls are already running or waiting (a cancelled call frees its place)."""
+
+    def __init__(self, workers: int, queue: int, name: str = "pipeline") -> None:
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
+        self._places = threading.BoundedSemaphore(workers + queue)
+
+    def submit(self, fn: Callable[[], T]) -> Future[T]:
+        if not self._places.acquire(blocking=False):
+            raise PoolFull
+        try:
+            future = self._pool.submit(fn)
+        except BaseException:
+            self._places.release()
+            raise
+        future.add_done_callback(lambda _: self._places.release())
+        return future
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 @dataclass(frozen=True)
@@ -155,16 +196,28 @@ class Pipeline:
         self.releases = releases
         self.features = features
         self.metrics = metrics
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pipeline")
+        self._pool = BoundedPool(workers, settings.admission.pool_queue)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool.shutdown()
 
     # ---- stage plumbing ------------------------------------------------------------------------
 
-    def _bounded(self, domain: str, stage: str, budget_ms: float, fn: Callable[[], T]) -> T:
-        """Run ``fn`` on the worker pool; past ``budget_ms`` give up on it (it finishes in the background)."""
-        return self._wait(domain, stage, budget_ms, self._pool.submit(fn))
+    def _bounded(self, domain: str, stage: str, budget_ms: float, deadline: float, fn: Callable[[], T]) -> T:
+        """Run ``fn`` on the worker pool; past ``budget_ms`` or the request's ``deadline`` give up on it (it
+        finishes in the background)."""
+        budget_ms = min(budget_ms, _left_ms(deadline))
+        if budget_ms <= 0:
+            self.metrics.stage_failures.labels(domain, stage, "deadline").inc()
+            raise StageFailed(f"{stage}: no time left before the request's deadline")
+        return self._wait(domain, stage, budget_ms, self._submit(domain, stage, fn))
+
+    def _submit(self, domain: str, stage: str, fn: Callable[[], T]) -> Future[T]:
+        try:
+            return self._pool.submit(fn)
+        except PoolFull:
+            self.metrics.stage_failures.labels(domain, stage, "rejected").inc()
+            raise StageFailed(f"{stage}: the worker pool is full") from None
 
     def _wait(self, domain: str, stage: str, budget_ms: float, future: Future[T]) -> T:
         """The result of ``future`` within ``budget_ms``, else :class:`StageFailed` (counted)."""
@@ -188,8 +241,9 @@ class Pipeline:
     # ---- the request ---------------------------------------------------------------------------
 
     def recommend(self, request: Request, rng: np.random.Generator | None = None, now: datetime | None = None,
-                  arm: Arm | None = None) -> Result:
-        """The slate of ``request``, served by ``arm`` (default: the full pipeline with the domain's rules)."""
+                  arm: Arm | None = None, arrived_at: float | None = None) -> Result:
+        """The slate of ``request``, served by ``arm`` (default: the full pipeline with the domain's rules),
+        by ``arrived_at`` + the total budget (``time.perf_counter()`` seconds; default: from now)."""
         served = self.releases.serving(request.domain)
         if served is None:
             raise NotReady(request.domain)
@@ -197,7 +251,11 @@ class Pipeline:
         now_ts = (now or datetime.now(UTC)).timestamp()
         timings: dict[str, float] = {}
         start = t = time.perf_counter()
-        user = self._user_features(request)
+        deadline = (start if arrived_at is None else arrived_at) + self.settings.budgets_ms.total / 1000.0
+        if deadline <= start:
+            self.metrics.stage_failures.labels(domain, "total", "deadline").inc()
+            raise DeadlineExceeded(f"waited {1000.0 * (start - deadline):.0f} ms past the request's deadline")
+        user = self._user_features(request, deadline)
         t = self._timed(domain, "user_features", t, timings)
         if isinstance(served, LakeFallback):
             return self._from_lake(served, request, user, rng, now_ts, arm, timings, start, t)
@@ -210,7 +268,7 @@ class Pipeline:
             path = POPULARITY_FALLBACK
         else:
             path = FULL if history or history_row(user) is not None else COLD_START
-        results = self._retrieve(release, request, user, history, path, start, now_ts)
+        results = self._retrieve(release, request, user, history, path, deadline, now_ts)
         candidates = merge(results, release.catalog)
         for name, (ids, _) in results.items():
             self.metrics.candidates.labels(domain, name).observe(len(ids))
@@ -220,9 +278,12 @@ class Pipeline:
 
         if path == COLD_START and not release.ranks_cold_users:
             pass  # a bootstrapped ranker never saw a user without history: the retrievers' order stands
+        elif path not in (POPULARITY_FALLBACK, LEGACY_SEGMENT) and _left_ms(deadline) <= 0:
+            self.metrics.stage_failures.labels(domain, "ranking", "deadline").inc()
+            path = RETRIEVAL_ORDER
         elif path not in (POPULARITY_FALLBACK, LEGACY_SEGMENT):
             self.metrics.ranked.labels(domain, path).observe(len(candidates.rows))
-            ranked = self._rank(release, request, user, candidates, now_ts, timings, t)
+            ranked = self._rank(release, request, user, candidates, now_ts, timings, t, deadline)
             t = time.perf_counter()
             if ranked is None:
                 path = RETRIEVAL_ORDER
@@ -237,10 +298,10 @@ class Pipeline:
         self.metrics.paths.labels(domain, path).inc()
         return Result(items=items, release=release.version, path=path, timings_ms=timings)
 
-    def _user_features(self, request: Request) -> UserFeatures | None:
+    def _user_features(self, request: Request, deadline: float) -> UserFeatures | None:
         """The user's online features within budget (None: the store is down, slow or failing)."""
         try:
-            return self._bounded(request.domain, "user_features", self.settings.budgets_ms.user_features,
+            return self._bounded(request.domain, "user_features", self.settings.budgets_ms.user_features, deadline,
                                  lambda: self.features.user_features(request.user_id))
         except StageFailed:
             return None
@@ -281,7 +342,7 @@ class Pipeline:
 
     def _retrieve(
         self, release: Release, request: Request, user: UserFeatures | None, history: list[str], path: str,
-        start: float, now_ts: float,
+        request_deadline: float, now_ts: float,
     ) -> dict[str, Retrieved]:
         """Every retriever the path calls, each under what is left of the retrieval budget.
 
@@ -302,8 +363,16 @@ class Pipeline:
             else:
                 calls["content"] = lambda: content_with_new_items(retrievers, new_items, self.settings.new_items,
                                                                   history, profile, n, now_ts)
-        deadline = time.perf_counter() + self.settings.budgets_ms.retrieval / 1000.0
-        running = {name: self._pool.submit(call) for name, call in calls.items()}
+        deadline = min(time.perf_counter() + self.settings.budgets_ms.retrieval / 1000.0, request_deadline)
+        running: dict[str, Future[Retrieved]] = {}
+        for name, call in calls.items():
+            try:
+                if _left_ms(deadline) <= 0:
+                    self.metrics.stage_failures.labels(request.domain, f"retrieve_{name}", "deadline").inc()
+                    continue
+                running[name] = self._submit(request.domain, f"retrieve_{name}", call)
+            except StageFailed:
+                continue
         results: dict[str, Retrieved] = {}
         try:
             results["popular"] = retrievers.popular(segment_of(user, release.segment_column), n)
@@ -311,23 +380,24 @@ class Pipeline:
             self.metrics.stage_failures.labels(request.domain, "retrieve_popular", "error").inc()
             log.warning("%s retrieve_popular failed: %s: %s", request.domain, type(err).__name__, err)
         for name, future in running.items():
-            left_ms = max((deadline - time.perf_counter()) * 1000.0, 1.0)
+            left_ms = max(_left_ms(deadline), 1.0)
             try:
                 results[name] = self._wait(request.domain, f"retrieve_{name}", left_ms, future)
             except StageFailed:
                 continue
-        return {name: results[name] for name in (*running, "popular") if name in results}
+        return {name: results[name] for name in (*calls, "popular") if name in results}
 
     def _rank(
         self, release: Release, request: Request, user: UserFeatures | None, candidates: Candidates, now_ts: float,
-        timings: dict[str, float], t: float,
+        timings: dict[str, float], t: float, deadline: float,
     ) -> Candidates | None:
         """The candidates in the ranker's order, or None when ranking is not possible in budget."""
         domain, budgets = request.domain, self.settings.budgets_ms
         rows = candidates.rows
         try:
             if len(release.items.stale(rows)):  # usually none: then no store read, no trip to the pool
-                self._bounded(domain, "item_features", budgets.item_features, lambda: release.items.refresh(rows))
+                self._bounded(domain, "item_features", budgets.item_features, deadline,
+                              lambda: release.items.refresh(rows))
         except StageFailed:
             if not release.items.known(rows).all():
                 self._timed(domain, "item_features", t, timings)
@@ -344,7 +414,7 @@ class Pipeline:
             return np.asarray(release.scorer.score(batch), dtype=np.float64)
 
         try:
-            scores = self._bounded(domain, "ranking", budgets.ranking, score)
+            scores = self._bounded(domain, "ranking", budgets.ranking, deadline, score)
         except StageFailed:
             return None
         finally:
@@ -354,3 +424,8 @@ class Pipeline:
             return None
         order = np.lexsort((np.arange(len(rows)), -scores))
         return Candidates(rows[order], scores[order], reorder(candidates.provenance, order))
+
+
+def _left_ms(deadline: float) -> float:
+    """Milliseconds until ``deadline`` (``time.perf_counter()`` seconds); negative once it passed."""
+    return (deadline - time.perf_counter()) * 1000.0

@@ -1,6 +1,8 @@
 """Serving settings: ``config/serving.yaml`` (limits, budgets, re-ranking rules) plus the environment.
 
-The API key is never in a file: it comes from ``RECSYS_API_KEY`` (or is passed explicitly).
+The API keys are never in a file: the key of ``POST /v1/events`` comes from ``RECSYS_API_KEY``, the
+optional key of the read API (``POST /v1/recommendations``) from ``RECSYS_READ_API_KEY`` (or they are
+passed explicitly). Without a read key the read API is open, as it always was.
 """
 
 from __future__ import annotations
@@ -73,6 +75,21 @@ class Budgets(_Frozen):
         return self
 
 
+class AdmissionSettings(_Frozen):
+    """Admission control (:class:`serving.http.Admission`): requests in flight per serving process.
+
+    A process answers ~140 recommendations/s on one core (~7 ms of CPU each, GIL-bound), so more than
+    ~``total budget / 7 ms`` requests in flight cannot all finish within the budget: the excess is
+    answered 503 + ``Retry-After`` at once instead of queueing into seconds of latency. Event batches
+    have their own, smaller bound (they are written + fsynced; a refused batch is retried by the client).
+    """
+
+    recommendations: int = Field(12, ge=1)
+    events: int = Field(4, ge=1)
+    retry_after_seconds: int = Field(1, ge=1)
+    pool_queue: int = Field(16, ge=0)  # stage calls waiting for the pipeline's worker threads, at most
+
+
 class StreamSettings(_Frozen):
     rotate_bytes: int = Field(16 * 2**20, ge=1024)
     rotate_seconds: float = Field(60, gt=0)
@@ -94,11 +111,20 @@ class FallbackSettings(_Frozen):
     retry_seconds: float = Field(30, gt=0)  # after a failed build or while the lake has no catalog
 
 
+class CircuitSettings(_Frozen):
+    """The online store's circuit breaker (:class:`serving.online.CircuitBreaker`)."""
+
+    failures: int = Field(5, ge=1)  # consecutive failed reads that open it
+    cool_down_seconds: float = Field(5.0, gt=0)  # reads fail fast this long, then one probe read
+
+
 class ServingSettings(_Frozen):
     domains: tuple[str, ...]
     data_root: Path
     artifacts_root: Path
     api_key: str | None = Field(None, min_length=8, repr=False)
+    read_api_key: str | None = Field(None, min_length=8, repr=False)  # RECSYS_READ_API_KEY; None: reads are open
+    admission: AdmissionSettings = AdmissionSettings()
     budgets_ms: Budgets = Budgets()
     candidates_per_retriever: int = Field(200, ge=1, le=500)
     new_items: NewItemSlots = NewItemSlots()  # content-retriever places kept for recently launched items
@@ -115,6 +141,7 @@ class ServingSettings(_Frozen):
     # ranker time features, newness boosts). Off in production: clients do not choose the clock.
     trust_context_timestamp: bool = False
     online_store: Literal["sqlite", "redis"] = "sqlite"  # RECSYS_ONLINE_STORE; Redis URL: RECSYS_REDIS_URL
+    store_circuit: CircuitSettings = CircuitSettings()
     rules: dict[str, RerankRules] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -154,7 +181,8 @@ def _rules(served: tuple[str, ...], raw: dict) -> dict[str, RerankRules]:
 
 
 def load_settings(
-    domains: list[str] | None = None, api_key: str | None = None, config_path: Path | None = None
+    domains: list[str] | None = None, api_key: str | None = None, config_path: Path | None = None,
+    read_api_key: str | None = None,
 ) -> ServingSettings:
     """Settings for the given domains (default: every writable domain) from the YAML file and the env."""
     raw = yaml.safe_load((config_path or serving_file()).read_text())
@@ -166,6 +194,7 @@ def load_settings(
         data_root=DataPaths.default().root,
         artifacts_root=artifacts_root(),
         api_key=api_key or os.environ.get("RECSYS_API_KEY") or None,
+        read_api_key=read_api_key or os.environ.get("RECSYS_READ_API_KEY") or None,
         online_store=os.environ.get("RECSYS_ONLINE_STORE", "sqlite"),
         rules=_rules(served, raw),
         **raw.get("serving", {}),

@@ -5,7 +5,9 @@ One line per rejected record::
     {"source": "...", "rejected_at": "...", "reason": {"code", "field", "detail"}, "record": <raw>}
 
 ``record`` holds the raw input as received (an object, or the raw text of a line that was not JSON),
-so nothing is lost and a fixed record can be replayed.
+so nothing is lost and a fixed record can be replayed. Writing a line never fails on what the record
+holds: text JSON cannot carry is escaped, nesting beyond :data:`MAX_DEPTH` and records beyond
+:data:`MAX_RECORD_BYTES` are cut with a ``[truncated ...]`` marker (the reason is always kept).
 """
 
 from __future__ import annotations
@@ -21,7 +23,12 @@ from typing import Any
 import orjson
 
 from common.paths import DataPaths
-from common.schemas import Rejection
+from common.schemas import Rejection, safe_text, shown
+
+MAX_DEPTH = 64  # nesting kept in a dead-lettered record; deeper parts are replaced by a marker
+MAX_RECORD_BYTES = 1 << 20  # a bigger record is kept as the start of its text, marked truncated
+KEPT_CHARS = 4096  # of a record too big (or impossible) to write, the start of its text is kept
+_OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC | orjson.OPT_SERIALIZE_NUMPY
 
 
 def _jsonable(raw: Any) -> Any:
@@ -30,24 +37,45 @@ def _jsonable(raw: Any) -> Any:
     return raw
 
 
-def _big_ints_as_text(raw: Any) -> Any:
-    """Integers beyond 64 bits (which JSON readers turn into lossy floats) as their exact decimal text."""
-    if isinstance(raw, int) and not isinstance(raw, bool) and not -(2**63) <= raw < 2**64:
-        return str(raw)
+def _as_text(value: Any) -> str:
+    return shown(value, MAX_RECORD_BYTES)
+
+
+def _writable(raw: Any, depth: int = 0) -> Any:
+    """``raw`` with what JSON (or orjson) cannot hold made writable: lone surrogates escaped, integers
+    beyond 64 bits (which JSON readers turn into lossy floats) as their exact decimal text, keys as
+    text, nesting beyond :data:`MAX_DEPTH` levels replaced by a ``[truncated ...]`` marker."""
+    if isinstance(raw, str):
+        return safe_text(raw, MAX_RECORD_BYTES)
+    if isinstance(raw, bool) or raw is None or isinstance(raw, float):
+        return raw
+    if isinstance(raw, int):
+        return raw if -(2**63) <= raw < 2**64 else _as_text(raw)
+    if isinstance(raw, dict | list | tuple) and depth >= MAX_DEPTH:
+        return f"[truncated: nested deeper than {MAX_DEPTH} levels]"
     if isinstance(raw, dict):
-        return {key: _big_ints_as_text(value) for key, value in raw.items()}
-    if isinstance(raw, list):
-        return [_big_ints_as_text(value) for value in raw]
-    return raw
+        return {safe_text(str(key), MAX_RECORD_BYTES): _writable(value, depth + 1) for key, value in raw.items()}
+    if isinstance(raw, list | tuple):
+        return [_writable(value, depth + 1) for value in raw]
+    return raw  # datetimes, numpy values: orjson (or its ``default``) writes them
 
 
 def _line(entry: dict[str, Any]) -> bytes:
-    """One JSONL line; a record orjson refuses (integers beyond 64 bits) keeps those as text."""
-    option = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC | orjson.OPT_SERIALIZE_NUMPY
+    """One JSONL line; never raises. A record orjson refuses is made writable (:func:`_writable`); one
+    that still cannot be written, or is absurdly big, is kept as the start of its text, marked truncated
+    -- the fact it was rejected, and why, is never lost."""
     try:
-        return orjson.dumps(entry, option=option, default=str) + b"\n"
-    except TypeError:
-        return orjson.dumps(_big_ints_as_text(entry), option=option, default=str) + b"\n"
+        line = orjson.dumps(entry, option=_OPTIONS, default=_as_text)
+    except (TypeError, RecursionError):  # orjson.JSONEncodeError is a TypeError
+        try:
+            line = orjson.dumps({**entry, "record": _writable(entry["record"])}, option=_OPTIONS, default=_as_text)
+        except (TypeError, RecursionError):
+            line = b""
+    if not line or len(line) > MAX_RECORD_BYTES:
+        text = _as_text(entry["record"])
+        kept = {**entry, "record": f"[truncated: {len(text)} chars of text, first {KEPT_CHARS} kept] {text[:KEPT_CHARS]}"}
+        line = orjson.dumps(_writable(kept), option=_OPTIONS, default=_as_text)
+    return line + b"\n"
 
 
 class DeadLetterWriter:

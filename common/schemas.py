@@ -64,13 +64,47 @@ class Reason:
     INVALID_VALUE = "invalid_value"
     DUPLICATE_EVENT_ID = "duplicate_event_id"
     DOMAIN_READ_ONLY = "domain_read_only"
+    SERVER_FIELD = "server_field"  # a client set a field only the platform may set (see SERVER_FIELDS)
+    UNPROCESSABLE = "unprocessable_record"  # validating the record raised: it is refused, never the batch
+
+
+# Fields of an event that only the platform sets: serving logs ``arm`` and ``propensity`` on the
+# impressions it writes itself; a client posting them could forge the experiment's data.
+SERVER_FIELDS = ("arm", "propensity")
+MAX_DETAIL_CHARS = 500
+MAX_FIELD_CHARS = 100
+
+
+def safe_text(text: str, limit: int) -> str:
+    """``text`` as valid Unicode (lone surrogates escaped as ``\\udXXX``), cut at ``limit`` characters
+    with a marker: what a rejection echoes back must itself be writable as JSON."""
+    if not text.isascii():
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text if len(text) <= limit else f"{text[:limit]}... [truncated, {len(text)} chars]"
+
+
+def shown(value: Any, limit: int = 80) -> str:
+    """A bounded ``repr`` for messages; never raises (a repr can: integers beyond 4300 digits, deep nests)."""
+    try:
+        text = repr(value)
+    except Exception:  # noqa: BLE001 - a message must not fail on what it describes
+        return f"<unprintable {type(value).__name__}>"
+    return safe_text(text, limit)
 
 
 @dataclass(frozen=True)
 class Rejection:
+    """Why a record was refused. ``field`` and ``detail`` are made safe (valid Unicode, bounded) here,
+    so a rejection can always be answered and dead-lettered whatever the record held."""
+
     code: str
     field: str | None
     detail: str
+
+    def __post_init__(self) -> None:
+        if self.field is not None:
+            object.__setattr__(self, "field", safe_text(self.field, MAX_FIELD_CHARS))
+        object.__setattr__(self, "detail", safe_text(self.detail, MAX_DETAIL_CHARS))
 
     def as_dict(self) -> dict[str, str | None]:
         return {"code": self.code, "field": self.field, "detail": self.detail}
@@ -88,13 +122,13 @@ def _parse_timestamp(value: Any) -> datetime:
     elif isinstance(value, datetime):
         ts = value
     elif isinstance(value, int | float):
-        if not math.isfinite(value):
-            raise ValueError("not a finite number")
-        seconds = value / 1000.0 if abs(value) > 1e11 else float(value)
         try:
+            if not math.isfinite(value):
+                raise ValueError("not a finite number")
+            seconds = value / 1000.0 if abs(value) > 1e11 else float(value)
             ts = datetime.fromtimestamp(seconds, tz=UTC)
-        except (OverflowError, OSError) as err:
-            raise ValueError(f"epoch {value} out of range") from err
+        except (OverflowError, OSError, ValueError) as err:  # OverflowError: an int beyond a float's range
+            raise ValueError(f"epoch {shown(value, 40)} out of range") from err
     elif isinstance(value, str):
         text = value.strip()
         if text.endswith(("Z", "z")):
@@ -215,7 +249,7 @@ def _rejection_from(error: ValidationError) -> Rejection:
     if kind == "extra_forbidden":
         return Rejection(Reason.UNKNOWN_FIELD, field, f"field {field!r} is not part of the contract")
     if field in ("timestamp", "ingested_at", "launched_at", "signed_up_at") and kind in ("value_error", "datetime_type"):
-        return Rejection(Reason.TIMESTAMP_UNPARSEABLE, field, f"cannot parse {first.get('input')!r} as a timestamp")
+        return Rejection(Reason.TIMESTAMP_UNPARSEABLE, field, f"cannot parse {shown(first.get('input'))} as a timestamp")
     if kind == "greater_than_equal" and first.get("ctx", {}).get("ge") == 0:
         return Rejection(Reason.NEGATIVE_VALUE, field, f"{field} must not be negative: {msg}")
     if kind.endswith("_type") or kind.endswith("_parsing") or kind in ("int_from_float",):
@@ -236,11 +270,32 @@ def _check_domain(record: dict[str, Any], id_fields: Iterable[str], known: dict 
     return None
 
 
+def _not_unicode(record: Mapping[str, Any]) -> Rejection | None:
+    """A string holding a lone surrogate (valid in JSON text, not in UTF-8) could never be written out."""
+    for key, value in record.items():
+        if isinstance(value, str) and not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return Rejection(Reason.INVALID_VALUE, key, f"{key}: not valid Unicode text (a lone surrogate)")
+    return None
+
+
 def validate_event(raw: Any, now: datetime | None = None) -> tuple[Event | None, Rejection | None]:
-    """Validate one event record (a mapping). Returns ``(event, None)`` or ``(None, rejection)``."""
+    """Validate one event record (a mapping). Returns ``(event, None)`` or ``(None, rejection)``; never
+    raises: a record that makes validation fail in an unforeseen way is rejected as ``unprocessable``."""
+    try:
+        return _validate_event(raw, now)
+    except Exception as err:  # noqa: BLE001 - one hostile record must not fail its whole batch
+        return None, Rejection(Reason.UNPROCESSABLE, None, f"validation failed: {type(err).__name__}: {shown(err, 200)}")
+
+
+def _validate_event(raw: Any, now: datetime | None) -> tuple[Event | None, Rejection | None]:
     if not isinstance(raw, Mapping):
         return None, Rejection(Reason.NOT_AN_OBJECT, None, f"an event must be a JSON object, got {type(raw).__name__}")
     record = _clean(raw)
+    if rejection := _not_unicode(record):
+        return None, rejection
     event_type = record.get("event_type")
     if isinstance(event_type, str) and event_type not in EVENT_TYPES:
         return None, Rejection(Reason.UNKNOWN_EVENT_TYPE, "event_type", f"{event_type!r} is not one of {list(EVENT_TYPES)}")

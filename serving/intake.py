@@ -1,19 +1,23 @@
 """Event intake: validate a batch record by record, append the good ones to the incoming stream,
 dead-letter the bad ones with their reason, and turn served slates into impression events.
+
+The experiment's fields (``arm``, ``propensity``) are the service's own: it writes them on the
+impressions it logs (:func:`impression_events`, straight to the stream), and a client event carrying
+one is rejected (``server_field``), so nobody holding an API key can forge an arm's data.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from common.deadletter import DeadLetterWriter
 from common.domains import domains
-from common.schemas import Event, Reason, Rejection, event_to_json, validate_event
+from common.schemas import SERVER_FIELDS, Event, Reason, Rejection, event_to_json, validate_event
 from serving.reranking import SlateItem
 from serving.stream import IncomingStreams, Pending
 
@@ -38,7 +42,19 @@ class IntakeResult:
         return dict(Counter(r.code for r in self.rejections))
 
 
+def _server_field(raw: Any) -> Rejection | None:
+    """A client event carrying a field only the service sets (the experiment's ``arm``, ``propensity``)."""
+    if isinstance(raw, Mapping):
+        for name in SERVER_FIELDS:
+            if raw.get(name) is not None:
+                return Rejection(Reason.SERVER_FIELD, name, f"{name!r} is set by the service on the impressions "
+                                                            "it logs; a client event may not carry it")
+    return None
+
+
 def _check(raw: Any, seen: set[str], now: datetime) -> Event | Rejection:
+    if rejection := _server_field(raw):
+        return rejection
     event, rejection = validate_event(raw, now=now)
     if event is None:
         return rejection or Rejection(Reason.INVALID_VALUE, None, "invalid event")
@@ -50,10 +66,23 @@ def _check(raw: Any, seen: set[str], now: datetime) -> Event | Rejection:
     return event
 
 
+def _line(event: Event, now: datetime) -> bytes | Rejection:
+    try:
+        return event_to_json(event.model_copy(update={"ingested_at": now}))
+    except Exception as err:  # noqa: BLE001 - validated yet unwritable: this record is refused, not the batch
+        return Rejection(Reason.UNPROCESSABLE, None, f"cannot be written to the stream: {type(err).__name__}: {err}")
+
+
 def ingest(
     records: Sequence[Any], streams: IncomingStreams, dead_letters: DeadLetterWriter, now: datetime | None = None
 ) -> IntakeResult:
-    """Validate every record; accepted events get ``ingested_at`` and are appended (durably) per domain."""
+    """Validate every record; accepted events get ``ingested_at`` and are appended (durably) per domain.
+
+    A record is rejected on its own, whatever it holds (validation never raises); only a failing disk
+    fails the call (``OSError``: nothing was acknowledged, the client retries the batch -- events
+    already appended by the failed call come back as duplicates, which the streaming job's dedupe
+    counts). The stream is written before the dead letters, so a retry never dead-letters twice.
+    """
     now = now or datetime.now(UTC)
     seen: set[str] = set()
     by_domain: dict[str, list[bytes]] = defaultdict(list)
@@ -61,16 +90,16 @@ def ingest(
     rejected: list[tuple[Any, Rejection]] = []
     for index, raw in enumerate(records):
         checked = _check(raw, seen, now)
-        if isinstance(checked, Rejection):
-            rejected.append((raw, checked))
-            result.rejections.append(RecordRejection(index, checked.code, checked.field, checked.detail))
+        line = checked if isinstance(checked, Rejection) else _line(checked, now)
+        if isinstance(line, Rejection):
+            rejected.append((raw, line))
+            result.rejections.append(RecordRejection(index, line.code, line.field, line.detail))
             continue
-        event = checked
-        by_domain[event.domain].append(event_to_json(event.model_copy(update={"ingested_at": now})))
+        by_domain[checked.domain].append(line)
         result.accepted += 1
-    dead_letters.write_many(rejected)
     for domain_name, lines in by_domain.items():
         streams.append(domain_name, lines)
+    dead_letters.write_many(rejected)
     return result
 
 

@@ -6,11 +6,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
+import orjson
 import pandas as pd
 import pytest
 
 from common.schemas import (
     Reason,
+    Rejection,
     event_to_json,
     parse_event_line,
     validate_catalog_item,
@@ -103,6 +105,8 @@ CASES: list[tuple[str, Any, Any, str, str | None]] = [
     ("user prefix", validate_user, _user(user_id="u1"), Reason.WRONG_ID_PREFIX, "user_id"),
     ("timestamp words", validate_event, _event(timestamp="yesterday"), Reason.TIMESTAMP_UNPARSEABLE, "timestamp"),
     ("timestamp bool", validate_event, _event(timestamp=True), Reason.TIMESTAMP_UNPARSEABLE, "timestamp"),
+    ("timestamp 400 digits", validate_event, _event(timestamp=int("9" * 400)), Reason.TIMESTAMP_UNPARSEABLE, "timestamp"),
+    ("lone surrogate", validate_event, _event(item_id="r_\ud800"), Reason.INVALID_VALUE, "item_id"),
     ("launched_at bad", validate_catalog_item, _item(launched_at="2026-13-45"), Reason.TIMESTAMP_UNPARSEABLE, "launched_at"),
     ("signed_up_at list", validate_user, _user(signed_up_at=[2025]), Reason.TIMESTAMP_UNPARSEABLE, "signed_up_at"),
     ("future", validate_event, _event(timestamp="2026-06-16T12:00:01Z"), Reason.TIMESTAMP_IN_FUTURE, "timestamp"),
@@ -144,8 +148,29 @@ def test_every_reason_code_is_exercised() -> None:
     produced.add(Reason.DUPLICATE_EVENT_ID)
     # domain_read_only is a rule of live intake, not of the record: tests/serving/test_api_intake.py
     produced.add(Reason.DOMAIN_READ_ONLY)
+    # server_field too: tests/faults/test_intake_hostile_records.py; unprocessable_record just below
+    produced |= {Reason.SERVER_FIELD, Reason.UNPROCESSABLE}
     declared = {v for k, v in vars(Reason).items() if k.isupper()}
     assert produced == declared
+
+
+class _Exploding(dict):
+    """A record whose reading raises (fault injection): validation must reject it, never raise."""
+
+    def items(self):  # type: ignore[override]
+        raise RuntimeError("boom")
+
+
+def test_a_record_that_makes_validation_raise_is_rejected() -> None:
+    parsed, rejection = validate_event(_Exploding(_event()), now=NOW)
+    assert parsed is None and rejection.code == Reason.UNPROCESSABLE and "RuntimeError: " in rejection.detail
+
+
+def test_rejections_are_always_writable_text() -> None:
+    rejection = Rejection(Reason.UNKNOWN_FIELD, "\ud800" * 500, "x" * 10_000)
+    assert rejection.field.startswith("\\ud800") and "truncated" in rejection.field
+    assert len(rejection.detail) < 600 and rejection.detail.endswith("[truncated, 10000 chars]")
+    assert orjson.dumps(rejection.as_dict())
 
 
 def test_future_skew_boundary() -> None:

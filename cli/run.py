@@ -5,7 +5,9 @@
 2. run the nightly retraining DAG once through Airflow (compaction, data quality, features, Feast
    materialization, training sets, retrieval + ranker training, evaluation, promotion gate, publish);
 3. start the streaming job and the serving API, print the URL and an example request, and keep both
-   running until Ctrl-C.
+   running until Ctrl-C / SIGTERM (exit 0). They are supervised (``cli.supervisor``): a child that
+   dies is restarted with backoff, loudly; one that keeps crashing stops everything and ``recsys run``
+   exits 1 naming it and its exit code.
 
 When a served domain has no live release yet (the first run on a data root), step 3 comes first:
 serving answers that domain from the popularity of its lake data (``serving.fallback``) while the
@@ -18,21 +20,24 @@ import json
 import os
 import secrets
 import signal
-import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
+from typing import NoReturn, TypeVar
 
 import typer
 
 from cli.summary import current_releases, summarize
+from cli.supervisor import ChildFailed, ChildSpec, Supervisor
 from common.lake import read_users
 from common.paths import DataPaths
 
 RELEASE_WAIT_SECONDS = 120.0  # after the night: how long to watch serving pick up what it published
+T = TypeVar("T")
 
 
 def _step(title: str, fn: Callable[[], object]) -> object:
@@ -77,18 +82,21 @@ def _register_features(paths: DataPaths) -> None:
     apply(get_store(paths, os.environ.get("RECSYS_ONLINE_STORE", "sqlite")), paths)  # type: ignore[arg-type]
 
 
-def _start_serving(paths: DataPaths, port: int) -> list[subprocess.Popen]:
-    """Start the streaming job and the API as child processes, each in its own process group."""
+def _start_serving(paths: DataPaths, port: int) -> Supervisor:
+    """Start the streaming job and the API as supervised child processes, each in its own process group.
+    SIGTERM now stops ``recsys run`` like Ctrl-C does (children stopped, exit 0)."""
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     _step("register the Feast feature views", lambda: _register_features(paths))
     env = {**os.environ, "RECSYS_DATA_DIR": str(paths.root)}
     if not env.get("RECSYS_API_KEY"):
         env["RECSYS_API_KEY"] = secrets.token_urlsafe(24)
         typer.echo(f"    RECSYS_API_KEY was not set; this session's key: {env['RECSYS_API_KEY']}")
     python = sys.executable
-    children = [
-        subprocess.Popen([python, "-m", "cli", "stream", "run"], env=env, start_new_session=True),
-        subprocess.Popen([python, "-m", "cli", "serving", "serve", "--port", str(port)], env=env, start_new_session=True),
-    ]
+    supervisor = Supervisor([
+        ChildSpec("streaming job", [python, "-m", "cli", "stream", "run"], env),
+        ChildSpec("serving API", [python, "-m", "cli", "serving", "serve", "--port", str(port)], env),
+    ])
+    supervisor.start()
     user = read_users(paths, "retail")["user_id"].iloc[0]
     typer.secho(f"\nserving on http://127.0.0.1:{port}  (docs: /docs, metrics: /metrics, dashboard: /dashboard)", bold=True)
     typer.echo(
@@ -96,24 +104,45 @@ def _start_serving(paths: DataPaths, port: int) -> list[subprocess.Popen]:
         f"       -d '{{\"user_id\": \"{user}\", \"domain\": \"retail\", \"k\": 10, \"context\": {{\"device\": \"ios\"}}}}'\n"
         "Ctrl-C stops serving and streaming."
     )
-    return children
+    return supervisor
 
 
-def _keep_serving(children: list[subprocess.Popen]) -> None:
-    """Until Ctrl-C or a child exits."""
+def _fail(failure: ChildFailed) -> NoReturn:
+    typer.secho(f"recsys run: {failure}", fg="red", err=True)
+    raise typer.Exit(1) from failure
+
+
+def _keep_serving(supervisor: Supervisor) -> None:
+    """Until Ctrl-C / SIGTERM, restarting children that die; a child that keeps crashing: exit 1."""
     try:
-        while all(child.poll() is None for child in children):
-            time.sleep(1)
+        supervisor.supervise(threading.Event())
     except KeyboardInterrupt:
         pass
+    except ChildFailed as failure:
+        _fail(failure)
 
 
-def _stop(children: list[subprocess.Popen]) -> None:
-    for child in children:
-        if child.poll() is None:
-            os.killpg(child.pid, signal.SIGTERM)
-    for child in children:
-        child.wait(timeout=30)
+def _while_supervised(supervisor: Supervisor, work: Callable[[], T]) -> T:
+    """``work()`` while a thread supervises the children; a child that failed for good meanwhile (the
+    others are stopped at once) ends ``recsys run`` with exit 1 once ``work`` returns."""
+    stop, failures = threading.Event(), []
+
+    def watch() -> None:
+        try:
+            supervisor.supervise(stop)
+        except ChildFailed as failure:
+            failures.append(failure)
+
+    watcher = threading.Thread(target=watch, name="supervisor", daemon=True)
+    watcher.start()
+    try:
+        result = work()
+    finally:
+        stop.set()
+        watcher.join()
+    if failures:
+        _fail(failures[0])
+    return result
 
 
 def _served_releases(port: int) -> dict[str, str]:
@@ -149,19 +178,25 @@ def _serve_while_the_night_runs(paths: DataPaths, port: int, waiting: list[str])
     from orchestration.runner import latest_lake_day
 
     day = latest_lake_day(paths)  # fixed before serving logs impressions into today's lake partition
-    children = _start_serving(paths, port)
+    supervisor = _start_serving(paths, port)
     ok = False
+
+    def night() -> bool:
+        done = bool(_step(f"nightly retraining DAG through Airflow (dag.test, {day}) while serving",
+                          lambda: _nightly(day)))
+        _report_swap(port, current_releases(waiting))
+        return done
+
     try:
         for domain in waiting:
             typer.secho(f"serving {domain} from the popularity fallback until the first night publishes a release",
                         fg="yellow")
-        ok = bool(_step(f"nightly retraining DAG through Airflow (dag.test, {day}) while serving", lambda: _nightly(day)))
-        _report_swap(port, current_releases(waiting))
-        _keep_serving(children)
+        ok = _while_supervised(supervisor, night)
+        _keep_serving(supervisor)
     except KeyboardInterrupt:
         pass
     finally:
-        _stop(children)
+        supervisor.stop()
     return ok
 
 
@@ -190,8 +225,8 @@ def run(
     if serve:
         for domain in waiting:  # --no-nightly on a data root without releases
             typer.secho(f"serving {domain} from the popularity fallback: no release is live yet", fg="yellow")
-        children = _start_serving(paths, port)
+        supervisor = _start_serving(paths, port)
         try:
-            _keep_serving(children)
+            _keep_serving(supervisor)
         finally:
-            _stop(children)
+            supervisor.stop()

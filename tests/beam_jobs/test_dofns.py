@@ -23,10 +23,18 @@ from common.features import ITEM_STATS, USER_ACTIVITY
 from common.schemas import Reason, Rejection, validate_event
 
 
+ARRIVALS = 2 * 3_600  # the test events arrive from 2 h after T0 on: after their own time, as they would
+
+
+def arrival(events, seconds: float) -> float:
+    return events.t0.timestamp() + ARRIVALS + seconds
+
+
 def stream_event(events, n: int, *args, offset: int | None = None, arrived: float = 100.0, **kwargs) -> StreamEvent:
+    """A validated ``StreamEvent`` that arrived ``arrived`` seconds after ``ARRIVALS``."""
     event, rejection = validate_event(events.record(n, *args, **kwargs))
     assert rejection is None, rejection
-    return StreamEvent(event, "retail/a.jsonl", n * 100 if offset is None else offset, arrived)
+    return StreamEvent(event, "retail/a.jsonl", n * 100 if offset is None else offset, arrival(events, arrived))
 
 
 def test_parse_events_dead_letters_every_kind_of_bad_record(events, fnapi) -> None:
@@ -87,9 +95,9 @@ def test_hourly_item_counts_split_by_event_hour(events, fnapi) -> None:
     with BeamTestPipeline(runner=fnapi()) as p:
         out = p | beam.Create(inputs) | HourlyItemCounts()
         assert_that(out, equal_to([
-            ("r_i1", HourDelta(h0, ItemCounts(1, 1, 0, 5.0, h0 + 3_599.0))),
-            ("r_i1", HourDelta(h0 + HOUR, ItemCounts(1, 0, 1, 9.0, h0 + 3_600.0))),
-            ("r_i2", HourDelta(h0 - HOUR, ItemCounts(1, 0, 0, 1.0, h0 - 1.0))),
+            ("r_i1", HourDelta(h0, ItemCounts(1, 1, 0, arrival(events, 5.0), h0 + 3_599.0))),
+            ("r_i1", HourDelta(h0 + HOUR, ItemCounts(1, 0, 1, arrival(events, 9.0), h0 + 3_600.0))),
+            ("r_i2", HourDelta(h0 - HOUR, ItemCounts(1, 0, 0, arrival(events, 1.0), h0 - 1.0))),
         ]))
 
 
@@ -115,7 +123,7 @@ def test_user_activity_batch_folds_into_committed_state(catalog_paths, events, f
             "user_id": "r_u1", "event_timestamp": t0, "session_depth": 2, "last_event_ts": t0,
             "last_purchase_ts": 0, "recent_item_ids": ["r_i1", "r_i3"],
             "recent_category_keys": ["Shoes>Running>Trail", "Bags>City"], "recent_category_counts": [1, 1],
-        }, 30.0, None)]))  # r_u2 saw impressions only: no row
+        }, arrival(events, 30.0), None)]))  # r_u2 saw impressions only: no row
 
 
 def test_item_stats_batch_counts_sells_out_and_refreshes_expired_items(data_paths, events, fnapi) -> None:
@@ -139,7 +147,7 @@ def test_item_stats_batch_counts_sells_out_and_refreshes_expired_items(data_path
         assert_that(_updates(out), equal_to([
             (ITEM_STATS.name, "r_i2", {"item_id": "r_i2", "event_timestamp": as_of, "popularity_1d": 2,
                                        "impressions_1d": 1, "ctr_1d": pytest.approx(2 / 21), "inventory": 0,
-                                       "in_stock": False}, 20.0, h0 + 24 * HOUR),
+                                       "in_stock": False}, arrival(events, 20.0), h0 + 24 * HOUR),
             (ITEM_STATS.name, "r_i4", {"item_id": "r_i4", "event_timestamp": as_of, "popularity_1d": 0,
                                        "impressions_1d": 0, "ctr_1d": pytest.approx(1 / 20), "inventory": 40,
                                        "in_stock": True}, None, None),  # an hour left its window: re-pushed

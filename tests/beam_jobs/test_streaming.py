@@ -36,7 +36,7 @@ def stream_clock() -> float:
 def _stream_event(events, n: int, kind: str = "view", seconds: float = 0.0, **kwargs) -> StreamEvent:
     event, rejection = validate_event(events.record(n, kind, seconds=seconds, **kwargs))
     assert rejection is None, rejection
-    return StreamEvent(event, "test", n, 1.0)
+    return StreamEvent(event, "test", n, event.timestamp.timestamp() + 1.0)  # arrived a second after
 
 
 def _at(event: StreamEvent) -> TimestampedValue:
@@ -59,9 +59,9 @@ def test_hourly_counts_take_out_of_order_and_late_events_and_drop_too_late_ones(
     with streaming_pipeline() as p:
         out = p | stream | HourlyItemCounts(streaming=True)
         assert_that(out, equal_to([
-            ("r_i1", HourDelta(h0, ItemCounts(1, 1, 0, 1.0, h0 + 20.0))),
-            ("r_i1", HourDelta(h0 + HOUR, ItemCounts(1, 0, 0, 1.0, h0 + 3_700.0))),
-            ("r_i1", HourDelta(h0, ItemCounts(1, 0, 0, 1.0, h0 + 30.0))),
+            ("r_i1", HourDelta(h0, ItemCounts(1, 1, 0, h0 + 11.0, h0 + 20.0))),
+            ("r_i1", HourDelta(h0 + HOUR, ItemCounts(1, 0, 0, h0 + 3_701.0, h0 + 3_700.0))),
+            ("r_i1", HourDelta(h0, ItemCounts(1, 0, 0, h0 + 31.0, h0 + 30.0))),
         ]))
 
 

@@ -22,7 +22,6 @@ from common.deadletter import read_dead_letters
 from common.features import ITEM_STATS, USER_ACTIVITY
 from common.schemas import Reason, Rejection, validate_event
 
-
 ARRIVALS = 2 * 3_600  # the test events arrive from 2 h after T0 on: after their own time, as they would
 
 

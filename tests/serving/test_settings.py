@@ -41,3 +41,12 @@ def test_bad_settings_are_refused(data_paths: DataPaths, tmp_path: Path) -> None
     partial.write_text("serving: {}\ndomains:\n  retail: {}\n")
     with pytest.raises(ValidationError, match="no re-ranking rules for served domain"):
         load_settings(domains=["retail", "banking"], config_path=partial)
+
+
+def test_the_read_api_key_comes_from_the_environment(data_paths: DataPaths, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RECSYS_READ_API_KEY", raising=False)
+    assert load_settings().read_api_key is None  # unset: the read API is open, as before
+    monkeypatch.setenv("RECSYS_READ_API_KEY", "read-key-from-env")
+    settings = load_settings()
+    assert settings.read_api_key == "read-key-from-env" and "read-key-from-env" not in repr(settings)
+    assert settings.admission.recommendations >= 1 and settings.admission.events < settings.admission.recommendations

@@ -12,8 +12,10 @@ import pytest
 
 from common.registry import (
     CURRENT,
+    HISTORY,
     MANIFEST,
     ArtifactRegistry,
+    PointerUnreadable,
     PromotionRefused,
     RegistryError,
 )
@@ -202,3 +204,22 @@ def test_failed_switch_leaves_current_and_no_temp_file(registry: ArtifactRegistr
     assert (domain_dir / CURRENT).read_text() == "v1\n"
     assert sorted(p.name for p in domain_dir.iterdir() if p.name.startswith(".")) == [".lock", ".staging"]
     assert [h["version"] for h in registry.history("retail")] == ["v1"]
+
+
+@pytest.mark.parametrize("content", [b"", b"\n", b"\x00\xff\xfe", b"../evil\n", b"CURRENT\n", b"v1 v2\n"])
+def test_an_unreadable_current_is_an_error_and_promote_repairs_it(registry: ArtifactRegistry, content: bytes) -> None:
+    registry.promote("retail", _release(registry, "v1"))
+    (registry.root / "retail" / CURRENT).write_bytes(content)
+    with pytest.raises(PointerUnreadable):
+        registry.current("retail")
+    assert registry.promote("retail", "v1") is None  # the pointer was unreadable: no previous version
+    assert registry.current("retail") == "v1"
+    assert [(h["action"], h["previous"]) for h in registry.history("retail")] == [("promote", None), ("promote", None)]
+
+
+def test_history_appends_are_whole_lines_after_a_foreign_line(registry: ArtifactRegistry) -> None:
+    registry.promote("retail", _release(registry, "v1"))
+    with (registry.root / "retail" / HISTORY).open("ab") as fh:
+        fh.write(b'["not an entry"]\n{"action": "promote"}\n')  # parseable, but not entries: skipped
+    registry.promote("retail", _release(registry, "v2"))
+    assert registry.live_stack("retail") == ["v1", "v2"]

@@ -111,7 +111,7 @@ def _manager(world, registry: ArtifactRegistry, store: OnlineFeatures, scorer: F
 def _poll_until(manager: ReleaseManager, condition: Callable[[], bool], timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
-        assert time.monotonic() < deadline, f"still waiting after {timeout} s: {manager.refusal_report()}"
+        assert time.monotonic() < deadline, f"still waiting after {timeout} s (refused: {manager.refused})"
         manager.poll_once()
         time.sleep(0.02)
 
@@ -123,8 +123,7 @@ def test_a_release_refused_for_a_transient_error_is_retried_and_goes_live(
     publish(registry, "v1")
     scorer = FailsFirst(OSError(errno.EIO, "Input/output error"), times=2)
     manager = _manager(world, registry, store, scorer)
-    assert manager.poll_once() == {"retail": "refused"}
-    assert manager.refusal_report()["retail"]["retrying"] is True and manager.versions() == {}
+    assert manager.poll_once() == {"retail": "refused"} and manager.versions() == {}
     _poll_until(manager, lambda: manager.versions() == {"retail": "v1"})
     assert scorer.calls == 3 and manager.refusal_report() == {} and manager.degraded() == []
     assert manager.retry_delay(1) == 0.05 and manager.retry_delay(2) == 0.1 and manager.retry_delay(40) == 300.0
@@ -139,28 +138,48 @@ def test_a_deterministic_refusal_waits_for_a_new_current(
     manager = _manager(world, registry, store, scorer)
     for _ in range(5):
         manager.poll_once()
-    assert scorer.calls == 1 and manager.refusal_report()["retail"]["retrying"] is False
+    assert scorer.calls == 1  # the same files fail the same way: not loaded again
     publish(registry, "v2")  # a new CURRENT: tried at once
     _poll_until(manager, lambda: manager.versions() == {"retail": "v2"})
-    assert scorer.calls == 2 and manager.refusal_report() == {}
+    assert scorer.calls == 2
+
+
+def test_a_running_process_keeps_its_release_and_says_currents_is_refused(
+    world, publish: Callable[..., str], store: OnlineFeatures, tmp_path: Path, metric_delta: type,
+) -> None:
+    registry = ArtifactRegistry(tmp_path / "artifacts")
+    publish(registry, "v1")
+    manager = _manager(world, registry, store, FailsFirst(OSError(), times=0))
+    delta = metric_delta(manager.metrics)
+    assert manager.poll_once() == {"retail": "loaded"}
+    publish(registry, "v2")
+    _damage_ranker(registry, "v2")
+    assert manager.poll_once() == {"retail": "refused"}
+    assert manager.versions() == {"retail": "v1"} and manager.degraded() == ["retail"]
+    assert manager.refusal_report()["retail"]["version"] == "v2"
+    assert delta("recsys_release_refused", domain="retail") == 1
+    registry.rollback("retail")  # CURRENT names the serving release again: nothing is refused
+    assert manager.poll_once() == {} and manager.refusal_report() == {} and manager.degraded() == []
+    assert delta("recsys_release_refused", domain="retail") == 0
 
 
 def test_promote_refuses_a_release_serving_cannot_load_unless_forced(
-    publish: Callable[..., str], tmp_path: Path,
+    publish: Callable[..., str], data_paths, tmp_path: Path,
 ) -> None:
     registry = ArtifactRegistry(tmp_path / "artifacts")
     publish(registry, "v1", promote=False)
     publish(registry, "v2", promote=False, mutate=lambda staging: (staging / "ranker" / "fast").rename(
         staging / "ranker" / "elsewhere"))  # verifies, but serving finds no ranker
     runner = CliRunner()
-    opts = ["--domain", "retail", "--artifacts-dir", str(registry.root), "--data-dir", str(tmp_path / "data")]
+    opts = ["--domain", "retail", "--artifacts-dir", str(registry.root)]  # data root: RECSYS_DATA_DIR (data_paths)
 
     good = runner.invoke(ingest_app, ["releases", "promote", "--version", "v1", *opts])
     assert good.exit_code == 0, good.output
     refused = runner.invoke(ingest_app, ["releases", "promote", "--version", "v2", *opts])
     assert refused.exit_code == EXIT_DATA_ERROR, refused.output
     assert "not promoted: serving refuses to load it" in refused.output and registry.current("retail") == "v1"
-    forced = runner.invoke(ingest_app, ["releases", "promote", "--version", "v2", "--force", *opts])
+    forced = runner.invoke(ingest_app, ["releases", "promote", "--version", "v2", "--force", *opts,
+                                        "--data-dir", str(data_paths.root)])
     assert forced.exit_code == 0, forced.output
     assert "WARNING: --force" in forced.output and registry.current("retail") == "v2"
 

@@ -78,6 +78,28 @@ def _line(entry: dict[str, Any]) -> bytes:
     return line + b"\n"
 
 
+class TornAppend(OSError):
+    """An append failed and its partial bytes could not be cut off again: they stay in the file."""
+
+
+def append_or_cut(fd: int, data: bytes, size: int) -> None:
+    """Write all of ``data`` to the end of ``fd`` (a file of ``size`` bytes, opened for appending) and
+    fsync; on failure (a full disk) truncate the file back to ``size`` and raise the ``OSError``, or
+    :class:`TornAppend` if even that fails. A JSONL file so never keeps half a line of a failed append
+    that the next append would glue itself onto."""
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    except OSError as err:
+        try:
+            os.ftruncate(fd, size)
+        except OSError as cut:
+            raise TornAppend(err.errno, f"{err.strerror}; its partial bytes stay in the file ({cut})") from err
+        raise
+
+
 class DeadLetterWriter:
     """Appends rejected records to ``dead_letter/<source>/date=<today>/<name>.jsonl`` (thread-safe)."""
 
@@ -105,10 +127,11 @@ class DeadLetterWriter:
         path = self.file_for(now)
         with self._lock:
             path.parent.mkdir(parents=True, exist_ok=True)
-            with path.open("ab") as fh:
-                fh.write(lines)
-                fh.flush()
-                os.fsync(fh.fileno())
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            try:
+                append_or_cut(fd, lines, os.fstat(fd).st_size)
+            finally:
+                os.close(fd)
             for _, rej in rejected:
                 self.counts[rej.code] += 1
 

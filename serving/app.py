@@ -44,7 +44,7 @@ from serving.arms import ArmResolver
 from serving.fallback import FallbackManager
 from serving.heap import HeapFreezer
 from serving.http import DEADLINE, Admission, BodyLimit, CountRequests, arrived_at, install_error_handlers
-from serving.intake import DEAD_LETTER_SOURCE, ServedSlate, ingest, pending_impressions
+from serving.intake import DEAD_LETTER_SOURCE, ServedSlate, ingest, pending_impressions, storage_failure
 from serving.metrics import ServingMetrics
 from serving.online import CIRCUIT_STATES, CircuitBreaker, GuardedFeatureReader, LazyFeatureReader
 from serving.pipeline import DEGRADED_PATHS, DeadlineExceeded, NotReady, Pipeline, Request
@@ -217,7 +217,7 @@ def create_app(settings: ServingSettings, features: FeatureReader | None = None)
         # on one more trip through the thread pool (a sync endpoint's response is checked there).
         return Response(answer.model_dump_json(), media_type="application/json")
 
-    @app.post("/v1/events", response_model=EventBatchResult, responses=ERRORS)
+    @app.post("/v1/events", response_model=EventBatchResult, responses={**ERRORS, 507: {"model": ErrorBody}})
     def events(body: EventBatch, x_api_key: str | None = Security(API_KEY)) -> EventBatchResult:
         """Validate each event on its own; accepted ones join the incoming stream, rejected ones the dead letters."""
         if settings.api_key is None:
@@ -230,7 +230,10 @@ def create_app(settings: ServingSettings, features: FeatureReader | None = None)
         # before this call reach the stream first (one commit of the writer, bounded in time), so a click
         # posted after its slate never lands ahead of the slate's impressions.
         services.impressions.flush(timeout=services.settings.stream.impression_flush_seconds)
-        result = ingest(body.events, services.streams, services.dead_letters)
+        try:
+            result = ingest(body.events, services.streams, services.dead_letters)
+        except OSError as err:  # a full or failing disk: nothing is acknowledged, the client retries the batch
+            raise storage_failure(err) from err
         services.metrics.events.labels("accepted", "").inc(result.accepted)
         for reason, count in result.reasons.items():
             services.metrics.events.labels("rejected", reason).inc(count)

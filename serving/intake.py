@@ -8,6 +8,8 @@ one is rejected (``server_field``), so nobody holding an API key can forge an ar
 
 from __future__ import annotations
 
+import errno
+import logging
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
@@ -15,12 +17,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from fastapi import HTTPException
+
 from common.deadletter import DeadLetterWriter
 from common.domains import domains
 from common.schemas import SERVER_FIELDS, Event, Reason, Rejection, event_to_json, validate_event
 from serving.reranking import SlateItem
 from serving.stream import IncomingStreams, Pending
 
+log = logging.getLogger(__name__)
 DEAD_LETTER_SOURCE = "api"
 
 
@@ -101,6 +106,19 @@ def ingest(
         streams.append(domain_name, lines)
     dead_letters.write_many(rejected)
     return result
+
+
+RETRY_AFTER_SECONDS = 5
+_OUT_OF_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def storage_failure(err: OSError) -> HTTPException:
+    """The answer to a batch whose events could not be written: 507 when the disk is full (or over
+    quota), 503 for any other I/O error; either way nothing was acknowledged and the client retries."""
+    status = 507 if err.errno in _OUT_OF_SPACE else 503
+    log.error("event intake cannot write to disk (%s): answering %d", err, status)
+    return HTTPException(status, f"events not stored ({err.strerror or err}); retry the whole batch later",
+                         headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
 Each serving process appends to its own file per domain under ``incoming/<domain>/``, named
 ``<UTC start time>-<host>-<pid>-<seq>.jsonl`` so names sort chronologically. Every append is whole
 lines in one ``write`` followed by ``fsync`` (a reader never sees half a line once the call
-returns). A file is rotated -- the next append opens a new one -- when it reaches
+returns); an append that fails (a full disk) raises after cutting its partial bytes off again, or, if
+even that fails, after rotating away from the damaged file -- the next line never glues onto them. A file is rotated -- the next append opens a new one -- when it reaches
 ``rotate_bytes`` or is older than ``rotate_seconds``; a rotated file is never written again.
 
 Two ways in: :meth:`IncomingStreams.append` is durable on return (``POST /v1/events`` answers only
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from common.deadletter import TornAppend, append_or_cut
 from common.paths import DataPaths
 
 log = logging.getLogger(__name__)
@@ -72,16 +74,33 @@ class StreamFile:
         return self._fd, self._path
 
     def append(self, lines: Sequence[bytes]) -> Path:
-        """Append JSON lines (without their newline); returns the file written. Durable on return."""
+        """Append JSON lines (without their newline); returns the file written. Durable on return.
+
+        Raises ``OSError`` if the lines are not durably written (a full disk, an I/O error); whatever
+        part of them reached the file is cut off again first (:meth:`_repair`), so the next append
+        starts on a line boundary and is never glued onto the bytes of one that failed."""
         data = b"".join(line + b"\n" for line in lines)
         with self._lock:
             fd, path = self._current()
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
+            try:
+                append_or_cut(fd, data, self._size)
+            except TornAppend:
+                self._seal(fd, path)
+                raise
             self._size += len(data)
             return path
+
+    def _seal(self, fd: int, path: Path) -> None:
+        """The partial bytes of a failed append could not be cut off: end them with a newline (if the
+        disk still takes one) and rotate. Nothing is appended to this file again, so the fragment stays
+        a line of its own (unterminated at worst, which the tailer reads as the last line of a settled
+        file) that the streaming job dead-letters as malformed -- it was never acknowledged."""
+        log.error("%s: the partial bytes of a failed append stay in the file; rotating to a new one", path)
+        try:
+            os.write(fd, b"\n")
+        except OSError:
+            log.error("%s: the fragment of a failed append stays unterminated at the end of the file", path)
+        self._close()
 
     def close(self) -> None:
         with self._lock:

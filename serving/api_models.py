@@ -128,7 +128,12 @@ class Health(BaseModel):
     refused: dict[str, RefusedRelease] = Field(
         {}, description="domains whose CURRENT release is refused (or CURRENT unreadable); ``releases`` names the "
                         "last-known-good release serving instead. Left out of the body when empty")
+    store: str = Field("ok", description="the online store: ok, or 'open circuit' (reads failed repeatedly and now "
+                                        "fail fast: answers are degraded, from default or cached features). Left "
+                                        "out of the body while ok")
 
     def body(self) -> dict[str, Any]:
-        """The response body: as it was before ``refused`` existed while nothing is refused."""
-        return self.model_dump(exclude=None if self.refused else {"refused"})
+        """The response body: as it was before ``refused`` and ``store`` existed while nothing is refused
+        and the store is ok."""
+        left_out = ({"refused"} if not self.refused else set()) | ({"store"} if self.store == "ok" else set())
+        return self.model_dump(exclude=left_out or None)

@@ -108,6 +108,25 @@ class ItemFeatureCache:
         return np.where(self.found[ITEM_STATS.name], self.columns["in_stock"], self.catalog.in_stock)
 
 
+class ReadAhead:
+    """Runs the item-feature read-ahead on a thread of its own, so whoever schedules it (the release
+    watcher) never waits on the online store. A read-ahead still running when the next one is due
+    (the store stalls) is not doubled: that one is skipped. The thread is a daemon: one stuck in a
+    store call does not hold the process at exit."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._thread: threading.Thread | None = None
+
+    def submit(self, work: Callable[[], None]) -> bool:
+        """Start ``work`` unless the previous one still runs; returns whether it started."""
+        if self._thread is not None and self._thread.is_alive():
+            return False
+        self._thread = threading.Thread(target=work, name=self.name, daemon=True)
+        self._thread.start()
+        return True
+
+
 def _ids(values: Mapping[str, Any], name: str) -> list[str]:
     return [str(v) for v in values.get(name) or []]
 

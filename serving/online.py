@@ -1,22 +1,134 @@
-"""The online feature reader serving uses: opened on first use, re-opened at most every few seconds.
+"""The online feature reader serving uses: opened on first use, re-opened at most every few seconds,
+read behind a circuit breaker.
 
 A store that is unreachable when the process starts (or later) does not stop the service: reads
 raise :class:`StoreUnavailable`, the pipeline serves its popularity fallback, and the next attempt to
 open the store comes after ``retry_seconds``.
+
+A store that stalls (a Redis that stops answering, a SQLite file locked past its busy timeout) fails
+each read only after its timeout, and every read would pay it. :class:`CircuitBreaker` counts
+consecutive failures; ``failures`` of them open the circuit for ``cool_down_seconds``, during which
+reads fail at once (:class:`CircuitOpen`) and requests take the degraded paths without touching the
+store; then one read is let through as a probe (half-open): its success closes the circuit, its
+failure opens it for another cool-down. ``/readyz`` reports the state, and so does the gauge
+``recsys_online_store_circuit{state}``. (Hand-written, ~60 lines: pybreaker runs every call under
+the breaker's lock, which would serialise serving's concurrent reads.)
 """
 
 from __future__ import annotations
 
+import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from common.online_features import ItemFeatures, UserFeatures
 from serving.protocols import FeatureReader
 
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
+CIRCUIT_STATES = (CLOSED, OPEN, HALF_OPEN)
+
 
 class StoreUnavailable(RuntimeError):
     """The online store could not be opened (recently); the caller degrades."""
+
+
+class CircuitOpen(StoreUnavailable):
+    """The online store failed repeatedly: reads fail at once until the cool-down ends."""
+
+
+class CircuitBreaker:
+    """Closed -> ``failures`` consecutive failures -> open -> ``cool_down_seconds`` -> half-open (one
+    probe call) -> closed on its success, open again on its failure.
+
+    The lock guards the state only; calls run outside it, concurrently. Calls admitted before the
+    circuit opened that finish later change nothing. A probe that has not returned after a
+    cool-down counts as failed, so a call that never returns cannot keep the circuit half-open.
+    """
+
+    def __init__(
+        self, failures: int = 5, cool_down_seconds: float = 5.0, on_change: Callable[[str], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.failures = failures
+        self.cool_down_seconds = cool_down_seconds
+        self._on_change = on_change
+        self._clock = clock
+        self._lock = threading.Lock()
+        self.state = CLOSED
+        self._consecutive = 0
+        self._since = -math.inf  # when the circuit opened, or the probe started
+        self._error = ""
+        if on_change is not None:
+            on_change(CLOSED)
+
+    def call(self, fn: Callable[[], T]) -> T:
+        probe = self._admit()
+        try:
+            result = fn()
+        except Exception as err:
+            self._failed(probe, err)
+            raise
+        self._succeeded(probe)
+        return result
+
+    def _admit(self) -> bool:
+        """Whether the call is the half-open probe; raises :class:`CircuitOpen` when it may not run."""
+        with self._lock:
+            if self.state == CLOSED:
+                return False
+            if self._clock() - self._since < self.cool_down_seconds:
+                raise CircuitOpen(f"online store circuit {self.state} after repeated failures ({self._error})")
+            self._set(HALF_OPEN)
+            return True
+
+    def _failed(self, probe: bool, err: Exception) -> None:
+        with self._lock:
+            self._error = f"{type(err).__name__}: {err}"
+            if probe or self.state == CLOSED:
+                self._consecutive += 1
+                if probe or self._consecutive >= self.failures:
+                    self._set(OPEN)
+                    log.error("online store circuit open for %.1f s after %d consecutive failure(s), last: %s",
+                              self.cool_down_seconds, self._consecutive, self._error)
+
+    def _succeeded(self, probe: bool) -> None:
+        with self._lock:
+            if probe or self.state == CLOSED:
+                if probe:
+                    log.warning("online store circuit closed: the probe read succeeded")
+                self._consecutive = 0
+                self._set(CLOSED)
+
+    def _set(self, state: str) -> None:
+        self._since = self._clock()
+        if state != self.state:
+            self.state = state
+            if self._on_change is not None:
+                self._on_change(state)
+
+
+class GuardedFeatureReader:
+    """A :class:`FeatureReader` whose reads go through a :class:`CircuitBreaker`."""
+
+    def __init__(self, reader: FeatureReader, breaker: CircuitBreaker) -> None:
+        self.reader = reader
+        self.breaker = breaker
+
+    @property
+    def degraded(self) -> bool:
+        """The circuit is not closed: reads fail fast, answers come from the degraded paths."""
+        return self.breaker.state != CLOSED
+
+    def user_features(self, user_id: str) -> UserFeatures:
+        return self.breaker.call(lambda: self.reader.user_features(user_id))
+
+    def item_features(self, item_ids: Sequence[str]) -> ItemFeatures:
+        return self.breaker.call(lambda: self.reader.item_features(item_ids))
 
 
 class LazyFeatureReader:

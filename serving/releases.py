@@ -50,7 +50,7 @@ from models.release import CATALOG_FILE, RANKER_DIR, RETRIEVAL_DIR  # the releas
 from models.retrieval.new_items import NewItemIndex
 from serving.catalog import CatalogIndex
 from serving.fallback import FallbackManager, LakeFallback
-from serving.features import ItemFeatureCache, ranker_batch, servable_features
+from serving.features import ItemFeatureCache, ReadAhead, ranker_batch, servable_features
 from serving.metrics import ServingMetrics
 from serving.online import StoreUnavailable
 from serving.protocols import FeatureReader, RankScorer, Retrievers
@@ -247,6 +247,7 @@ class ReleaseManager:
         self._live: dict[str, Release] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._read_ahead = ReadAhead("item-read-ahead")  # item-feature reads: never on the watcher thread
 
     def get(self, domain: str) -> Release | None:
         return self._live.get(domain)
@@ -413,15 +414,21 @@ class ReleaseManager:
                 log.exception("release watcher poll failed")
             try:
                 self.maintain_fallbacks()
-                if self.fallbacks is not None:
-                    self.fallbacks.refresh_items(within=REFRESH_AHEAD_POLLS * self.poll_seconds)
             except Exception:
                 log.exception("lake fallback maintenance failed")
-            for domain, release in list(self._live.items()):
-                try:  # item features due soon are read here, off the request path
-                    release.items.refresh_ahead(within=REFRESH_AHEAD_POLLS * self.poll_seconds)
-                except Exception as err:  # the store is down: requests fall back as they would anyway
-                    log.warning("%s item feature refresh failed: %s: %s", domain, type(err).__name__, err)
+            # a stalled store stalls the read-ahead's thread, not the watcher: swaps and rollbacks go on
+            self._read_ahead.submit(self._refresh_items_ahead)
+
+    def _refresh_items_ahead(self) -> None:
+        """Read the item features due soon of every live release and lake fallback, off the request path."""
+        within = REFRESH_AHEAD_POLLS * self.poll_seconds
+        if self.fallbacks is not None:
+            self.fallbacks.refresh_items(within=within)
+        for domain, release in list(self._live.items()):
+            try:
+                release.items.refresh_ahead(within=within)
+            except Exception as err:  # the store is down: requests fall back as they would anyway
+                log.warning("%s item feature refresh failed: %s: %s", domain, type(err).__name__, err)
 
     def stop(self) -> None:
         self._stop.set()

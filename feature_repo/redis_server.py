@@ -24,6 +24,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def server_pid(connection_string: str) -> int:
+    """The pid of this process's child ``redis-server`` listening on the connection string's port (fault
+    tests stop and resume it)."""
+    import psutil  # only fault tests need it
+
+    port = int(connection_string.split(",", 1)[0].rsplit(":", 1)[1])
+    (server,) = [child for child in psutil.Process().children()
+                 if any(c.laddr.port == port for c in child.net_connections() if c.status == psutil.CONN_LISTEN)]
+    return server.pid
+
+
 def _wait_ready(port: int, process: subprocess.Popen) -> None:
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:

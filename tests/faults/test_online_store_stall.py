@@ -18,7 +18,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
-import psutil
 import pytest
 import uvicorn
 from feast import FeatureStore
@@ -27,7 +26,7 @@ from feast.protos.feast.types.Value_pb2 import Value
 
 from common.paths import DataPaths
 from common.registry import ArtifactRegistry
-from feature_repo.redis_server import free_port, local_redis, redis_server_binary
+from feature_repo.redis_server import free_port, local_redis, redis_server_binary, server_pid
 from feature_repo.store import apply, get_store
 from serving.app import create_app
 from serving.settings import CircuitSettings, ServingSettings, load_settings
@@ -64,9 +63,7 @@ def redis_world(world, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Itera
     """Serving settings over a Redis store holding the world's features, and the redis-server's pid."""
     data = DataPaths(tmp_path / "data")
     with local_redis() as url:
-        port = int(url.rsplit(":", 1)[1])
-        (server,) = [p for p in psutil.Process().children()
-                     if any(c.laddr.port == port for c in p.net_connections() if c.status == psutil.CONN_LISTEN)]
+        pid = server_pid(url)
         store = get_store(data, "redis", url)
         apply(store, data)
         users = [f"r_u{i:02d}" for i in range(24)]
@@ -78,9 +75,9 @@ def redis_world(world, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Itera
             "release_poll_seconds": POLL_SECONDS, "item_cache_ttl_seconds": 2.0,  # read-ahead runs every poll
             "store_circuit": CircuitSettings(failures=3, cool_down_seconds=1.0)})
         try:
-            yield settings, server.pid
+            yield settings, pid
         finally:
-            os.kill(server.pid, signal.SIGCONT)  # a stopped server would not stop on SIGTERM
+            os.kill(pid, signal.SIGCONT)  # a stopped server would not stop on SIGTERM
 
 
 @pytest.fixture
@@ -108,7 +105,6 @@ def _recommend(client: httpx.Client) -> tuple[dict, float]:
     return response.json(), elapsed
 
 
-@pytest.mark.slow
 def test_a_stalled_redis_degrades_answers_but_not_readiness_or_release_swaps(
     redis_world: tuple[ServingSettings, int], served: httpx.Client, publish: Callable[..., str]
 ) -> None:

@@ -7,13 +7,12 @@ import os
 import signal
 import time
 
-import psutil
 import pytest
 
 from common.online_features import OnlineFeatures
 from common.paths import DataPaths
 from feature_repo.config import redis_connection_string
-from feature_repo.redis_server import local_redis, redis_server_binary
+from feature_repo.redis_server import local_redis, redis_server_binary, server_pid
 from feature_repo.sqlite_store import BUSY_TIMEOUT_SECONDS
 from feature_repo.store import apply, get_store
 
@@ -39,20 +38,18 @@ def test_the_sqlite_store_runs_in_wal_with_a_busy_timeout(tmp_path):
 def test_a_read_of_a_stopped_redis_fails_within_the_socket_timeout(tmp_path):
     paths = DataPaths(tmp_path / "data")
     with local_redis() as url:
-        port = int(url.rsplit(":", 1)[1])
-        (server,) = [p for p in psutil.Process().children()
-                     if any(c.laddr.port == port for c in p.net_connections() if c.status == psutil.CONN_LISTEN)]
+        pid = server_pid(url)
         store = get_store(paths, "redis", url)
         apply(store, paths)
         reader = OnlineFeatures(store)
         reader.user_features("r_u1")  # connected
-        os.kill(server.pid, signal.SIGSTOP)
+        os.kill(pid, signal.SIGSTOP)
         try:
             started = time.monotonic()
             with pytest.raises(Exception, match="[Tt]imeout"):
                 reader.user_features("r_u1")
             took = time.monotonic() - started
         finally:
-            os.kill(server.pid, signal.SIGCONT)
+            os.kill(pid, signal.SIGCONT)
         print(f"a read of the stopped server failed after {took:.2f} s")
         assert took < 1.5  # one 0.5 s socket timeout, no retries with backoff

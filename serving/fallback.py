@@ -273,7 +273,8 @@ class FallbackManager:
             log.info("%s: a release is live; the lake fallback is dropped", domain)
 
     def refresh_items(self, within: float) -> None:
-        """Read ahead the real-time stock of each fallback's items (the watcher's job, as for releases)."""
+        """Read ahead the real-time stock of each fallback's items (as for releases: on the release watcher's
+        read-ahead thread, so a stalled store never holds the watcher)."""
         for domain, fallback in list(self._live.items()):
             try:
                 fallback.items.refresh_ahead(within=within)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
@@ -14,7 +15,17 @@ from common.paths import DataPaths
 from common.registry import ArtifactRegistry
 from serving.features import ItemFeatureCache
 from serving.metrics import ServingMetrics
-from serving.pipeline import COLD_START, FULL, POPULARITY_FALLBACK, RETRIEVAL_ORDER, Pipeline, Request, Result
+from serving.pipeline import (
+    COLD_START,
+    FULL,
+    POPULARITY_FALLBACK,
+    RETRIEVAL_ORDER,
+    BoundedPool,
+    Pipeline,
+    PoolFull,
+    Request,
+    Result,
+)
 from serving.protocols import FeatureReader
 from serving.releases import Release, ReleaseLoader, ReleaseManager
 from serving.settings import (
@@ -221,3 +232,40 @@ def test_item_features_due_soon_are_read_ahead_off_the_request_path(release, sto
     assert cache.refresh_ahead(within=5.0) == len(rows)
     assert cache.fetched_at.min() > 1000.0
     assert ItemFeatureCache(release.catalog, store, ttl=3.0).refresh_ahead(within=5.0) == 0  # ttl inside the horizon
+
+
+def test_the_bounded_pool_refuses_past_workers_plus_queue_and_frees_places() -> None:
+    pool, gate = BoundedPool(workers=1, queue=1), threading.Event()
+    try:
+        running = pool.submit(lambda: gate.wait(10))
+        queued = pool.submit(lambda: "queued")
+        with pytest.raises(PoolFull):
+            pool.submit(lambda: "one too many")
+        assert queued.cancel()  # an abandoned call frees its place at once
+        after = pool.submit(lambda: "after")
+        gate.set()
+        assert running.result(timeout=10) and after.result(timeout=10) == "after"
+    finally:
+        gate.set()
+        pool.shutdown()
+
+
+def test_the_end_to_end_deadline_caps_the_stages(release, store, settings, registry, metric_delta) -> None:
+    """A request that arrived most of its total budget ago: the stalled ranker gets only what is left
+    (150 ms), not its own 300 ms budget."""
+    metrics = ServingMetrics()
+    counts = metric_delta(metrics)
+    manager = ReleaseManager(("retail",), registry, lambda domain, version: replace(
+        release, scorer=FaultyScorer(release.scorer, "stall")), metrics)
+    manager.poll_once()
+    pipeline = Pipeline(settings, manager, store, metrics)
+    try:
+        arrived = time.perf_counter() - (settings.budgets_ms.total - 150) / 1000.0  # 150 ms left
+        result = pipeline.recommend(Request("r_u02", "retail", 8), rng=np.random.default_rng(0), arrived_at=arrived)
+        seconds = time.perf_counter() - arrived
+    finally:
+        pipeline.close()
+    assert result.path == RETRIEVAL_ORDER and result.items
+    assert seconds < settings.budgets_ms.total / 1000.0 + 0.05
+    assert sum(counts("recsys_stage_failures_total", domain="retail", stage="ranking", kind=kind)
+               for kind in ("timeout", "deadline")) == 1

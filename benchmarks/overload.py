@@ -1,0 +1,416 @@
+"""Overload benchmark (issue 16): the shipped serving setup at 1x, 2x and 3x its capacity.
+
+Starts the DEFAULT serving setup -- ``recsys serving serve`` with its default ``--workers``, as ``make
+run`` starts it -- on the serving benchmark's scratch world (:mod:`benchmarks.serving_world`; or
+``--data-dir``/``--artifacts-dir``), measures its capacity with a short closed-loop run (``4 x
+workers`` connections, each sending its next request when the last is answered: the answered-200
+rate is the capacity), then drives it open-loop (:mod:`benchmarks.open_loop`) at each multiple of
+that capacity for ``--seconds`` while a client posts event batches at a steady rate (retrying a
+batch refused with 503 after its ``Retry-After``).
+
+Per level the report has: offered and admitted rates, admitted p50/p99, the share answered 503 and
+the 503s' p99, the share of admitted answers that are degraded, errors other than 503, the serving
+process tree's peak RSS and processes alive, and the events acknowledged vs found in the incoming
+stream (read after the service stopped: every acknowledged event must be there). Targets: admitted
+p99 <= 100 ms at 3x, the excess answered 503 within 5 ms, no crash, bounded RSS, no acknowledged
+event missing. ``python -m benchmarks.overload`` writes ``reports/bench/overload.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import orjson
+
+from benchmarks.open_loop import HttpPool, Outcome, open_loop_schedule, percentiles_ms, run_open_loop
+from benchmarks.process_steps import MB, TreeMonitor
+from benchmarks.prom_samples import metric_delta, parse_metrics, select
+from benchmarks.serving_load import (
+    CANDIDATES_PER_RETRIEVER,
+    _scrape_settled,
+    known_users,
+    request_bodies,
+    write_settings,
+)
+from loop.service import ServiceProcess, free_port
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+OUT_FILE = REPO_ROOT / "reports" / "bench" / "overload.json"
+LEVELS = (1.0, 2.0, 3.0)
+DEGRADED = ("retrieval_order", "popularity_fallback", "lake_popularity")  # serving.pipeline.DEGRADED_PATHS
+TARGET_P99_MS, TARGET_SHED_P99_MS = 100.0, 5.0
+API_KEY = "overload-bench-key"
+ROUTE = "/v1/recommendations"
+
+
+class DefaultServing(ServiceProcess):
+    """``python -m cli serving serve`` (its default ``--workers`` unless given) on a free loopback port."""
+
+    def __init__(self, domain: str, env: Mapping[str, str], log_file: Path, workers: int | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        command = [sys.executable, "-m", "cli", "serving", "serve", "--port", str(self.port), "--domains", domain,
+                   "--log-level", "warning"]
+        if workers is not None:
+            command += ["--workers", str(workers)]
+        self._log = open(log_file, "ab")  # noqa: SIM115  (closed in stop)
+        self.process = subprocess.Popen(command, cwd=REPO_ROOT, env={**os.environ, **env}, stdout=self._log,
+                                        stderr=subprocess.STDOUT, start_new_session=True)
+
+
+# ---- the closed-loop capacity probe -------------------------------------------------------------
+
+
+async def _closed_loop(url: str, bodies: Sequence[bytes], connections: int, seconds: float) -> list[tuple[int, float]]:
+    pool_of = [HttpPool(url) for _ in range(connections)]
+    loop = asyncio.get_running_loop()
+    end = loop.time() + seconds
+    answers: list[tuple[int, float]] = []
+
+    async def client(n: int) -> None:
+        i = n
+        while loop.time() < end:
+            started = loop.time()
+            status, _ = await pool_of[n].post(bodies[i % len(bodies)])
+            answers.append((status, loop.time() - started))
+            i += connections
+
+    try:
+        await asyncio.gather(*(client(n) for n in range(connections)))
+    finally:
+        for pool in pool_of:
+            pool.close()
+    return answers
+
+
+def closed_loop(url: str, bodies: Sequence[bytes], connections: int, seconds: float) -> list[tuple[int, float]]:
+    """Status and latency of every answer of ``connections`` back-to-back clients (generator process)."""
+    return asyncio.run(_closed_loop(url, bodies, connections, seconds))
+
+
+# ---- events posted alongside ---------------------------------------------------------------------
+
+
+@dataclass
+class EventTally:
+    posted: int = 0  # events in batches sent (a retried batch counts once)
+    acknowledged: int = 0
+    refused_batches: int = 0  # 503 answers (then retried)
+    failed_batches: int = 0  # any other answer or transport error (not retried: not acknowledged)
+
+
+class EventPoster:
+    """Posts ``batch`` view events every ``interval_s`` from a thread; a 503 batch is retried after its
+    ``Retry-After``. Keeps the ids of every acknowledged event."""
+
+    def __init__(self, url: str, users: Sequence[str], items: Sequence[str], batch: int, interval_s: float) -> None:
+        self.url, self.users, self.items, self.batch, self.interval_s = url, users, items, batch, interval_s
+        self.acknowledged: list[str] = []
+        self.tally = EventTally()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="event-poster", daemon=True)
+        self._rng = np.random.default_rng(11)
+
+    def __enter__(self) -> EventPoster:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _events(self) -> list[dict[str, str]]:
+        now = datetime.now(UTC).isoformat()
+        return [{"event_id": f"ovl-{uuid.uuid4().hex}", "domain": "retail", "event_type": "view", "timestamp": now,
+                 "user_id": self.users[self._rng.integers(len(self.users))],
+                 "item_id": self.items[self._rng.integers(len(self.items))]} for _ in range(self.batch)]
+
+    def _run(self) -> None:
+        with httpx.Client(base_url=self.url, headers={"X-API-Key": API_KEY}, timeout=30.0) as http:
+            while not self._stop.wait(self.interval_s):
+                events = self._events()
+                self.tally.posted += len(events)
+                while True:
+                    try:
+                        response = http.post("/v1/events", json={"events": events})
+                    except httpx.HTTPError:
+                        self.tally.failed_batches += 1
+                        break
+                    if response.status_code != 503:
+                        break
+                    self.tally.refused_batches += 1
+                    time.sleep(float(response.headers.get("retry-after", "1")))
+                if response.status_code == 200:
+                    self.tally.acknowledged += response.json()["accepted"]
+                    self.acknowledged += [e["event_id"] for e in events]
+                else:
+                    self.tally.failed_batches += 1
+
+
+def stream_event_ids(data_root: Path, domain: str) -> set[str]:
+    """Every event id in the domain's incoming stream files."""
+    found = set()
+    for path in (data_root / "incoming" / domain).glob("*.jsonl"):
+        for line in path.read_bytes().splitlines():
+            if line.strip():
+                found.add(orjson.loads(line).get("event_id"))
+    return found
+
+
+# ---- one level ------------------------------------------------------------------------------------
+
+
+def summarize_level(outcomes: Sequence[Outcome], multiple: float, rate: float, seconds: float) -> dict[str, Any]:
+    """The client's view of one level: offered/admitted rates, latencies, 503s, degraded answers, errors."""
+    ok = [o for o in outcomes if o.status == "200"]
+    shed = [o for o in outcomes if o.status == "503"]
+    other = [o for o in outcomes if o.status not in ("200", "503")]
+    degraded = sum(o.path in DEGRADED for o in ok)
+    return {
+        "multiple": multiple,
+        "rate_target": round(rate, 1),
+        "seconds": seconds,
+        "sent": len(outcomes),
+        "offered_rps": round(len(outcomes) / seconds, 1),
+        "admitted": len(ok),
+        "admitted_rps": round(len(ok) / seconds, 1),
+        "admitted_latency_ms": percentiles_ms(o.latency for o in ok),
+        "shed": len(shed),
+        "shed_share": round(len(shed) / len(outcomes), 4) if outcomes else None,
+        "shed_latency_ms": percentiles_ms(o.latency for o in shed),
+        "degraded_share": round(degraded / len(ok), 4) if ok else None,
+        "other_errors": len(other),
+        "other_error_kinds": {s: sum(o.status == s for o in other) for s in sorted({o.status for o in other})},
+    }
+
+
+def server_counts(delta: Mapping) -> dict[str, float]:
+    """The service's own counts of the level (summed over its workers)."""
+    http = {f"{k['route']} {k['status']}": v for k, v in select(delta, "recsys_requests_total")
+            if v and k["route"] in (ROUTE, "/v1/events")}
+    shed = {f"{k['route']} {k['reason']}": v for k, v in select(delta, "recsys_shed_total") if v}
+    return {"http": http, "shed": shed}
+
+
+def _scrape(url: str) -> dict:
+    return parse_metrics(httpx.get(f"{url}/metrics", timeout=30.0).text)
+
+
+def _worker_pids(pid: int) -> set[int]:
+    """The uvicorn workers of the service (its children but multiprocessing's resource tracker); the
+    service process itself when it runs one worker in-process."""
+    import psutil
+
+    try:
+        children = psutil.Process(pid).children(recursive=False)
+        workers = {c.pid for c in children if "resource_tracker" not in " ".join(c.cmdline())}
+    except psutil.NoSuchProcess:
+        return set()
+    return workers or {pid}
+
+
+# ---- the benchmark ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Options:
+    levels: tuple[float, ...] = LEVELS
+    seconds: float = 60.0
+    capacity_seconds: float = 15.0
+    warmup_seconds: float = 5.0
+    capacity: float | None = None  # requests/s; None: measured
+    workers: int | None = None  # None: the CLI's default
+    admission: int | None = None  # recommendations in flight per worker; None: config/serving.yaml's
+    event_batch: int = 20
+    event_interval_s: float = 0.5
+    candidates_per_retriever: int = CANDIDATES_PER_RETRIEVER
+    unknown_share: float = 0.1
+    timeout_s: float = 10.0
+    seed: int = 0
+
+
+def run(options: Options, data_root: Path, artifacts_root: Path, work: Path) -> dict[str, Any]:
+    """Start the default service, measure its capacity, then one open-loop level per multiple; the report."""
+    from common.domains import domain as domain_config
+    from common.lake import read_catalog
+    from common.paths import DataPaths
+
+    work.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(options.seed)
+    serving_file, experiments_file = write_settings(work, options.candidates_per_retriever)
+    if options.admission is not None:  # a bound other than config/serving.yaml's (to tune it)
+        from loop.service import write_variant
+
+        write_variant(serving_file, {}, {"admission": {"recommendations": options.admission}}, base=serving_file)
+    env = {"RECSYS_DATA_DIR": str(data_root), "RECSYS_ARTIFACTS_DIR": str(artifacts_root),
+           "RECSYS_EXPERIMENTS_FILE": str(experiments_file), "RECSYS_SERVING_FILE": str(serving_file),
+           "RECSYS_API_KEY": API_KEY}
+    users = known_users(data_root, "retail")
+    items = read_catalog(DataPaths(data_root), "retail")["item_id"].astype(str).tolist()
+    bodies = request_bodies(users, 20_000, "retail", domain_config("retail").id_prefix, options.unknown_share, rng)
+    levels, posters = [], []
+    with ExitStack() as stack:
+        service = DefaultServing("retail", env, work / "service.log", options.workers)
+        stack.callback(service.stop)
+        service.wait_ready()
+        workers_at_start = _worker_pids(service.process.pid)
+        pool = stack.enter_context(ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")))
+        url = f"{service.url}{ROUTE}"
+        connections = 4 * max(len(workers_at_start), 1)
+        pool.submit(closed_loop, url, bodies, connections, options.warmup_seconds).result()
+        probe = pool.submit(closed_loop, url, bodies, connections, options.capacity_seconds).result()
+        capacity = options.capacity or sum(s == 200 for s, _ in probe) / options.capacity_seconds
+        print(f"capacity: {capacity:.1f} requests/s ({connections} closed-loop connections, "
+              f"{options.capacity_seconds:g} s)", flush=True)
+        for multiple in options.levels:
+            rate = multiple * capacity
+            offsets = open_loop_schedule(rate, options.seconds, "poisson", rng)
+            chosen = [bodies[i] for i in rng.integers(0, len(bodies), len(offsets))]
+            before = _scrape(service.url)
+            poster = EventPoster(service.url, users, items, options.event_batch, options.event_interval_s)
+            with TreeMonitor(service.process.pid) as memory, poster:
+                outcomes, _ = pool.submit(run_open_loop, [url], chosen, offsets.tolist(), options.timeout_s).result()
+            level = summarize_level(outcomes, multiple, rate, options.seconds)
+            with httpx.Client(timeout=30.0) as http:  # once the service counted every answer the client got
+                (after,) = _scrape_settled(http, [service.url], [before], sum(o.status.isdigit() for o in outcomes))
+            level["server"] = server_counts(metric_delta(before, after))
+            level["rss_peak_mb"] = round(memory.peak_tree / MB, 1)
+            level["processes_peak"] = memory.peak_processes
+            alive = _worker_pids(service.process.pid)
+            level["workers_alive"] = len(alive)
+            level["workers_replaced"] = len(workers_at_start - alive)
+            level["service_alive"] = service.process.poll() is None
+            level["events"] = asdict(poster.tally)
+            levels.append(level)
+            posters.append(poster)
+            print(format_row(level), flush=True)
+    found = stream_event_ids(data_root, "retail")  # the service stopped: every accepted write is on disk
+    for level, poster in zip(levels, posters, strict=True):
+        level["events"]["found_in_stream"] = sum(e in found for e in poster.acknowledged)
+        level["events"]["missing"] = len(poster.acknowledged) - level["events"]["found_in_stream"]
+    return {
+        "benchmark": "overload",
+        "options": {**asdict(options), "levels": list(options.levels)},
+        "workers": len(workers_at_start),
+        "capacity_rps": round(capacity, 1),
+        "capacity_probe": {"connections": connections, "answers": len(probe),
+                           "ok": sum(s == 200 for s, _ in probe), "shed": sum(s == 503 for s, _ in probe),
+                           "latency_ms": percentiles_ms(t for s, t in probe if s == 200)},
+        "cpu_count": os.cpu_count(),
+        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+        "levels": levels,
+        "targets": {"admitted_p99_ms_at_3x": TARGET_P99_MS, "shed_p99_ms": TARGET_SHED_P99_MS},
+        "meets_target": meets_target(levels),
+    }
+
+
+def meets_target(levels: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The issue's bar: admitted p99 at the top level, 503s fast, no crash, no other errors, no lost event."""
+    top = max(levels, key=lambda r: r["multiple"]) if levels else None
+    if top is None:
+        return {"measured": False, "met": False}
+    shed_p99 = [r["shed_latency_ms"]["p99"] for r in levels if r["shed_latency_ms"]["p99"] is not None]
+    checks = {
+        "admitted_p99_ms": top["admitted_latency_ms"]["p99"],
+        "admitted_p99_ok": (top["admitted_latency_ms"]["p99"] or float("inf")) <= TARGET_P99_MS,
+        "shed_p99_ms": max(shed_p99, default=None),
+        "shed_fast": all(v <= TARGET_SHED_P99_MS for v in shed_p99),
+        "no_crash": all(r["service_alive"] and not r["workers_replaced"] for r in levels),
+        "no_other_errors": all(r["other_errors"] == 0 for r in levels),
+        "no_event_lost": all(r["events"]["missing"] == 0 for r in levels),
+    }
+    checks["met"] = all(v for k, v in checks.items() if k.endswith(("_ok", "_fast")) or k.startswith("no_"))
+    return {"measured": True, **checks}
+
+
+HEADER = (f"{'x':>4} {'offered':>8} {'admit':>7} {'p50':>6} {'p99':>7} {'503%':>6} {'503p99':>7} {'degr%':>6} "
+          f"{'err':>4} {'rssMB':>7} {'procs':>5} {'ev_ack':>6} {'ev_503':>6}")
+
+
+def format_row(r: Mapping[str, Any]) -> str:
+    def ms(v: float | None) -> str:
+        return "-" if v is None else f"{v:.1f}"
+
+    def pct(v: float | None) -> str:
+        return "-" if v is None else f"{100 * v:.1f}"
+
+    return (f"{r['multiple']:>4g} {r['offered_rps']:>8} {r['admitted_rps']:>7} {ms(r['admitted_latency_ms']['p50']):>6} "
+            f"{ms(r['admitted_latency_ms']['p99']):>7} {pct(r['shed_share']):>6} {ms(r['shed_latency_ms']['p99']):>7} "
+            f"{pct(r['degraded_share']):>6} {r['other_errors']:>4} {r['rss_peak_mb']:>7} {r['processes_peak']:>5} "
+            f"{r['events']['acknowledged']:>6} {r['events']['refused_batches']:>6}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.overload", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--data-dir", type=Path, help="data root to serve (default: the serving benchmark's "
+                        "scratch world under --work-dir, built once)")
+    parser.add_argument("--artifacts-dir", type=Path, help="artifacts root with a promoted release (with --data-dir)")
+    parser.add_argument("--work-dir", type=Path, default=Path(tempfile.gettempdir()) / "recsys-serving-load",
+                        help="scratch directory (shared with benchmarks.serving_load: the same world)")
+    parser.add_argument("--seconds", type=float, default=60.0, help="open-loop duration per level")
+    parser.add_argument("--levels", type=float, nargs="+", default=list(LEVELS), help="multiples of the capacity")
+    parser.add_argument("--capacity-seconds", type=float, default=15.0, help="closed-loop capacity probe")
+    parser.add_argument("--capacity", type=float, help="requests/s to use as capacity instead of measuring it")
+    parser.add_argument("--workers", type=int, help="serving workers (default: `recsys serving serve`'s default)")
+    parser.add_argument("--admission", type=int, help="recommendations in flight per worker (default: "
+                        "config/serving.yaml's admission.recommendations)")
+    parser.add_argument("--event-batch", type=int, default=20, help="events per posted batch")
+    parser.add_argument("--event-interval", type=float, default=0.5, help="seconds between event batches")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output", type=Path, default=OUT_FILE, help="JSON report")
+    args = parser.parse_args(argv)
+    if (args.data_dir is None) != (args.artifacts_dir is None):
+        parser.error("--data-dir and --artifacts-dir go together")
+    if args.data_dir is None:
+        from benchmarks.serving_world import WorldSpec, ensure_world
+
+        print("preparing the scratch world (built once, then reused) ...", flush=True)
+        world = ensure_world(args.work_dir / "world", WorldSpec())
+        data_root, artifacts_root = world.data_root, world.artifacts_root
+    else:
+        data_root, artifacts_root = args.data_dir.resolve(), args.artifacts_dir.resolve()
+    options = Options(levels=tuple(args.levels), seconds=args.seconds, capacity_seconds=args.capacity_seconds,
+                      capacity=args.capacity, workers=args.workers, admission=args.admission, event_batch=args.event_batch,
+                      event_interval_s=args.event_interval, seed=args.seed)
+    report = run(options, data_root, artifacts_root, args.work_dir / f"overload-{os.getpid()}")
+    if args.data_dir is None:  # the scratch world keeps no served impressions or posted events: it would only grow
+        import shutil
+
+        shutil.rmtree(data_root / "incoming", ignore_errors=True)
+    print(HEADER)
+    for level in report["levels"]:
+        print(format_row(level))
+    print("x: multiple of the capacity; offered/admit: requests/s sent / answered 200; p50/p99: admitted latency (ms "
+          "from the scheduled send); 503%: share refused; degr%: admitted answers on a degraded path; err: errors "
+          "other than 503; rssMB: peak RSS of the serving process tree; ev_ack/ev_503: events acknowledged / event "
+          "batches refused (retried)")
+    print(json.dumps({"capacity_rps": report["capacity_rps"], "workers": report["workers"],
+                      "meets_target": report["meets_target"]}))
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=1) + "\n")
+    print(f"report: {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

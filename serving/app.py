@@ -112,7 +112,10 @@ def build_services(settings: ServingSettings, features: FeatureReader | None = N
         streams, on_written=lambda domain, n: metrics.impressions.labels(domain).inc(n),
         on_lost=lambda domain, n, reason: metrics.impression_failures.labels(domain, reason).inc(n),
         capacity=settings.stream.impression_queue_slates, name="impression-writer",
+        on_submitted=lambda domain, n: metrics.impressions_submitted.labels(domain).inc(n),
+        on_queue=metrics.impression_queue.set,
     )
+    metrics.impression_queue_capacity.set(impressions.capacity)
     return Services(
         settings=settings,
         metrics=metrics,

@@ -68,6 +68,15 @@ class ServingMetrics:
                               ["outcome", "reason"], registry=r)
         self.impressions = Counter("recsys_impressions_logged", "Impression events written to the stream",
                                    ["domain"], registry=r)
+        self.impressions_submitted = Counter("recsys_impressions_submitted", "Impressions of served slates handed to "
+                                             "the impression writer (queued or dropped): submitted - logged - "
+                                             "lost is in flight", ["domain"], registry=r)
+        self.impression_queue = Gauge("recsys_impression_queue_slates", "Served slates waiting in the impression "
+                                      "writer's queue (what a kill -9 would lose)", registry=r,
+                                      multiprocess_mode="livesum")
+        self.impression_queue_capacity = Gauge("recsys_impression_queue_capacity", "Slates the impression writer's "
+                                               "queue holds at most (beyond: dropped as queue_full)", registry=r,
+                                               multiprocess_mode="livesum")
         self.impression_failures = Counter("recsys_impressions_lost", "Impressions that could not be written, by "
                                            "reason (queue_full, not_running, render_error, write_error)",
                                            ["domain", "reason"], registry=r)

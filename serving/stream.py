@@ -158,11 +158,20 @@ class GroupCommitWriter:
     it per domain with one ``write`` + one ``fsync`` (so the disk cost is per commit, not per batch),
     then reports ``on_written`` (or ``on_lost`` if rendering or the append failed). :meth:`close` stops
     taking batches, writes everything already accepted and joins the thread: a clean stop loses nothing.
+
+    What a kill -9 loses: the batches in the queue (at most ``capacity``, in practice what was queued
+    since the last commit, as the writer takes the whole queue at every commit) and the commit under
+    way; nothing already appended, as every commit is fsynced. Those losses die with the process's
+    counters, so they show up in the lake: clicks whose ``request_id`` has no impression there.
     """
 
     def __init__(self, streams: IncomingStreams, on_written: Counted, on_lost: Lost, capacity: int = 10_000,
-                 name: str = "stream-writer") -> None:
-        """``capacity``: batches queued at most (each of a few lines); beyond it new ones are dropped."""
+                 name: str = "stream-writer", on_submitted: Counted | None = None,
+                 on_queue: Callable[[int], None] | None = None) -> None:
+        """``capacity``: batches queued at most (each of a few lines); beyond it new ones are dropped.
+        ``on_submitted`` counts every batch offered to :meth:`submit` (queued or dropped), so that
+        ``submitted - written - lost`` is what is in flight -- what a kill -9 would lose uncounted;
+        ``on_queue`` gets the queue's length whenever it changes (a gauge)."""
         if capacity < 1:
             raise ValueError("the queue needs room for at least one batch")
         self.streams = streams
@@ -170,6 +179,8 @@ class GroupCommitWriter:
         self.name = name
         self._on_written = on_written
         self._on_lost = on_lost
+        self._on_submitted = on_submitted
+        self._on_queue = on_queue
         self._lock = threading.Lock()
         self._work = threading.Condition(self._lock)  # the writer waits here for batches
         self._progress = threading.Condition(self._lock)  # flush() waits here for commits
@@ -190,6 +201,8 @@ class GroupCommitWriter:
 
     def submit(self, pending: Pending) -> bool:
         """Queue a batch; ``False`` (and counted as lost) when the queue is full or the writer is closed."""
+        if self._on_submitted is not None:
+            self._count(self._on_submitted, pending.domain, pending.count)
         with self._lock:
             accepted = self._open and len(self._queue) < self.capacity
             reason = QUEUE_FULL if self._open else NOT_RUNNING
@@ -197,8 +210,11 @@ class GroupCommitWriter:
                 self._queue.append(pending)
                 self._accepted += 1
                 self._work.notify()
+            depth = len(self._queue)
         if not accepted:
             self._count(self._on_lost, pending.domain, pending.count, reason)
+        elif self._on_queue is not None:
+            self._count(self._on_queue, depth)
         return accepted
 
     @property
@@ -237,6 +253,8 @@ class GroupCommitWriter:
                     return
                 batch = list(self._queue)
                 self._queue.clear()
+            if self._on_queue is not None:
+                self._count(self._on_queue, 0)
             try:
                 self._commit(batch)
             finally:
@@ -269,8 +287,8 @@ class GroupCommitWriter:
             else:
                 self._count(self._on_written, domain, counts[domain])
 
-    def _count(self, hook: Callable[..., None], domain: str, lines: int, *reason: str) -> None:
+    def _count(self, hook: Callable[..., None], *args: str | int) -> None:
         try:
-            hook(domain, lines, *reason)
+            hook(*args)
         except Exception:  # a metrics hook failing must not stop the writer
             log.exception("%s: metrics hook failed", self.name)

@@ -106,6 +106,9 @@ class StreamMetrics:
                                   value=self.unique_events(self._totals))
         yield CounterMetricFamily("recsys_stream_lines", "Input lines read", value=self._totals.get("lines", 0))
         yield CounterMetricFamily("recsys_stream_batches", "Micro-batches committed", value=self._batch_count)
+        yield CounterMetricFamily("recsys_stream_event_time_clamped", "Events stamped later than their arrival "
+                                  "plus the future tolerance (a fast client clock), windowed at that bound",
+                                  value=self._totals.get("event_time_clamped", 0))
         yield CounterMetricFamily("recsys_stream_busy_seconds", "Wall time spent in micro-batches", value=self._busy)
         dead = CounterMetricFamily("recsys_stream_dead_letters", "Records sent to the dead-letter store",
                                    labels=["reason"])

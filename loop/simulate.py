@@ -29,6 +29,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from common.paths import DataPaths
+from common.schemas import SERVER_FIELDS
 from loop.nightly import NightResult, RetrainMode, drain_stream, retrain
 from loop.service import ServiceClient, Slate
 from simulation.behavior import SlateContext, respond
@@ -110,8 +111,10 @@ def sample_sessions(plan: SessionPlan, max_requests: int | None, rng: np.random.
 
 
 def event_records(events: pd.DataFrame) -> list[dict[str, Any]]:
-    """Contract-shaped JSON objects (ISO-8601 UTC times, missing fields left out) for ``POST /v1/events``."""
-    frame = events.assign(timestamp=events["timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")).drop(columns=["day"])
+    """Contract-shaped JSON objects (ISO-8601 UTC times, missing fields left out) for ``POST /v1/events``;
+    the fields only the service sets (the arm and propensity of the impressions it logs) are left out too."""
+    frame = events.assign(timestamp=events["timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+    frame = frame.drop(columns=["day", *SERVER_FIELDS], errors="ignore")
     out = []
     for row in frame.to_dict("records"):
         record = {}

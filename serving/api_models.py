@@ -82,8 +82,8 @@ class RecommendationResponse(BaseModel):
     path: str = Field(description="full | cold_start | retrieval_order | popularity_fallback | legacy_segment | "
                                   "lake_popularity (no release is loaded: popularity of the domain's lake data)")
     degraded: bool = Field(False, description="a degraded answer: the ranker was skipped (retrieval_order), the "
-                                             "online store was unreachable (popularity_fallback) or no release is "
-                                             "loaded (lake_popularity)")
+                                             "online store was unreachable (popularity_fallback; on any path: "
+                                             "default user features) or no release is loaded (lake_popularity)")
 
 
 class EventBatch(BaseModel):

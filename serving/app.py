@@ -47,7 +47,7 @@ from serving.http import DEADLINE, Admission, BodyLimit, CountRequests, arrived_
 from serving.intake import DEAD_LETTER_SOURCE, ServedSlate, ingest, pending_impressions, storage_failure
 from serving.metrics import ServingMetrics
 from serving.online import CIRCUIT_STATES, CircuitBreaker, GuardedFeatureReader, LazyFeatureReader
-from serving.pipeline import DEGRADED_PATHS, DeadlineExceeded, NotReady, Pipeline, Request
+from serving.pipeline import DeadlineExceeded, NotReady, Pipeline, Request
 from serving.protocols import FeatureReader
 from serving.releases import ReleaseLoader, ReleaseManager
 from serving.settings import ServingSettings
@@ -214,7 +214,7 @@ def create_app(settings: ServingSettings, features: FeatureReader | None = None)
             release=result.release,
             arm=arm.name,
             path=result.path,
-            degraded=result.path in DEGRADED_PATHS,
+            degraded=result.degraded,
         )
         # Validated above, serialised here: returning the model would have FastAPI validate it again
         # on one more trip through the thread pool (a sync endpoint's response is checked there).

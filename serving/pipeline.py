@@ -20,7 +20,8 @@ Degradation paths (the response says which one was taken; ``/metrics`` counts th
   (:mod:`serving.fallback`), through the same hard filters and re-ranking.
 
 ``retrieval_order``, ``popularity_fallback`` and ``lake_popularity`` are degraded answers (the
-response says so).
+response says so), and so is any answer served without the user's online features (e.g. a
+``legacy_segment`` slate while the store is down: the default segment's list).
 
 Overload: the request's deadline (its arrival + the total budget, arrival as stamped by admission
 control) caps every stage's budget, so time spent queueing is taken from the stages, not added to the
@@ -146,6 +147,12 @@ class Result:
     release: str
     path: str
     timings_ms: dict[str, float]
+    features_missing: bool = False  # the user's online features could not be read (store down, slow, failing)
+
+    @property
+    def degraded(self) -> bool:
+        """A degraded path, or any path (e.g. ``legacy_segment``) served on default user features."""
+        return self.path in DEGRADED_PATHS or self.features_missing
 
 
 def merge(results: dict[str, Retrieved], catalog: CatalogIndex, limit: int = MAX_ITEMS) -> Candidates:
@@ -296,7 +303,8 @@ class Pipeline:
         self._timed(domain, "reranking", t, timings)
         self._timed(domain, "total", start, timings)
         self.metrics.paths.labels(domain, path).inc()
-        return Result(items=items, release=release.version, path=path, timings_ms=timings)
+        return Result(items=items, release=release.version, path=path, timings_ms=timings,
+                      features_missing=user is None)
 
     def _user_features(self, request: Request, deadline: float) -> UserFeatures | None:
         """The user's online features within budget (None: the store is down, slow or failing)."""

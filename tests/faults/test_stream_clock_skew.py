@@ -10,7 +10,7 @@ import orjson
 import pandas as pd
 
 from beam_jobs.checkpoint import CheckpointStore
-from beam_jobs.job import FileStreamJob, StreamConfig, checkpoint_path
+from beam_jobs.job import FileStreamJob, StreamConfig, checkpoint_path, state_dir
 from common.lake import write_catalog
 from common.online_features import OnlineFeatures
 from common.paths import DataPaths
@@ -62,5 +62,7 @@ def test_a_click_23_hours_ahead_keeps_the_watermark_at_ingest_time_and_the_day_c
         store.close()
     assert watermark is not None and watermark <= now.timestamp()
     assert summary["counters"].get("event_time_clamped") == 1
+    exported = (state_dir(paths) / "metrics.prom").read_text()
+    assert "recsys_stream_event_time_clamped_total 1.0" in exported
     items = OnlineFeatures(get_store(paths)).item_features(list(ITEMS)).columns
     assert list(items["popularity_1d"]) == [len(day), 1]  # the day's views still counted; the click too

@@ -41,8 +41,11 @@ def test_release_commands(tmp_path: Path) -> None:
         (registry.stage("retail", version) / "model.bin").write_bytes(version.encode())
         registry.finalize("retail", version, training_window=None, metrics={"auc": 0.7})
     opts = ["--domain", "retail", "--artifacts-dir", str(root)]
-    assert runner.invoke(app, ["releases", "promote", "--version", "v1", *opts]).exit_code == 0
-    assert runner.invoke(app, ["releases", "promote", "--version", "v2", *opts]).exit_code == 0
+    refused = runner.invoke(app, ["releases", "promote", "--version", "v1", *opts])
+    assert refused.exit_code == 3  # a bare model.bin is no release serving could load
+    # --force promotes what serving's load check refuses (these releases hold no models)
+    assert runner.invoke(app, ["releases", "promote", "--version", "v1", "--force", *opts]).exit_code == 0
+    assert runner.invoke(app, ["releases", "promote", "--version", "v2", "--force", *opts]).exit_code == 0
     listed = runner.invoke(app, ["releases", "list", *opts]).output.splitlines()
     assert [line[:4] for line in listed] == ["  v1", "* v2"] and "auc=0.7" in listed[0]
     (root / "retail" / "v1" / "model.bin").write_bytes(b"xx")

@@ -53,6 +53,7 @@ def test_event_records_are_valid_contract_events() -> None:
     ]).astype({"position": "Int32", "quantity": "Int32"})
     records = event_records(frame)
     assert "value" not in records[0] and "quantity" not in records[0] and "day" not in records[0]
+    assert not {"arm", "propensity"} & (records[0].keys() | records[1].keys())  # only the service sets them
     assert records[0]["timestamp"] == "2024-03-14T10:00:00.000000Z"
     for record in records:
         event, rejection = validate_event(record)

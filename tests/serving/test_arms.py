@@ -209,3 +209,25 @@ def test_context_timestamp_is_ignored_unless_trusted(settings: ServingSettings) 
     assert _served_at(settings, stamp) == stamp
     assert _served_at(settings, None) > stamp
     assert _served_at(settings.model_copy(update={"trust_context_timestamp": False}), stamp) > stamp
+
+
+class _DownStore:
+    """Fault injection: an online store whose every read fails."""
+
+    def user_features(self, user_id: str) -> object:
+        raise ConnectionError("online store down")
+
+    def item_features(self, item_ids: object) -> object:
+        raise ConnectionError("online store down")
+
+
+def test_a_legacy_slate_without_the_users_features_says_it_is_degraded(served, by_arm,
+                                                                         settings: ServingSettings) -> None:
+    _, app = served  # v1 published
+    with TestClient(create_app(settings, features=_DownStore())) as client:
+        legacy = _recommend(client, by_arm["legacy"][0], 5)
+        plain = _recommend(client, by_arm["plain"][0], 5)
+    assert (legacy["path"], legacy["degraded"]) == (LEGACY_SEGMENT, True) and len(legacy["items"]) == 5
+    assert plain["degraded"] is True
+    client, _ = served
+    assert _recommend(client, by_arm["legacy"][0], 5)["degraded"] is False  # the same user, the store up

@@ -2,7 +2,9 @@
 
 It holds, committed together in ONE transaction per micro-batch:
 
-- ``offsets``: per incoming file (and its inode), the byte position up to which lines are done;
+- ``offsets``: per incoming file, the byte position up to which lines are done, with the file's
+  identity: a digest of its first line (``head``; content-addressed, so a file replaced under the
+  same name -- even on a reused inode -- is told apart) and its inode (kept for older checkpoints);
 - ``seen``: the event ids already processed (dedupe across batches and restarts; pruned after a
   retention period -- older duplicates are left to the Spark compaction's dedupe);
 - ``user_state`` / ``item_state``: the feature state per entity (JSON), items with the event time
@@ -23,6 +25,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import orjson
 
@@ -31,7 +34,8 @@ from common.features import ITEM_STATS, USER_ACTIVITY
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS batches (id INTEGER PRIMARY KEY, plan BLOB NOT NULL, planned_at REAL NOT NULL,
                                     committed_at REAL);
-CREATE TABLE IF NOT EXISTS offsets (source TEXT PRIMARY KEY, inode INTEGER NOT NULL, position INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS offsets (source TEXT PRIMARY KEY, inode INTEGER NOT NULL, position INTEGER NOT NULL,
+                                    head INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS seen (event_id TEXT PRIMARY KEY, seen_at REAL NOT NULL) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS seen_age ON seen (seen_at);
 CREATE TABLE IF NOT EXISTS user_state (user_id TEXT PRIMARY KEY, state BLOB NOT NULL) WITHOUT ROWID;
@@ -60,6 +64,15 @@ class ByteRange:
     start: int
     end: int
     seen_at: float  # when the tailer first saw these bytes (arrival time of lines without ingested_at)
+    head: int = 0  # digest of the file's first line when planned (0: unknown, a plan of an older version)
+
+
+class Offset(NamedTuple):
+    """How far one incoming file is done, and which file it was (``head``: see :func:`beam_jobs.tail.head_digest`)."""
+
+    inode: int
+    position: int
+    head: int = 0
 
 
 @dataclass(frozen=True)
@@ -83,6 +96,9 @@ class CheckpointStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")  # durable against process crashes (kill -9)
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(offsets)")}
+        if "head" not in columns:  # a checkpoint written before files were content-addressed
+            self._db.execute("ALTER TABLE offsets ADD COLUMN head INTEGER NOT NULL DEFAULT 0")
 
     def close(self) -> None:
         self._db.close()
@@ -135,7 +151,8 @@ class CheckpointStore:
                 "ON CONFLICT (domain) DO UPDATE SET ts = max(ts, excluded.ts)", (b,),
             )
             db.executemany(
-                "INSERT OR REPLACE INTO offsets VALUES (?, ?, ?)", [(r.source, r.inode, r.end) for r in batch.ranges]
+                "INSERT OR REPLACE INTO offsets (source, inode, position, head) VALUES (?, ?, ?, ?)",
+                [(r.source, r.inode, r.end, r.head) for r in batch.ranges],
             )
             for table in _STAGED:
                 db.execute(f"DELETE FROM {table} WHERE batch = ?", (b,))
@@ -146,9 +163,15 @@ class CheckpointStore:
         return int(self._db.execute("SELECT count(*) FROM batches WHERE committed_at IS NOT NULL").fetchone()[0])
 
     # ------------------------------------------------------------------ committed state (reads)
-    def offsets(self) -> dict[str, tuple[int, int]]:
-        """source -> (inode, position)."""
-        return {s: (i, p) for s, i, p in self._db.execute("SELECT source, inode, position FROM offsets")}
+    def offsets(self) -> dict[str, Offset]:
+        """source -> its :class:`Offset`."""
+        rows = self._db.execute("SELECT source, inode, position, head FROM offsets")
+        return {s: Offset(i, p, h) for s, i, p, h in rows}
+
+    def forget_offsets(self, sources: Iterable[str]) -> None:
+        """Drop the offsets of incoming files removed by the retention (a file that comes back is read anew)."""
+        with self._transaction() as db:
+            db.executemany("DELETE FROM offsets WHERE source = ?", [(s,) for s in sources])
 
     def is_seen(self, event_id: str) -> bool:
         return self._db.execute("SELECT 1 FROM seen WHERE event_id = ?", (event_id,)).fetchone() is not None

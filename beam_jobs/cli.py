@@ -79,6 +79,9 @@ def run(
     future_tolerance: float = typer.Option(300.0, "--future-tolerance-seconds", min=0.0, help="An event's own "
                                            "time is believed up to its arrival plus this; later ones are "
                                            "windowed at that bound (client clocks running ahead), counted."),
+    incoming_retention_hours: float = typer.Option(24.0, "--incoming-retention-hours", min=0.0, help="Files "
+                                                   "source: remove incoming files read to their end and unchanged "
+                                                   "this long (their events are in the lake); 0 keeps them all."),
 ) -> None:
     """Run the streaming job until stopped (Ctrl-C / SIGTERM finish the current batch first)."""
     import common  # noqa: F401  (TF_USE_LEGACY_KERAS before anything imports TensorFlow)
@@ -94,7 +97,7 @@ def run(
         config = StreamConfig(
             paths, poll_interval=poll_interval, once=once, max_batch_bytes=int(max_batch_mb * (1 << 20)),
             online=online.value, redis_url=redis_url, metrics_port=metrics_port, seed_users=seed_users,
-            future_tolerance_seconds=future_tolerance,
+            future_tolerance_seconds=future_tolerance, incoming_retention_hours=incoming_retention_hours or None,
         )
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -35,7 +35,7 @@ from beam_jobs.features import FUTURE_TOLERANCE_SECONDS
 from beam_jobs.metrics import StreamMetrics
 from beam_jobs.microbatch import BatchSettings, MicroBatchPipeline
 from beam_jobs.sinks import dead_letter_files, scratch_dir
-from beam_jobs.tail import plan_ranges
+from beam_jobs.tail import expired_files, plan_ranges
 from common.paths import DataPaths
 
 LOG = logging.getLogger("beam_jobs")
@@ -57,6 +57,7 @@ class StreamConfig:
     seed_users: bool = True
     push_rows: int = 1_000
     future_tolerance_seconds: float = FUTURE_TOLERANCE_SECONDS  # client clocks ahead of arrival: clamped
+    incoming_retention_hours: float | None = 24.0  # fully read incoming files this old are removed (None: kept)
 
 
 def state_dir(paths: DataPaths) -> Path:
@@ -150,7 +151,24 @@ class FileStreamJob:
             pruned = self.store.prune_seen(now - self.config.dedupe_hours * 3_600)
             if pruned:
                 LOG.info("forgot %d event ids older than %.0f h", pruned, self.config.dedupe_hours)
+            self.remove_expired_incoming(now)
             self._last_prune = now
+
+    def remove_expired_incoming(self, now: float) -> list[str]:
+        """The retention of ``incoming/``: remove the files read to their end and unchanged for
+        ``incoming_retention_hours`` (their events are in the lake), and their offsets."""
+        hours = self.config.incoming_retention_hours
+        if hours is None:
+            return []
+        removed = []
+        for source, path in expired_files(self.config.paths.incoming(), self.store.offsets(), now - hours * 3_600):
+            path.unlink(missing_ok=True)
+            removed.append(source)
+        if removed:
+            self.store.forget_offsets(removed)
+            LOG.info("retention: removed %d incoming file(s) read to their end and older than %g h",
+                     len(removed), hours)
+        return removed
 
     def run(self, stop: threading.Event | None = None) -> dict[str, Any]:
         """Loop until ``stop`` is set (or, with ``once``, until nothing is left); returns the summary."""

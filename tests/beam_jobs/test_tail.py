@@ -8,7 +8,7 @@ import apache_beam as beam
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from beam_jobs.checkpoint import ByteRange
+from beam_jobs.checkpoint import ByteRange, Offset
 from beam_jobs.records import SourceLine
 from beam_jobs.tail import ReadRanges, plan_ranges
 
@@ -24,7 +24,7 @@ def test_only_complete_lines_are_planned_until_settled(data_paths) -> None:
     path.write_bytes(b"one\ntwo\nthr")
     (first,) = plan_ranges(incoming, {}, 1 << 20, settle_seconds=60)
     assert _bounds([first]) == [("retail/a.jsonl", 0, 8)]
-    offsets = {first.source: (first.inode, first.end)}
+    offsets = {first.source: Offset(first.inode, first.end, first.head)}
     assert plan_ranges(incoming, offsets, 1 << 20, settle_seconds=60) == []
     assert _bounds(plan_ranges(incoming, offsets, 1 << 20, settle_seconds=None)) == [("retail/a.jsonl", 8, 11)]
     with path.open("ab") as fh:
@@ -43,7 +43,7 @@ def test_budget_and_replaced_files(data_paths) -> None:
     assert _bounds(plan_ranges(incoming, {}, 10, None)) == [("banking/b.jsonl", 0, 2), ("retail/a.jsonl", 0, 31)]
     assert _bounds(plan_ranges(incoming, {}, 40, None)) == [("banking/b.jsonl", 0, 2), ("retail/a.jsonl", 0, 31)]
     ranges = plan_ranges(incoming, {}, 1 << 20, None)
-    offsets = {r.source: (r.inode, r.end) for r in ranges}
+    offsets = {r.source: Offset(r.inode, r.end, r.head) for r in ranges}
     replacement = incoming / "retail" / "a.tmp"
     replacement.write_bytes(b"new\n")
     os.replace(replacement, incoming / "retail" / "a.jsonl")  # a regenerated file: new inode, read again

@@ -41,7 +41,7 @@ import httpx
 import numpy as np
 import orjson
 
-from benchmarks.open_loop import HttpPool, Outcome, open_loop_schedule, percentiles_ms, run_open_loop
+from benchmarks.open_loop import HttpPool, Outcome, _one, open_loop_schedule, percentiles_ms, run_open_loop
 from benchmarks.process_steps import MB, TreeMonitor
 from benchmarks.prom_samples import metric_delta, parse_metrics, select
 from benchmarks.serving_load import (
@@ -80,18 +80,18 @@ class DefaultServing(ServiceProcess):
 # ---- the closed-loop capacity probe -------------------------------------------------------------
 
 
-async def _closed_loop(url: str, bodies: Sequence[bytes], connections: int, seconds: float) -> list[tuple[int, float]]:
+async def _closed_loop(url: str, bodies: Sequence[bytes], connections: int, seconds: float,
+                       timeout_s: float) -> list[Outcome]:
     pool_of = [HttpPool(url) for _ in range(connections)]
     loop = asyncio.get_running_loop()
-    end = loop.time() + seconds
-    answers: list[tuple[int, float]] = []
+    start = loop.time()
+    end = start + seconds
+    outcomes: list[Outcome] = []
 
     async def client(n: int) -> None:
         i = n
         while loop.time() < end:
-            started = loop.time()
-            status, _ = await pool_of[n].post(bodies[i % len(bodies)])
-            answers.append((status, loop.time() - started))
+            outcomes.append(await _one(pool_of[n], bodies[i % len(bodies)], loop.time() - start, start, timeout_s))
             i += connections
 
     try:
@@ -99,12 +99,20 @@ async def _closed_loop(url: str, bodies: Sequence[bytes], connections: int, seco
     finally:
         for pool in pool_of:
             pool.close()
-    return answers
+    return outcomes
+
+
+def closed_loop_outcomes(url: str, bodies: Sequence[bytes], connections: int, seconds: float,
+                         timeout_s: float = 10.0) -> list[Outcome]:
+    """Every answer of ``connections`` back-to-back clients, each sending its next request when the last
+    is answered (a transport error or timeout is an outcome too); runs in a generator process."""
+    return asyncio.run(_closed_loop(url, bodies, connections, seconds, timeout_s))
 
 
 def closed_loop(url: str, bodies: Sequence[bytes], connections: int, seconds: float) -> list[tuple[int, float]]:
-    """Status and latency of every answer of ``connections`` back-to-back clients (generator process)."""
-    return asyncio.run(_closed_loop(url, bodies, connections, seconds))
+    """Status (0: no answer) and latency of every answer of ``connections`` back-to-back clients."""
+    return [(int(o.status) if o.status.isdigit() else 0, o.latency)
+            for o in closed_loop_outcomes(url, bodies, connections, seconds)]
 
 
 # ---- events posted alongside ---------------------------------------------------------------------
@@ -125,6 +133,7 @@ class EventPoster:
     def __init__(self, url: str, users: Sequence[str], items: Sequence[str], batch: int, interval_s: float) -> None:
         self.url, self.users, self.items, self.batch, self.interval_s = url, users, items, batch, interval_s
         self.acknowledged: list[str] = []
+        self.acknowledged_events: list[dict[str, str]] = []
         self.tally = EventTally()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="event-poster", daemon=True)
@@ -162,18 +171,20 @@ class EventPoster:
                 if response.status_code == 200:
                     self.tally.acknowledged += response.json()["accepted"]
                     self.acknowledged += [e["event_id"] for e in events]
+                    self.acknowledged_events += events
                 else:
                     self.tally.failed_batches += 1
 
 
+def stream_events(data_root: Path, domain: str) -> list[dict[str, Any]]:
+    """Every event in the domain's incoming stream files."""
+    return [orjson.loads(line) for path in sorted((data_root / "incoming" / domain).glob("*.jsonl"))
+            for line in path.read_bytes().splitlines() if line.strip()]
+
+
 def stream_event_ids(data_root: Path, domain: str) -> set[str]:
     """Every event id in the domain's incoming stream files."""
-    found = set()
-    for path in (data_root / "incoming" / domain).glob("*.jsonl"):
-        for line in path.read_bytes().splitlines():
-            if line.strip():
-                found.add(orjson.loads(line).get("event_id"))
-    return found
+    return {event.get("event_id") for event in stream_events(data_root, domain)}
 
 
 # ---- one level ------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import subprocess
 import threading
 import time
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,9 +29,10 @@ def say(message: str) -> None:
 
 class TreeMonitor:
     """Polls a process and all its descendants (psutil) until stopped: the peak of their summed RSS and
-    the largest single process seen."""
+    the largest single process seen. ``pid`` may instead be a callable giving the current root pids
+    (several trees summed, e.g. supervised children that may be restarted under a new pid)."""
 
-    def __init__(self, pid: int, interval_s: float = POLL_S) -> None:
+    def __init__(self, pid: int | Callable[[], Iterable[int]], interval_s: float = POLL_S) -> None:
         self.pid, self.interval_s = pid, interval_s
         self.peak_tree = 0
         self.peak_single, self.peak_single_name = 0, ""
@@ -47,35 +48,43 @@ class TreeMonitor:
         self._stop.set()
         self._thread.join()
 
-    def _sample(self, root: Any) -> None:
+    def _sample(self, roots: Sequence[Any]) -> None:
         import psutil
 
-        total, processes = 0, 0
-        for proc in [root, *root.children(recursive=True)]:
+        total, processes, seen = 0, 0, set()
+        for root in roots:
             try:
-                rss = proc.memory_info().rss
-                name = proc.name()
-            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                tree = [root, *root.children(recursive=True)]
+            except (psutil.NoSuchProcess, psutil.ZombieProcess):
                 continue
-            total += rss
-            processes += 1
-            if rss > self.peak_single:
-                self.peak_single, self.peak_single_name = rss, name
+            for proc in tree:
+                if proc.pid in seen:
+                    continue
+                seen.add(proc.pid)
+                try:
+                    rss = proc.memory_info().rss
+                    name = proc.name()
+                except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                    continue
+                total += rss
+                processes += 1
+                if rss > self.peak_single:
+                    self.peak_single, self.peak_single_name = rss, name
         self.peak_tree = max(self.peak_tree, total)
         self.peak_processes = max(self.peak_processes, processes)
 
     def _run(self) -> None:
         import psutil
 
-        try:
-            root = psutil.Process(self.pid)
-        except psutil.NoSuchProcess:
-            return
+        known: dict[int, Any] = {}  # pid -> psutil.Process, kept across polls
         while not self._stop.is_set():
-            try:
-                self._sample(root)
-            except psutil.NoSuchProcess:
-                return
+            roots = []
+            for pid in [self.pid] if isinstance(self.pid, int) else self.pid():
+                try:
+                    roots.append(known[pid] if pid in known else known.setdefault(pid, psutil.Process(pid)))
+                except psutil.NoSuchProcess:
+                    continue
+            self._sample(roots)
             self._stop.wait(self.interval_s)
 
     def figures(self) -> dict[str, Any]:

@@ -33,6 +33,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -102,6 +103,34 @@ def _checkpoint_state(paths: DataPaths) -> dict[str, Any]:
         store.close()
 
 
+def incoming_backlog(paths: DataPaths) -> int:
+    """Bytes of the incoming files the streaming job's checkpoint does not cover yet: what it would plan
+    next if it drained now (:func:`beam_jobs.tail.plan_ranges`, no size bound); 0 once it committed
+    everything it was given."""
+    from beam_jobs.checkpoint import CheckpointStore
+    from beam_jobs.job import checkpoint_path
+    from beam_jobs.tail import plan_ranges
+
+    offsets = {}
+    if checkpoint_path(paths).exists():
+        store = CheckpointStore(checkpoint_path(paths))
+        try:
+            offsets = store.offsets()
+        finally:
+            store.close()
+    return sum(r.end - r.start for r in plan_ranges(paths.incoming(), offsets, 1 << 62, settle_seconds=None))
+
+
+def wait_drained(paths: DataPaths, timeout_s: float, poll_s: float = 0.5,
+                 give_up: Callable[[], bool] = lambda: False) -> tuple[bool, int]:
+    """Until the streaming job's checkpoint covers every incoming file (or ``timeout_s`` passed, or
+    ``give_up()``: the job will not come back); whether it drained and the bytes left."""
+    deadline = time.monotonic() + timeout_s
+    while (left := incoming_backlog(paths)) > 0 and time.monotonic() < deadline and not give_up():
+        time.sleep(poll_s)
+    return left == 0, left
+
+
 def _wait_for_commit(paths: DataPaths, job: subprocess.Popen, after: int) -> None:
     """Until the job commits a batch beyond ``after`` committed ones (it is streaming)."""
     deadline = time.monotonic() + START_TIMEOUT_S
@@ -144,40 +173,65 @@ def drain(paths: DataPaths) -> None:
         raise RuntimeError(f"the draining run failed:\n{done.stderr.decode()[-2000:]}")
 
 
-def check(paths: DataPaths, acknowledged: list[dict[str, Any]], rng: np.random.Generator) -> dict[str, Any]:
-    """Lost / double-counted events by the lake, the dead letters and the online counters."""
-    from common.deadletter import read_dead_letters
-    from common.lake import read_catalog, read_events
-    from common.online_features import MAX_ITEMS, OnlineFeatures
-    from feature_repo.store import get_store
+def lake_check(paths: DataPaths, acknowledged_ids: Iterable[str]) -> dict[str, int]:
+    """Acknowledged events missing from the retail lake, counted twice there, and lake events nobody
+    acknowledged."""
+    from common.lake import read_events
 
-    acked = Counter(r["event_id"] for r in acknowledged)
+    acked = Counter(acknowledged_ids)
     lake = Counter(read_events(paths, "retail", columns=["event_id"])["event_id"])
-    dead = Counter(r["reason"]["code"] for r in read_dead_letters(paths, "streaming"))
-
-    items = sorted({r["item_id"] for r in acknowledged})
-    positives = Counter(r["item_id"] for r in acknowledged if r["event_type"] != "impression")
-    impressions = Counter(r["item_id"] for r in acknowledged if r["event_type"] == "impression")
-    sold = Counter(r["item_id"] for r in acknowledged if r["event_type"] == "purchase")
-    catalog = read_catalog(paths, "retail").set_index("item_id")["inventory"]
-    online = OnlineFeatures(get_store(paths))
-    wrong_items = []
-    for chunk in (items[k:k + MAX_ITEMS] for k in range(0, len(items), MAX_ITEMS)):
-        columns = online.item_features(chunk).columns
-        wrong_items += [
-            item for k, item in enumerate(chunk)
-            if (columns["popularity_1d"][k], columns["impressions_1d"][k], columns["inventory"][k])
-            != (positives[item], impressions[item], max(int(catalog[item]) - sold[item], 0))
-        ]
-    depth = Counter(r["user_id"] for r in acknowledged if r["event_type"] != "impression")
-    users = sorted(depth)
-    sample = [users[k] for k in rng.choice(len(users), size=min(USER_SAMPLE, len(users)), replace=False)]
-    wrong_users = [u for u in sample if online.user_features(u).values["session_depth"] != depth[u]]
     return {
         "acknowledged_events": sum(acked.values()),
         "lost_events": sum(1 for e in acked if e not in lake),
         "double_counted_events": sum(n - 1 for n in lake.values() if n > 1),
         "unacknowledged_in_lake": sum(1 for e in lake if e not in acked),
+    }
+
+
+def wrong_item_counters(paths: DataPaths, events: Sequence[Mapping[str, Any]],
+                        items: Iterable[str] | None = None) -> list[str]:
+    """The retail items (default: every item of ``events``) whose online ``popularity_1d`` /
+    ``impressions_1d`` / ``inventory`` differ from ``events``' counts, ``events`` being everything the
+    streaming job has seen (positives and impressions counted within the day, inventory the catalog's
+    minus the purchases)."""
+    from common.lake import read_catalog
+    from common.online_features import MAX_ITEMS, OnlineFeatures
+    from feature_repo.store import get_store
+
+    items = sorted({r["item_id"] for r in events} if items is None else set(items))
+    positives = Counter(r["item_id"] for r in events if r["event_type"] != "impression")
+    impressions = Counter(r["item_id"] for r in events if r["event_type"] == "impression")
+    sold = Counter(r["item_id"] for r in events if r["event_type"] == "purchase")
+    catalog = read_catalog(paths, "retail").set_index("item_id")["inventory"]
+    online = OnlineFeatures(get_store(paths))
+    wrong = []
+    for chunk in (items[k:k + MAX_ITEMS] for k in range(0, len(items), MAX_ITEMS)):
+        columns = online.item_features(chunk).columns
+        wrong += [
+            item for k, item in enumerate(chunk)
+            if (columns["popularity_1d"][k], columns["impressions_1d"][k], columns["inventory"][k])
+            != (positives[item], impressions[item], max(int(catalog[item]) - sold[item], 0))
+        ]
+    return wrong
+
+
+def check(paths: DataPaths, acknowledged: list[dict[str, Any]], rng: np.random.Generator) -> dict[str, Any]:
+    """Lost / double-counted events by the lake, the dead letters and the online counters."""
+    from common.deadletter import read_dead_letters
+    from common.online_features import OnlineFeatures
+    from feature_repo.store import get_store
+
+    lake = lake_check(paths, (r["event_id"] for r in acknowledged))
+    dead = Counter(r["reason"]["code"] for r in read_dead_letters(paths, "streaming"))
+    items = sorted({r["item_id"] for r in acknowledged})
+    wrong_items = wrong_item_counters(paths, acknowledged, items)
+    online = OnlineFeatures(get_store(paths))
+    depth = Counter(r["user_id"] for r in acknowledged if r["event_type"] != "impression")
+    users = sorted(depth)
+    sample = [users[k] for k in rng.choice(len(users), size=min(USER_SAMPLE, len(users)), replace=False)]
+    wrong_users = [u for u in sample if online.user_features(u).values["session_depth"] != depth[u]]
+    return {
+        **lake,
         "dead_letters": dict(dead),
         "items_checked": len(items),
         "items_with_wrong_counters": len(wrong_items),

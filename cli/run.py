@@ -24,7 +24,8 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 from typing import NoReturn, TypeVar
@@ -74,12 +75,24 @@ def _nightly(day: date | None = None) -> bool:
     return bool(report.ok)
 
 
-def _register_features(paths: DataPaths) -> None:
+def _register_features(paths: DataPaths, online: str | None = None) -> None:
     """Register the Feast feature views (idempotent): the streaming job pushes to them from its start,
-    and before the first night nothing has registered them yet."""
+    and before the first night nothing has registered them yet. ``online``: default ``RECSYS_ONLINE_STORE``."""
     from feature_repo.store import apply, get_store
 
-    apply(get_store(paths, os.environ.get("RECSYS_ONLINE_STORE", "sqlite")), paths)  # type: ignore[arg-type]
+    apply(get_store(paths, online or os.environ.get("RECSYS_ONLINE_STORE", "sqlite")), paths)  # type: ignore[arg-type]
+
+
+def platform_children(paths: DataPaths, port: int, env: Mapping[str, str]) -> list[ChildSpec]:
+    """The long-running children of ``recsys run`` on ``paths``: the streaming job and the serving API
+    (its default workers) on ``port``, with ``env`` plus ``RECSYS_DATA_DIR``. ``benchmarks.platform_load``
+    starts the same ones, so the platform it loads is the one ``make run`` brings up."""
+    env = {**env, "RECSYS_DATA_DIR": str(paths.root)}
+    python = sys.executable
+    return [
+        ChildSpec("streaming job", [python, "-m", "cli", "stream", "run"], env),
+        ChildSpec("serving API", [python, "-m", "cli", "serving", "serve", "--port", str(port)], env),
+    ]
 
 
 def _start_serving(paths: DataPaths, port: int) -> Supervisor:
@@ -87,15 +100,11 @@ def _start_serving(paths: DataPaths, port: int) -> Supervisor:
     SIGTERM now stops ``recsys run`` like Ctrl-C does (children stopped, exit 0)."""
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     _step("register the Feast feature views", lambda: _register_features(paths))
-    env = {**os.environ, "RECSYS_DATA_DIR": str(paths.root)}
+    env = dict(os.environ)
     if not env.get("RECSYS_API_KEY"):
         env["RECSYS_API_KEY"] = secrets.token_urlsafe(24)
         typer.echo(f"    RECSYS_API_KEY was not set; this session's key: {env['RECSYS_API_KEY']}")
-    python = sys.executable
-    supervisor = Supervisor([
-        ChildSpec("streaming job", [python, "-m", "cli", "stream", "run"], env),
-        ChildSpec("serving API", [python, "-m", "cli", "serving", "serve", "--port", str(port)], env),
-    ])
+    supervisor = Supervisor(platform_children(paths, port, env))
     supervisor.start()
     user = read_users(paths, "retail")["user_id"].iloc[0]
     typer.secho(f"\nserving on http://127.0.0.1:{port}  (docs: /docs, metrics: /metrics, dashboard: /dashboard)", bold=True)
@@ -122,9 +131,11 @@ def _keep_serving(supervisor: Supervisor) -> None:
         _fail(failure)
 
 
-def _while_supervised(supervisor: Supervisor, work: Callable[[], T]) -> T:
-    """``work()`` while a thread supervises the children; a child that failed for good meanwhile (the
-    others are stopped at once) ends ``recsys run`` with exit 1 once ``work`` returns."""
+@contextmanager
+def supervising(supervisor: Supervisor) -> Iterator[list[ChildFailed]]:
+    """A thread supervises the children (restarting those that die) while the ``with`` block runs; the
+    list it yields receives the :class:`ChildFailed` of a child that failed for good meanwhile (the
+    others are stopped at once). The children keep running after the block."""
     stop, failures = threading.Event(), []
 
     def watch() -> None:
@@ -136,10 +147,17 @@ def _while_supervised(supervisor: Supervisor, work: Callable[[], T]) -> T:
     watcher = threading.Thread(target=watch, name="supervisor", daemon=True)
     watcher.start()
     try:
-        result = work()
+        yield failures
     finally:
         stop.set()
         watcher.join()
+
+
+def _while_supervised(supervisor: Supervisor, work: Callable[[], T]) -> T:
+    """``work()`` while a thread supervises the children; a child that failed for good meanwhile (the
+    others are stopped at once) ends ``recsys run`` with exit 1 once ``work`` returns."""
+    with supervising(supervisor) as failures:
+        result = work()
     if failures:
         _fail(failures[0])
     return result

@@ -64,7 +64,7 @@ from benchmarks.overload import (
 from benchmarks.process_steps import TreeMonitor
 from benchmarks.serving_load import known_users, request_bodies
 from benchmarks.stream_restarts import incoming_backlog, lake_check, wait_drained, wrong_item_counters
-from cli.supervisor import ChildFailed, ChildSpec, Supervisor
+from cli.supervisor import ChildSpec, Supervisor
 from common.paths import REPO_ROOT, DataPaths
 
 OUT_FILE = REPO_ROOT / "reports" / "bench" / "platform_load.json"
@@ -121,7 +121,7 @@ def _live_pids(supervisor: Supervisor) -> list[int]:
     return [p.pid for p in supervisor.processes().values() if p is not None and p.poll() is None]
 
 
-def wait_ready(url: str, supervisor: Supervisor, failures: Sequence[ChildFailed], timeout_s: float) -> dict[str, Any]:
+def wait_ready(url: str, supervisor: Supervisor, failures: Sequence[Exception], timeout_s: float) -> dict[str, Any]:
     """Until serving's ``/readyz`` has the loaded domain answerable (its release loaded); the body. The
     scratch world has no banking data: serving, which serves every writable domain as under ``recsys
     run``, reports banking missing (its requests would get 503) and so answers 503 as a whole."""
@@ -154,7 +154,7 @@ def wait_quiet(paths: DataPaths, quiet_s: float = 1.0, timeout_s: float = 15.0) 
         time.sleep(0.2)
 
 
-def alive_state(supervisor: Supervisor, failures: Sequence[ChildFailed], workers_at_start: set[int]) -> dict[str, Any]:
+def alive_state(supervisor: Supervisor, failures: Sequence[Exception], workers_at_start: set[int]) -> dict[str, Any]:
     """Which children run now, restarts, a child that failed for good, serving workers replaced."""
     processes = supervisor.processes()
     serving = processes.get(SERVING)

@@ -5,7 +5,8 @@
 2. run the nightly retraining DAG once through Airflow (compaction, data quality, features, Feast
    materialization, training sets, retrieval + ranker training, evaluation, promotion gate, publish);
 3. start the streaming job and the serving API, print the URL and an example request, and keep both
-   running until Ctrl-C / SIGTERM (exit 0). They are supervised (``cli.supervisor``): a child that
+   running until Ctrl-C / SIGTERM (exit 0; exit 1 when that stops a night still running, or a night
+   that failed, as the platform is then left without the night's releases). They are supervised (``cli.supervisor``): a child that
    dies is restarted with backoff, loudly; one that keeps crashing stops everything and ``recsys run``
    exits 1 naming it and its exit code.
 
@@ -17,6 +18,7 @@ night trains, and hot-swaps the release the promotion gate publishes.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 import signal
@@ -37,6 +39,7 @@ from cli.supervisor import ChildFailed, ChildSpec, Supervisor
 from common.lake import read_users
 from common.paths import DataPaths
 
+LOG = logging.getLogger(__name__)
 RELEASE_WAIT_SECONDS = 120.0  # after the night: how long to watch serving pick up what it published
 T = TypeVar("T")
 
@@ -116,7 +119,7 @@ def _start_serving(paths: DataPaths, port: int) -> Supervisor:
     return supervisor
 
 
-def _fail(failure: ChildFailed) -> NoReturn:
+def _fail(failure: Exception) -> NoReturn:
     typer.secho(f"recsys run: {failure}", fg="red", err=True)
     raise typer.Exit(1) from failure
 
@@ -132,17 +135,21 @@ def _keep_serving(supervisor: Supervisor) -> None:
 
 
 @contextmanager
-def supervising(supervisor: Supervisor) -> Iterator[list[ChildFailed]]:
+def supervising(supervisor: Supervisor) -> Iterator[list[Exception]]:
     """A thread supervises the children (restarting those that die) while the ``with`` block runs; the
     list it yields receives the :class:`ChildFailed` of a child that failed for good meanwhile (the
-    others are stopped at once). The children keep running after the block."""
-    stop, failures = threading.Event(), []
+    others are stopped at once), or the error that stopped the supervision itself (children stopped too). The children keep running after the block."""
+    stop, failures = threading.Event(), list[Exception]()
 
     def watch() -> None:
         try:
             supervisor.supervise(stop)
         except ChildFailed as failure:
             failures.append(failure)
+        except Exception as err:  # e.g. a restart that cannot start: never leave the children unsupervised
+            LOG.exception("supervising the children failed: stopping them")
+            supervisor.stop()
+            failures.append(err)
 
     watcher = threading.Thread(target=watch, name="supervisor", daemon=True)
     watcher.start()
@@ -212,7 +219,8 @@ def _serve_while_the_night_runs(paths: DataPaths, port: int, waiting: list[str])
         ok = _while_supervised(supervisor, night)
         _keep_serving(supervisor)
     except KeyboardInterrupt:
-        pass
+        if not ok:
+            typer.secho("stopped before the first night finished: no release was published", fg="yellow", err=True)
     finally:
         supervisor.stop()
     return ok

@@ -102,6 +102,9 @@ class Supervisor:
                 self.restarts += 1
 
     def _died(self, child: _Child, code: int, now: float) -> None:
+        # what the dead child left in its process group (e.g. uvicorn workers holding the port) would keep
+        # its restart from starting: killed first
+        _signal_group(child.process, signal.SIGKILL)
         child.process = None
         while child.crashes and child.crashes[0] <= now - self.window_seconds:
             child.crashes.popleft()

@@ -6,7 +6,9 @@ The children are real short-lived processes; only the clock is a test clock wher
 from __future__ import annotations
 
 import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -99,3 +101,48 @@ def test_crashes_further_apart_than_the_window_are_forgiven_and_the_backoff_doub
     finally:
         supervisor.stop()
     assert (failed.value.name, failed.value.returncode) == ("crasher", 1)
+
+
+def test_a_dead_childs_leftover_processes_are_killed_before_its_restart(tmp_path: Path) -> None:
+    """A child that dies leaving a process in its group (as a uvicorn parent leaves its workers, which
+    hold the port) is restarted only once that process is gone."""
+    pid_file = tmp_path / "grandchild.pid"
+    script = ("import subprocess, sys, pathlib\n"
+              "g = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])\n"
+              f"pathlib.Path({str(pid_file)!r}).write_text(str(g.pid))\n"
+              "sys.exit(1)\n")
+    clock = StepClock()
+    supervisor = Supervisor([ChildSpec("parent", [sys.executable, "-c", script])], clock=clock, backoff=60.0)
+    supervisor.start()
+    try:
+        _wait_exit(supervisor, "parent")
+        grandchild = int(pid_file.read_text())
+        supervisor.check()  # notes the death
+        deadline = time.monotonic() + 10
+        while _alive(grandchild) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(grandchild)
+    finally:
+        supervisor.stop()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"  # a zombie is dead, waiting for its reaper
+    except FileNotFoundError:
+        return False
+
+
+def test_an_error_of_the_supervision_itself_stops_the_children_and_is_reported() -> None:
+    def cannot_start(spec: ChildSpec) -> subprocess.Popen:
+        raise OSError(24, "Too many open files")
+
+    supervisor = Supervisor([crasher(3)], backoff=0.01)
+    supervisor.start()
+    supervisor._start = cannot_start  # the restart fails (fault injection)
+    with recsys_run.supervising(supervisor) as failures:
+        deadline = time.monotonic() + 10
+        while not failures and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert failures and isinstance(failures[0], OSError)

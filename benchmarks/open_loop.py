@@ -48,6 +48,7 @@ class Outcome:
     path: str  # the serving path of a 200 answer ("" otherwise)
     items: int  # items in a 200 answer
     lag: float  # send time - due time: the generator's own delay (included in ``latency``)
+    degraded: bool = False  # a 200 answer that says it is degraded (its ``degraded`` field)
 
 
 class HttpPool:
@@ -125,7 +126,8 @@ async def _one(pool: HttpPool, body: bytes, due: float, start: float, timeout_s:
     if status != 200:
         return Outcome(due, latency, str(status), "", 0, lag)
     answer = orjson.loads(content)
-    return Outcome(due, latency, "200", str(answer.get("path", "")), len(answer.get("items", ())), lag)
+    return Outcome(due, latency, "200", str(answer.get("path", "")), len(answer.get("items", ())), lag,
+                   bool(answer.get("degraded", False)))
 
 
 async def _drive(urls: Sequence[str], bodies: Sequence[bytes], offsets: Sequence[float],

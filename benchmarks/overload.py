@@ -56,7 +56,6 @@ from loop.service import ServiceProcess, free_port
 REPO_ROOT = Path(__file__).resolve().parent.parent
 OUT_FILE = REPO_ROOT / "reports" / "bench" / "overload.json"
 LEVELS = (1.0, 2.0, 3.0)
-DEGRADED = ("retrieval_order", "popularity_fallback", "lake_popularity")  # serving.pipeline.DEGRADED_PATHS
 TARGET_P99_MS, TARGET_SHED_P99_MS = 100.0, 5.0
 API_KEY = "overload-bench-key"
 ROUTE = "/v1/recommendations"
@@ -195,7 +194,7 @@ def summarize_level(outcomes: Sequence[Outcome], multiple: float, rate: float, s
     ok = [o for o in outcomes if o.status == "200"]
     shed = [o for o in outcomes if o.status == "503"]
     other = [o for o in outcomes if o.status not in ("200", "503")]
-    degraded = sum(o.path in DEGRADED for o in ok)
+    degraded = sum(o.degraded for o in ok)
     return {
         "multiple": multiple,
         "rate_target": round(rate, 1),

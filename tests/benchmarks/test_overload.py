@@ -15,7 +15,8 @@ from serving.cli import DEFAULT_WORKERS
 
 
 def _outcome(status: str, latency: float, path: str = "full") -> Outcome:
-    return Outcome(0.0, latency, status, path if status == "200" else "", 10 if status == "200" else 0, 0.0)
+    return Outcome(0.0, latency, status, path if status == "200" else "", 10 if status == "200" else 0, 0.0,
+                   path == "retrieval_order")
 
 
 def test_a_level_separates_admitted_shed_and_other_answers() -> None:

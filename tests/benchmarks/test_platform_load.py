@@ -27,7 +27,8 @@ from common.paths import DataPaths
 
 
 def _outcome(status: str, latency: float, path: str = "full") -> Outcome:
-    return Outcome(0.0, latency, status, path if status == "200" else "", 10 if status == "200" else 0, 0.0)
+    return Outcome(0.0, latency, status, path if status == "200" else "", 10 if status == "200" else 0, 0.0,
+                   path in ("retrieval_order", "popularity_fallback"))
 
 
 def test_requests_are_split_into_admitted_shed_and_other() -> None:

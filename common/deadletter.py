@@ -12,6 +12,7 @@ holds: text JSON cannot carry is escaped, nesting beyond :data:`MAX_DEPTH` and r
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections import Counter
@@ -22,9 +23,11 @@ from typing import Any
 
 import orjson
 
+from common.appends import append_lines
 from common.paths import DataPaths
 from common.schemas import Rejection, safe_text, shown
 
+log = logging.getLogger(__name__)
 MAX_DEPTH = 64  # nesting kept in a dead-lettered record; deeper parts are replaced by a marker
 MAX_RECORD_BYTES = 1 << 20  # a bigger record is kept as the start of its text, marked truncated
 KEPT_CHARS = 4096  # of a record too big (or impossible) to write, the start of its text is kept
@@ -78,28 +81,6 @@ def _line(entry: dict[str, Any]) -> bytes:
     return line + b"\n"
 
 
-class TornAppend(OSError):
-    """An append failed and its partial bytes could not be cut off again: they stay in the file."""
-
-
-def append_or_cut(fd: int, data: bytes, size: int) -> None:
-    """Write all of ``data`` to the end of ``fd`` (a file of ``size`` bytes, opened for appending) and
-    fsync; on failure (a full disk) truncate the file back to ``size`` and raise the ``OSError``, or
-    :class:`TornAppend` if even that fails. A JSONL file so never keeps half a line of a failed append
-    that the next append would glue itself onto."""
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    except OSError as err:
-        try:
-            os.ftruncate(fd, size)
-        except OSError as cut:
-            raise TornAppend(err.errno, f"{err.strerror}; its partial bytes stay in the file ({cut})") from err
-        raise
-
-
 class DeadLetterWriter:
     """Appends rejected records to ``dead_letter/<source>/date=<today>/<name>.jsonl`` (thread-safe)."""
 
@@ -127,19 +108,23 @@ class DeadLetterWriter:
         path = self.file_for(now)
         with self._lock:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-            try:
-                append_or_cut(fd, lines, os.fstat(fd).st_size)
-            finally:
-                os.close(fd)
+            append_lines(path, lines)
             for _, rej in rejected:
                 self.counts[rej.code] += 1
 
 
 def read_dead_letters(paths: DataPaths, source: str | None = None) -> Iterator[dict[str, Any]]:
+    """Every dead-lettered entry of ``source`` (default: all). A line that does not parse is the torn
+    fragment of an append that failed (its write was refused, nothing of it acknowledged): skipped."""
     root = paths.root / "dead_letter" if source is None else paths.dead_letter(source)
     for file in sorted(root.rglob("*.jsonl")):
         with file.open("rb") as fh:
             for line in fh:
-                if line.strip():
-                    yield orjson.loads(line)
+                if not line.strip():
+                    continue
+                try:
+                    entry = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    log.warning("%s: skipped a torn line (%d bytes)", file, len(line))
+                    continue
+                yield entry

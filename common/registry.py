@@ -37,6 +37,7 @@ from typing import Any
 
 import orjson
 
+from common.appends import append_lines, fsync_dir
 from common.paths import REPO_ROOT, artifacts_root
 
 log = logging.getLogger(__name__)
@@ -129,14 +130,6 @@ def _scan(release: Path) -> dict[str, Path]:
     files = {p.relative_to(release).as_posix(): p for p in release.rglob("*") if p.is_file()}
     files.pop(MANIFEST, None)
     return dict(sorted(files.items()))
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _code_revision() -> str:
@@ -241,7 +234,7 @@ class ArtifactRegistry:
             fh.flush()
             os.fsync(fh.fileno())
         os.rename(staging, target)
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
         return manifest
 
     # ---- reading releases --------------------------------------------------------------------
@@ -372,9 +365,9 @@ class ArtifactRegistry:
             os.replace(tmp, root / CURRENT)
         finally:
             tmp.unlink(missing_ok=True)
-        _fsync_dir(root)
+        fsync_dir(root)
         line = {"at": _utc_now(), "action": action, "version": version, "previous": previous}
-        _append_line(root / HISTORY, orjson.dumps(line))
+        append_lines(root / HISTORY, orjson.dumps(line) + b"\n")
 
     @contextmanager
     def _locked(self, domain: str) -> Iterator[None]:
@@ -399,21 +392,3 @@ def _history_entry(line: bytes) -> dict[str, Any] | None:
             or not isinstance(entry.get("version"), str):
         return None
     return entry
-
-
-def _append_line(path: Path, line: bytes) -> None:
-    """Append ``line`` as one whole line with one write, then fsync. A torn last line left by an earlier
-    crash is terminated first, so it stays a line of its own (skipped by the reader) and never swallows
-    this one."""
-    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        size = os.fstat(fd).st_size
-        torn = size > 0 and os.pread(fd, 1, size - 1) != b"\n"
-        data = (b"\n" if torn else b"") + line + b"\n"
-        if os.write(fd, data) != len(data):
-            raise OSError(f"short write appending to {path}")
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    if size == 0:
-        _fsync_dir(path.parent)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from common.deadletter import TornAppend, append_or_cut
+from common.appends import TornAppend, append_or_cut
 from common.paths import DataPaths
 
 log = logging.getLogger(__name__)
@@ -77,8 +77,9 @@ class StreamFile:
         """Append JSON lines (without their newline); returns the file written. Durable on return.
 
         Raises ``OSError`` if the lines are not durably written (a full disk, an I/O error); whatever
-        part of them reached the file is cut off again first (:meth:`_repair`), so the next append
-        starts on a line boundary and is never glued onto the bytes of one that failed."""
+        part of them reached the file is cut off again first (:func:`common.appends.append_or_cut`),
+        or, if that fails too, the file is sealed and rotated (:meth:`_seal`), so the next append starts
+        on a line boundary and is never glued onto the bytes of one that failed."""
         data = b"".join(line + b"\n" for line in lines)
         with self._lock:
             fd, path = self._current()

@@ -19,6 +19,7 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
+from common.appends import TornAppend
 from common.deadletter import DeadLetterWriter, read_dead_letters
 from common.paths import DataPaths
 from common.schemas import Reason, Rejection
@@ -45,6 +46,10 @@ class FullDisk:
             self._real(fd, bytes(data[:10]))
             raise OSError(errno.ENOSPC, "No space left on device")
         return self._real(fd, data)
+
+
+def _no_truncate(fd: int, length: int) -> None:
+    raise OSError(errno.EIO, "Input/output error")
 
 
 def _event(event_id: str) -> dict[str, Any]:
@@ -84,10 +89,7 @@ def test_when_the_partial_bytes_cannot_be_cut_the_stream_moves_to_a_new_file(
     first = stream.append([b'{"n":0}'])
     FullDisk(monkeypatch)
 
-    def no_truncate(fd: int, length: int) -> None:  # the repair fails too
-        raise OSError(errno.EIO, "Input/output error")
-
-    monkeypatch.setattr(os, "ftruncate", no_truncate)
+    monkeypatch.setattr(os, "ftruncate", _no_truncate)  # the repair fails too
     with pytest.raises(OSError):
         stream.append([b'{"n":1,"pad":"' + b"x" * 40 + b'"}'])
     acknowledged = [stream.append([f'{{"n":{n}}}'.encode()]) for n in (2, 3)]
@@ -106,3 +108,21 @@ def test_a_failed_dead_letter_write_leaves_no_fragment(data_paths: DataPaths, mo
         writer.write("lost to the full disk", rejection)
     writer.write("after", rejection)
     assert [d["record"] for d in read_dead_letters(data_paths, "api")] == ["first", "after"]  # every line parses
+
+
+def test_after_a_dead_letter_append_that_could_not_be_cut_the_next_starts_on_a_fresh_line(
+    data_paths: DataPaths, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writer = DeadLetterWriter(data_paths, "api")
+    rejection = Rejection(Reason.NOT_AN_OBJECT, None, "an event must be a JSON object")
+    writer.write("first", rejection)
+    FullDisk(monkeypatch, under="/dead_letter/")
+    with monkeypatch.context() as failing:
+        failing.setattr(os, "ftruncate", _no_truncate)  # the partial bytes stay in the file
+        with pytest.raises(TornAppend):
+            writer.write("lost to the full disk", rejection)
+    writer.write("after", rejection)
+    lines = _lines(writer.file_for(datetime.now(UTC)).parent)
+    assert len(lines) == 3 and lines[1] == b'{"source":'  # the fragment: a line of its own
+    assert [orjson.loads(line)["record"] for line in (lines[0], lines[2])] == ["first", "after"]
+    assert [d["record"] for d in read_dead_letters(data_paths, "api")] == ["first", "after"]  # skips the fragment

@@ -43,8 +43,23 @@ from serving.api_models import (
 from serving.arms import ArmResolver
 from serving.fallback import FallbackManager
 from serving.heap import HeapFreezer
-from serving.http import DEADLINE, Admission, BodyLimit, CountRequests, arrived_at, install_error_handlers
-from serving.intake import DEAD_LETTER_SOURCE, ServedSlate, ingest, pending_impressions, storage_failure
+from serving.http import (
+    DEADLINE,
+    Admission,
+    BodyLimit,
+    CountRequests,
+    arrived_at,
+    install_error_handlers,
+    retry_later,
+)
+from serving.intake import (
+    DEAD_LETTER_SOURCE,
+    ServedSlate,
+    ingest,
+    pending_impressions,
+    storage_failure,
+    storage_failure_reason,
+)
 from serving.metrics import ServingMetrics
 from serving.online import CIRCUIT_STATES, CircuitBreaker, GuardedFeatureReader, LazyFeatureReader
 from serving.pipeline import DeadlineExceeded, NotReady, Pipeline, Request
@@ -198,8 +213,7 @@ def create_app(settings: ServingSettings, features: FeatureReader | None = None)
             result = services.pipeline.recommend(request, now=served_at, arm=arm, arrived_at=arrived_at(http.scope))
         except DeadlineExceeded as exceeded:  # it waited its whole budget before any work: shed, like the excess
             services.metrics.shed.labels("/v1/recommendations", DEADLINE).inc()
-            raise HTTPException(503, f"overloaded: {exceeded}; retry later",
-                                headers={"Retry-After": str(settings.admission.retry_after_seconds)}) from None
+            raise retry_later(f"overloaded: {exceeded}; retry later", settings.admission.retry_after_seconds) from None
         except NotReady:
             raise HTTPException(503, f"no release is loaded for domain {body.domain!r} yet and the lake holds no "
                                      f"catalog of {body.domain!r} to serve popular items from") from None
@@ -236,7 +250,8 @@ def create_app(settings: ServingSettings, features: FeatureReader | None = None)
         try:
             result = ingest(body.events, services.streams, services.dead_letters)
         except OSError as err:  # a full or failing disk: nothing is acknowledged, the client retries the batch
-            raise storage_failure(err) from err
+            services.metrics.event_storage_failures.labels(storage_failure_reason(err)).inc()
+            raise storage_failure(err, settings.stream.storage_retry_after_seconds) from err
         services.metrics.events.labels("accepted", "").inc(result.accepted)
         for reason, count in result.reasons.items():
             services.metrics.events.labels("rejected", reason).inc(count)

@@ -47,7 +47,7 @@ class Admission:
                  metrics: ServingMetrics) -> None:
         self.app = app
         self.limits = dict(limits)
-        self.retry_after = str(retry_after_seconds)
+        self.retry_after_seconds = retry_after_seconds
         self.metrics = metrics
         self.in_flight = dict.fromkeys(self.limits, 0)
 
@@ -59,9 +59,9 @@ class Admission:
         scope[ARRIVED_AT] = time.perf_counter()
         if self.in_flight[path] >= self.limits[path]:
             self.metrics.shed.labels(path, IN_FLIGHT).inc()
-            response = overloaded(f"over capacity: {self.limits[path]} requests to {path} are in flight; "
-                                  "retry later", self.retry_after)
-            await response(scope, receive, send)
+            refusal = retry_later(f"over capacity: {self.limits[path]} requests to {path} are in flight; "
+                                  "retry later", self.retry_after_seconds)
+            await http_error_response(refusal)(scope, receive, send)
             return
         self.in_flight[path] += 1
         try:
@@ -70,10 +70,18 @@ class Admission:
             self.in_flight[path] -= 1
 
 
-def overloaded(error: str, retry_after: str) -> JSONResponse:
-    """503 with ``Retry-After``: the client may retry the same request later (nothing of it was kept)."""
-    response = error_response(503, error)
-    response.headers["Retry-After"] = retry_after
+def retry_later(error: str, retry_after_seconds: int, status: int = 503) -> HTTPException:
+    """``status`` (503 by default) with ``Retry-After``: the client may send the same request again
+    after ``retry_after_seconds`` (nothing of it was kept). Raise it from a route; a middleware answers
+    it with :func:`http_error_response`."""
+    return HTTPException(status, error, headers={"Retry-After": str(retry_after_seconds)})
+
+
+def http_error_response(exc: HTTPException) -> JSONResponse:
+    """The JSON error body of ``exc``, with its headers."""
+    detail = exc.detail if isinstance(exc.detail, str) else orjson.dumps(exc.detail).decode()
+    response = error_response(exc.status_code, detail)
+    response.headers.update(exc.headers or {})
     return response
 
 
@@ -163,10 +171,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
-        detail = exc.detail if isinstance(exc.detail, str) else orjson.dumps(exc.detail).decode()
-        response = error_response(exc.status_code, detail)
-        response.headers.update(exc.headers or {})
-        return response
+        return http_error_response(exc)
 
     @app.exception_handler(Exception)
     async def crashed(request: Request, exc: Exception) -> JSONResponse:

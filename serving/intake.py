@@ -17,11 +17,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import HTTPException
+from starlette.exceptions import HTTPException
 
 from common.deadletter import DeadLetterWriter
 from common.domains import domains
 from common.schemas import SERVER_FIELDS, Event, Reason, Rejection, event_to_json, validate_event
+from serving.http import retry_later
 from serving.reranking import SlateItem
 from serving.stream import IncomingStreams, Pending
 
@@ -108,17 +109,23 @@ def ingest(
     return result
 
 
-RETRY_AFTER_SECONDS = 5
 _OUT_OF_SPACE = (errno.ENOSPC, errno.EDQUOT)
+DISK_FULL, IO_ERROR = "disk_full", "io_error"  # reasons of ``recsys_event_storage_failures``
 
 
-def storage_failure(err: OSError) -> HTTPException:
+def storage_failure_reason(err: OSError) -> str:
+    """``disk_full`` when the disk is full (or over quota), ``io_error`` for any other I/O error."""
+    return DISK_FULL if err.errno in _OUT_OF_SPACE else IO_ERROR
+
+
+def storage_failure(err: OSError, retry_after_seconds: int) -> HTTPException:
     """The answer to a batch whose events could not be written: 507 when the disk is full (or over
-    quota), 503 for any other I/O error; either way nothing was acknowledged and the client retries."""
-    status = 507 if err.errno in _OUT_OF_SPACE else 503
+    quota), 503 for any other I/O error, with ``Retry-After``; either way nothing was acknowledged
+    and the client retries."""
+    status = 507 if storage_failure_reason(err) == DISK_FULL else 503
     log.error("event intake cannot write to disk (%s): answering %d", err, status)
-    return HTTPException(status, f"events not stored ({err.strerror or err}); retry the whole batch later",
-                         headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+    return retry_later(f"events not stored ({err.strerror or err}); retry the whole batch later",
+                       retry_after_seconds, status)
 
 
 @dataclass(frozen=True)

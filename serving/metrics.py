@@ -66,6 +66,10 @@ class ServingMetrics:
                                        "(built, no_data, failed)", ["domain", "outcome"], registry=r)
         self.events = Counter("recsys_events", "Events received on /v1/events by outcome and reason",
                               ["outcome", "reason"], registry=r)
+        self.event_storage_failures = Counter("recsys_event_storage_failures", "Event batches POST /v1/events "
+                                              "could not write to disk, by reason (disk_full: answered 507, "
+                                              "io_error: 503); nothing of them was acknowledged", ["reason"],
+                                              registry=r)
         self.impressions = Counter("recsys_impressions_logged", "Impression events written to the stream",
                                    ["domain"], registry=r)
         self.impressions_submitted = Counter("recsys_impressions_submitted", "Impressions of served slates handed to "

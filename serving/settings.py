@@ -97,6 +97,9 @@ class StreamSettings(_Frozen):
     # (then new slates' impressions are dropped, counted in recsys_impressions_lost{reason="queue_full"}).
     impression_queue_slates: int = Field(10_000, ge=1)
     impression_flush_seconds: float = Field(5.0, ge=0)  # POST /v1/events waits this for earlier impressions
+    # Retry-After of an event batch the disk could not store (507 full, 503 failing): longer than
+    # admission's, as a disk takes longer to recover than a burst of traffic
+    storage_retry_after_seconds: int = Field(5, ge=1)
 
 
 class FallbackSettings(_Frozen):

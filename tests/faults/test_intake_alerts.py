@@ -45,6 +45,9 @@ def test_the_alert_rules_name_only_metrics_the_service_exports() -> None:
         assert rule["labels"]["severity"] in ("warning", "critical") and rule["annotations"]["summary"]
     lost = next(r for r in _rules() if r["alert"] == "ImpressionsLost")
     assert "recsys_impressions_lost_total[5m]" in lost["expr"]
+    cannot_store = next(r for r in rules if r["alert"] == "EventIntakeCannotStore")
+    # storage failures only: not admission control's 503s, nor the 503 of intake without an API key
+    assert METRIC.findall(cannot_store["expr"]) == ["recsys_event_storage_failures_total"]
 
 
 @contextmanager

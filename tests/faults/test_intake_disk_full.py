@@ -63,23 +63,44 @@ def _lines(directory: Path) -> list[bytes]:
 
 @pytest.fixture
 def client(data_paths: DataPaths) -> Iterator[TestClient]:
-    with TestClient(create_app(load_settings(api_key=KEY)), raise_server_exceptions=False) as test_client:
+    settings = load_settings(api_key=KEY)
+    settings = settings.model_copy(update={"stream": settings.stream.model_copy(
+        update={"storage_retry_after_seconds": 7})})
+    with TestClient(create_app(settings), raise_server_exceptions=False) as test_client:
         yield test_client
 
 
 def test_a_failed_append_answers_507_and_the_next_event_is_a_whole_line(
-    client: TestClient, data_paths: DataPaths, monkeypatch: pytest.MonkeyPatch
+    client: TestClient, data_paths: DataPaths, monkeypatch: pytest.MonkeyPatch, metric_delta: type
 ) -> None:
+    delta = metric_delta(client.app.state.services.metrics)  # type: ignore[attr-defined]
     disk = FullDisk(monkeypatch)
     failed = client.post("/v1/events", json={"events": [_event("e1")]}, headers={"X-API-Key": KEY})
     assert failed.status_code == 507, failed.text
-    assert "retry" in failed.json()["error"] and failed.headers["retry-after"]
+    assert "retry" in failed.json()["error"] and failed.headers["retry-after"] == "7"  # the setting's
     assert disk.failures == 0
+    assert delta("recsys_event_storage_failures_total", reason="disk_full") == 1  # what EventIntakeCannotStore reads
     for event_id in ("e2", "e3"):
         ok = client.post("/v1/events", json={"events": [_event(event_id)]}, headers={"X-API-Key": KEY})
         assert ok.status_code == 200 and ok.json()["accepted"] == 1
     events = [orjson.loads(line) for line in _lines(data_paths.incoming("retail"))]  # every line parses
     assert [e["event_id"] for e in events] == ["e2", "e3"]
+    assert delta("recsys_event_storage_failures_total", reason="disk_full") == 1
+
+
+def test_an_io_error_answers_503_and_counts_as_io_error(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch, metric_delta: type
+) -> None:
+    delta = metric_delta(client.app.state.services.metrics)  # type: ignore[attr-defined]
+
+    def failing_fsync(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    failed = client.post("/v1/events", json={"events": [_event("e1")]}, headers={"X-API-Key": KEY})
+    assert failed.status_code == 503 and failed.headers["retry-after"] == "7", failed.text
+    assert delta("recsys_event_storage_failures_total", reason="io_error") == 1
+    assert delta("recsys_event_storage_failures_total", reason="disk_full") == 0
 
 
 def test_when_the_partial_bytes_cannot_be_cut_the_stream_moves_to_a_new_file(

@@ -186,6 +186,7 @@ def create_app(settings: ServingSettings, features: FeatureReader | None = None)
             services.impressions.close()  # every slate served so far reaches the stream before it closes
             services.streams.close()
             services.heap.close()
+            services.metrics.worker_stopped()
 
     app = FastAPI(
         title="recsys serving", version="1", lifespan=lifespan,

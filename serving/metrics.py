@@ -3,7 +3,8 @@
 Several uvicorn workers (``recsys serving serve --workers N``) share one port, so a scrape reaches
 one worker at random: ``recsys serving serve`` then runs prometheus_client's multiprocess mode
 (``PROMETHEUS_MULTIPROC_DIR``, and :data:`WORKERS_DIR_ENV` naming the same directory) and
-:meth:`ServingMetrics.render` answers the sum over every worker. The ``/dashboard`` reads this
+:meth:`ServingMetrics.render` answers the sum over every worker; a worker that stops takes its live
+gauges out of that sum (:meth:`ServingMetrics.worker_stopped`). The ``/dashboard`` reads this
 worker's registry only.
 """
 
@@ -13,7 +14,7 @@ import os
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
-from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 # Set (with PROMETHEUS_MULTIPROC_DIR) by ``recsys serving serve`` when it starts several workers. Not
 # PROMETHEUS_MULTIPROC_DIR itself: importing feast sets that one in any process that did not.
@@ -95,6 +96,16 @@ class ServingMetrics:
             self.release_info.labels(domain, previous).set(0)
         self._versions[domain] = version
         self.release_info.labels(domain, version).set(1)
+
+    def worker_stopped(self) -> None:
+        """When this process is one of several workers (:data:`WORKERS_DIR_ENV`): take its live gauges
+        (queue depth and capacity, release info, circuit state ...) out of the sum ``/metrics`` answers,
+        so a stopped or restarted worker's values are not added to its successor's. Its counters stay
+        (they are totals). A worker killed with -9 never gets here: its gauges stay until the service
+        restarts."""
+        workers_dir = os.environ.get(WORKERS_DIR_ENV)
+        if workers_dir:
+            mark_process_dead(os.getpid(), workers_dir)
 
     def render(self) -> bytes:
         """The exposition: this process's registry, or the sum over every worker of the service."""

@@ -172,7 +172,8 @@ class GroupCommitWriter:
         """``capacity``: batches queued at most (each of a few lines); beyond it new ones are dropped.
         ``on_submitted`` counts every batch offered to :meth:`submit` (queued or dropped), so that
         ``submitted - written - lost`` is what is in flight -- what a kill -9 would lose uncounted;
-        ``on_queue`` gets the queue's length whenever it changes (a gauge)."""
+        ``on_queue`` gets the queue's length whenever it changes (a gauge set: it runs under the
+        writer's lock, so it must be cheap)."""
         if capacity < 1:
             raise ValueError("the queue needs room for at least one batch")
         self.streams = streams
@@ -211,12 +212,16 @@ class GroupCommitWriter:
                 self._queue.append(pending)
                 self._accepted += 1
                 self._work.notify()
-            depth = len(self._queue)
+                self._report_queue()
         if not accepted:
             self._count(self._on_lost, pending.domain, pending.count, reason)
-        elif self._on_queue is not None:
-            self._count(self._on_queue, depth)
         return accepted
+
+    def _report_queue(self) -> None:
+        """Hand the queue's length to ``on_queue``; called under the lock, so reports reach the gauge in
+        the order the queue changed (a submitter's depth never lands after the writer's 0)."""
+        if self._on_queue is not None:
+            self._count(self._on_queue, len(self._queue))
 
     @property
     def queued(self) -> int:
@@ -254,8 +259,7 @@ class GroupCommitWriter:
                     return
                 batch = list(self._queue)
                 self._queue.clear()
-            if self._on_queue is not None:
-                self._count(self._on_queue, 0)
+                self._report_queue()
             try:
                 self._commit(batch)
             finally:

@@ -164,6 +164,26 @@ def test_failures_are_counted_and_the_writer_goes_on(streams: IncomingStreams, m
     assert {line["tag"] for line in _lines(streams.paths, "banking")} == {"after"}
 
 
+def test_the_queue_depth_gauge_ends_at_the_depth_the_queue_has(streams: IncomingStreams) -> None:
+    """A submitter's depth must not land after the writer's 0 for the same queue: the submitter here
+    is slow to report (held up until the writer took the queue, or for 0.5 s at most)."""
+    writer_took = threading.Event()
+    reported: list[int] = []
+
+    def on_queue(depth: int) -> None:
+        if depth == 0:
+            writer_took.set()
+        elif threading.current_thread() is threading.main_thread():
+            writer_took.wait(0.5)
+        reported.append(depth)
+
+    writer = GroupCommitWriter(streams, Tally().on_written, Tally().on_lost, on_queue=on_queue)
+    writer.start()
+    assert writer.submit(_batch("retail", "only"))
+    assert writer.flush(timeout=10) and writer.close()
+    assert writer.queued == 0 and reported == [1, 0]
+
+
 def test_close_writes_everything_accepted_and_refuses_what_comes_after(streams: IncomingStreams) -> None:
     tally = Tally()
     writer = GroupCommitWriter(streams, tally.on_written, tally.on_lost)

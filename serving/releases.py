@@ -240,10 +240,10 @@ class ReleaseManager:
         self.metrics = metrics
         self.poll_seconds = poll_seconds
         self.on_loaded = on_loaded
-        self.refused: dict[str, set[str]] = {d: set() for d in domains}  # every version refused since start
         self.refusals: dict[str, Refusal] = {}  # domain -> why CURRENT's release is not the one serving now
         self._pointers: dict[str, tuple[str | None, str | None]] = {}  # domain -> (CURRENT, why unreadable)
-        self._candidates_tried: dict[str, set[str]] = {d: set() for d in domains}  # last-known-good attempts
+        # domain -> version -> why that last-known-good candidate was refused under the present CURRENT
+        self._candidates_refused: dict[str, dict[str, Refusal]] = {d: {} for d in domains}
         self._live: dict[str, Release] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -329,15 +329,19 @@ class ReleaseManager:
         try:
             release = self.loader(domain, version)
         except ReleaseRefused as err:
-            self.refused[domain].add(version)
             self.metrics.release_loads.labels(domain, "refused").inc()
-            attempts = attempts_before + 1
-            retry_at = time.monotonic() + self.retry_delay(attempts) if err.transient else math.inf
-            self._refuse(domain, Refusal(version, str(err), err.transient, attempts, retry_at))
+            self._refuse(domain, self._refused(version, err, attempts_before))
             return "refused"
         self._go_live(domain, release)
         self._clear_refusal(domain)
         return "loaded"
+
+    def _refused(self, version: str, err: ReleaseRefused, attempts_before: int) -> Refusal:
+        """The refusal of ``version``'s load number ``attempts_before + 1``: due for another try after
+        :meth:`retry_delay` if its cause is transient, else not before ``CURRENT`` changes."""
+        attempts = attempts_before + 1
+        retry_at = time.monotonic() + self.retry_delay(attempts) if err.transient else math.inf
+        return Refusal(version, str(err), err.transient, attempts, retry_at)
 
     def retry_delay(self, attempts: int) -> float:
         """Seconds before the next try of a release refused ``attempts`` times in a row for a transient
@@ -346,7 +350,8 @@ class ReleaseManager:
 
     def _load_last_known_good(self, domain: str) -> bool:
         """Load the newest release of the live stack (from ``HISTORY``) other than the refused one; each
-        candidate is tried once per ``CURRENT``. Whether one went live."""
+        candidate is tried once per ``CURRENT``, or again after the backoff of :meth:`retry_delay` when
+        it was refused for a transient cause. Whether one went live."""
         refusal = self.refusals.get(domain)
         if refusal is None:
             return False
@@ -355,17 +360,18 @@ class ReleaseManager:
         except (RegistryError, OSError) as err:
             log.error("%s: no last-known-good release: HISTORY is unreadable: %s", domain, err)
             return False
-        tried = self._candidates_tried[domain]
+        refused = self._candidates_refused[domain]
         for version in dict.fromkeys(reversed(stack)):  # newest first, each once
-            if version == refusal.version or version in tried:
+            earlier = refused.get(version)
+            if version == refusal.version or (earlier is not None and time.monotonic() < earlier.retry_at):
                 continue
-            tried.add(version)
             try:
                 release = self.loader(domain, version)
             except ReleaseRefused as err:
-                self.refused[domain].add(version)
                 self.metrics.release_loads.labels(domain, "refused").inc()
-                log.error("%s: last-known-good candidate refused too: %s", domain, err)
+                refused[version] = self._refused(version, err, earlier.attempts if earlier else 0)
+                log.error("%s: last-known-good candidate refused too (%s): %s", domain,
+                          "retried later" if err.transient else "not retried until CURRENT changes", err)
                 continue
             self._go_live(domain, release)
             log.error("%s: serving last-known-good release %s because CURRENT's release %s is refused: %s",
@@ -392,7 +398,7 @@ class ReleaseManager:
                   refusal.reason, retry, kept.version if kept else "no release (looking for a last-known-good)")
 
     def _clear_refusal(self, domain: str) -> None:
-        self._candidates_tried[domain].clear()
+        self._candidates_refused[domain].clear()
         if self.refusals.pop(domain, None) is not None:
             self.metrics.release_refused.labels(domain).set(0)
             log.info("%s: CURRENT's release is no longer refused", domain)

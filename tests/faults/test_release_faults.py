@@ -111,7 +111,7 @@ def _manager(world, registry: ArtifactRegistry, store: OnlineFeatures, scorer: F
 def _poll_until(manager: ReleaseManager, condition: Callable[[], bool], timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
-        assert time.monotonic() < deadline, f"still waiting after {timeout} s (refused: {manager.refused})"
+        assert time.monotonic() < deadline, f"still waiting after {timeout} s (refused: {manager.refusal_report()})"
         manager.poll_once()
         time.sleep(0.02)
 
@@ -142,6 +142,31 @@ def test_a_deterministic_refusal_waits_for_a_new_current(
     publish(registry, "v2")  # a new CURRENT: tried at once
     _poll_until(manager, lambda: manager.versions() == {"retail": "v2"})
     assert scorer.calls == 2
+
+
+@pytest.mark.parametrize(("error", "goes_live"), [
+    (OSError(errno.EIO, "Input/output error"), True),  # transient: tried again after the backoff
+    (ValueError("incompatible ranker export"), False),  # deterministic: once per CURRENT
+])
+def test_a_last_known_good_candidate_is_tried_again_only_after_a_transient_refusal(
+    error: Exception, goes_live: bool, world, publish: Callable[..., str], store: OnlineFeatures, tmp_path: Path,
+) -> None:
+    registry = ArtifactRegistry(tmp_path / "artifacts")
+    publish(registry, "v1")
+    publish(registry, "v2")
+    _damage_ranker(registry, "v2")  # CURRENT's release is refused for good: v1 is the candidate
+    scorer = FailsFirst(error)  # v2 fails its checksums before any model loads: every call is v1's
+    manager = _manager(world, registry, store, scorer)
+    assert manager.poll_once() == {"retail": "refused"} and manager.versions() == {}
+    if goes_live:
+        _poll_until(manager, lambda: manager.versions() == {"retail": "v1"}, timeout=10)
+        assert scorer.calls == 2
+    else:
+        for _ in range(5):
+            manager.poll_once()
+            time.sleep(0.06)  # past the backoff a transient refusal would wait
+        assert scorer.calls == 1 and manager.versions() == {}
+    assert manager.refusal_report()["retail"]["version"] == "v2" and manager.degraded() == (["retail"] if goes_live else [])
 
 
 def test_a_running_process_keeps_its_release_and_says_currents_is_refused(

@@ -163,7 +163,7 @@ def test_a_release_that_does_not_load_is_replaced_by_the_fallback(
     app = create_app(settings, features=store)
     delta = metric_delta(app.state.services.metrics)
     with TestClient(app) as client:
-        assert app.state.services.releases.refused["retail"] == {"v1"}
+        assert app.state.services.releases.refusal_report()["retail"]["version"] == "v1"
         body = _recommend(client)
         assert (body["path"], body["degraded"]) == (LAKE_POPULARITY, True)
         assert [item["item_id"] for item in body["items"]] == EXPECTED_SLATE

@@ -3,7 +3,8 @@
 Every request is served by the user's experiment arm (:mod:`serving.arms`), returned in the response
 and logged on the impressions. Routes: ``POST /v1/recommendations`` (a read API key when
 ``RECSYS_READ_API_KEY`` is set), ``POST /v1/events`` (API key), ``GET /healthz``, ``GET /readyz``,
-``GET /metrics``. Admission control (:class:`serving.http.Admission`) bounds the recommendations and
+``GET /metrics``. The keys are checked first (:class:`serving.http.RequireKey`), before admission
+control and before the body is read. Admission control (:class:`serving.http.Admission`) bounds the recommendations and
 the event batches in flight; a recommendation request has an end-to-end deadline from its arrival. Releases load when the app starts (lifespan) and a background
 watcher hot-swaps new ones; a domain without a loaded release is served from its lake data
 (:mod:`serving.fallback`, a degraded answer) until one loads. Every served slate is logged as
@@ -12,7 +13,6 @@ impressions: the request only queues the slate for the process's impression writ
 fsync; the writer is flushed and joined when the app stops.
 """
 
-import hmac
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -48,6 +48,7 @@ from serving.http import (
     Admission,
     BodyLimit,
     CountRequests,
+    RequireKey,
     arrived_at,
     install_error_handlers,
     retry_later,
@@ -145,12 +146,6 @@ def build_services(settings: ServingSettings, features: FeatureReader | None = N
     )
 
 
-def _check_read_key(expected: str | None, given: str | None) -> None:
-    """401 unless the read API is open (no read key configured) or ``given`` is the key."""
-    if expected is not None and (given is None or not hmac.compare_digest(given.encode(), expected.encode())):
-        raise HTTPException(401, "missing or wrong X-API-Key header", headers={"WWW-Authenticate": "ApiKey"})
-
-
 def _check_user(body: RecommendationRequest) -> None:
     prefix = domain_config(body.domain).id_prefix
     if not body.user_id.startswith(prefix):
@@ -199,11 +194,11 @@ def create_app(settings: ServingSettings, features: FeatureReader | None = None)
         settings.domains, [domain_config(d).id_prefix for d in settings.domains], settings.max_k, settings.max_exclude
     )
 
-    @app.post("/v1/recommendations", response_model=RecommendationResponse, responses=ERRORS)
-    def recommend(body: request_body, http: HttpRequest,  # type: ignore[valid-type]
-                  x_api_key: str | None = Security(READ_API_KEY)) -> Response:
+    # the keys are checked by RequireKey; Security() documents them in the OpenAPI schema
+    @app.post("/v1/recommendations", response_model=RecommendationResponse, responses=ERRORS,
+              dependencies=[Security(READ_API_KEY)])
+    def recommend(body: request_body, http: HttpRequest) -> Response:  # type: ignore[valid-type]
         """A slate of ``k`` items for one user, with per-item reasons and the degradation path taken."""
-        _check_read_key(settings.read_api_key, x_api_key)
         _check_user(body)
         request_id = uuid.uuid4().hex
         request = Request(body.user_id, body.domain, body.k, body.context.device, body.context.session_id,
@@ -235,13 +230,12 @@ def create_app(settings: ServingSettings, features: FeatureReader | None = None)
         # on one more trip through the thread pool (a sync endpoint's response is checked there).
         return Response(answer.model_dump_json(), media_type="application/json")
 
-    @app.post("/v1/events", response_model=EventBatchResult, responses={**ERRORS, 507: {"model": ErrorBody}})
-    def events(body: EventBatch, x_api_key: str | None = Security(API_KEY)) -> EventBatchResult:
+    @app.post("/v1/events", response_model=EventBatchResult, responses={**ERRORS, 507: {"model": ErrorBody}},
+              dependencies=[Security(API_KEY)])
+    def events(body: EventBatch) -> EventBatchResult:
         """Validate each event on its own; accepted ones join the incoming stream, rejected ones the dead letters."""
-        if settings.api_key is None:
+        if settings.api_key is None:  # with a key, RequireKey let only requests holding it in
             raise HTTPException(503, "event intake is disabled: no API key is configured (RECSYS_API_KEY)")
-        if x_api_key is None or not hmac.compare_digest(x_api_key.encode(), settings.api_key.encode()):
-            raise HTTPException(401, "missing or wrong X-API-Key header", headers={"WWW-Authenticate": "ApiKey"})
         if len(body.events) > settings.max_events_per_batch:
             raise HTTPException(413, f"at most {settings.max_events_per_batch} events per batch, got {len(body.events)}")
         # Feedback follows the slates it is about: the impressions of every slate this process served
@@ -293,6 +287,8 @@ def create_app(settings: ServingSettings, features: FeatureReader | None = None)
     app.add_middleware(Admission, limits={"/v1/recommendations": settings.admission.recommendations,
                                           "/v1/events": settings.admission.events},
                        retry_after_seconds=settings.admission.retry_after_seconds, metrics=services.metrics)
+    app.add_middleware(RequireKey, keys={"/v1/recommendations": settings.read_api_key,  # None: open
+                                         "/v1/events": settings.api_key})  # None: the route answers 503
     app.add_middleware(CountRequests, metrics=services.metrics, routes=ROUTES)  # outermost: counts 413s, 503s too
     return app
 

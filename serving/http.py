@@ -1,8 +1,9 @@
-"""HTTP plumbing: admission control, body-size limit, per-route request counting, error bodies that leak
-nothing."""
+"""HTTP plumbing: API keys, admission control, body-size limit, per-route request counting, error
+bodies that leak nothing."""
 
 from __future__ import annotations
 
+import hmac
 import logging
 import time
 from collections.abc import Mapping
@@ -30,6 +31,35 @@ def error_response(status: int, error: str, details: list[dict[str, str]] | None
 def arrived_at(scope: Scope) -> float:
     """When the request reached admission control (now, for an app without it)."""
     return scope.get(ARRIVED_AT) or time.perf_counter()
+
+
+def key_matches(expected: str, given: str | None) -> bool:
+    """Whether ``given`` (the ``X-API-Key`` header, None when absent) is the key ``expected``,
+    compared in constant time."""
+    return given is not None and hmac.compare_digest(given.encode(), expected.encode())
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    """The first value of header ``name`` (lower case), as Starlette decodes it."""
+    return next((value.decode("latin-1") for key, value in scope["headers"] if key == name), None)
+
+
+class RequireKey:
+    """401 for a request to a guarded path whose ``X-API-Key`` is missing or wrong, answered before
+    admission control and before the body is read: a client without the key takes no in-flight slot
+    and learns nothing about its body. ``keys``: path -> its key (None: the path is not guarded here)."""
+
+    def __init__(self, app: ASGIApp, keys: Mapping[str, str | None]) -> None:
+        self.app = app
+        self.keys = {path: key for path, key in keys.items() if key is not None}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        expected = self.keys.get(scope["path"]) if scope["type"] == "http" else None
+        if expected is None or key_matches(expected, _header(scope, b"x-api-key")):
+            await self.app(scope, receive, send)
+            return
+        refusal = HTTPException(401, "missing or wrong X-API-Key header", headers={"WWW-Authenticate": "ApiKey"})
+        await http_error_response(refusal)(scope, receive, send)
 
 
 class Admission:

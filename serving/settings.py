@@ -78,13 +78,15 @@ class Budgets(_Frozen):
 class AdmissionSettings(_Frozen):
     """Admission control (:class:`serving.http.Admission`): requests in flight per serving process.
 
-    A process answers ~140 recommendations/s on one core (~7 ms of CPU each, GIL-bound), so more than
-    ~``total budget / 7 ms`` requests in flight cannot all finish within the budget: the excess is
-    answered 503 + ``Retry-After`` at once instead of queueing into seconds of latency. Event batches
-    have their own, smaller bound (they are written + fsynced; a refused batch is retried by the client).
+    A process answers ~75-140 recommendations/s on one core (~7-13 ms of CPU each, GIL-bound); requests
+    in flight share the core and the GIL, so each one admitted beyond a few adds its CPU time to every
+    other's latency: the excess is answered 503 + ``Retry-After`` at once instead of queueing into
+    seconds of latency. At 3x capacity on this 2-core machine (2 workers) 4 in flight per worker kept
+    the admitted p99 at 88 ms where 6 gave 135 ms and 12 gave 217 ms (``benchmarks.overload``). Event
+    batches have their own bound (they are written + fsynced; a refused batch is retried by the client).
     """
 
-    recommendations: int = Field(12, ge=1)
+    recommendations: int = Field(4, ge=1)
     events: int = Field(4, ge=1)
     retry_after_seconds: int = Field(1, ge=1)
     pool_queue: int = Field(16, ge=0)  # stage calls waiting for the pipeline's worker threads, at most

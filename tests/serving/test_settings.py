@@ -49,4 +49,4 @@ def test_the_read_api_key_comes_from_the_environment(data_paths: DataPaths, monk
     monkeypatch.setenv("RECSYS_READ_API_KEY", "read-key-from-env")
     settings = load_settings()
     assert settings.read_api_key == "read-key-from-env" and "read-key-from-env" not in repr(settings)
-    assert settings.admission.recommendations >= 1 and settings.admission.events < settings.admission.recommendations
+    assert settings.admission.recommendations >= 1 and settings.admission.events >= 1

@@ -7,10 +7,11 @@ open the store comes after ``retry_seconds``.
 
 A store that stalls (a Redis that stops answering, a SQLite file locked past its busy timeout) fails
 each read only after its timeout, and every read would pay it. :class:`CircuitBreaker` counts
-consecutive failures; ``failures`` of them open the circuit for ``cool_down_seconds``, during which
-reads fail at once (:class:`CircuitOpen`) and requests take the degraded paths without touching the
-store; then one read is let through as a probe (half-open): its success closes the circuit, its
-failure opens it for another cool-down. ``/readyz`` reports the state, and so does the gauge
+consecutive failures of the store (:data:`STORE_ERRORS`: unreachable, timed out, locked; a bug of
+the reader raises on without counting); ``failures`` of them open the circuit for
+``cool_down_seconds``, during which reads fail at once (:class:`CircuitOpen`) and requests take the
+degraded paths without touching the store; then one read is let through as a probe (half-open): its
+success closes the circuit, its failure opens it for another cool-down. ``/readyz`` reports the state, and so does the gauge
 ``recsys_online_store_circuit{state}``. (Hand-written, ~60 lines: pybreaker runs every call under
 the breaker's lock, which would serialise serving's concurrent reads.)
 """
@@ -19,10 +20,13 @@ from __future__ import annotations
 
 import logging
 import math
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import TypeVar
+
+import redis.exceptions
 
 from common.online_features import ItemFeatures, UserFeatures
 from serving.protocols import FeatureReader
@@ -41,13 +45,22 @@ class CircuitOpen(StoreUnavailable):
     """The online store failed repeatedly: reads fail at once until the cool-down ends."""
 
 
+# What a store that is down, stalled or locked raises (OSError covers ConnectionError, TimeoutError;
+# redis-py's own ConnectionError and TimeoutError are not OSErrors)
+STORE_ERRORS = (StoreUnavailable, OSError, sqlite3.OperationalError, redis.exceptions.ConnectionError,
+                redis.exceptions.TimeoutError)
+
+
 class CircuitBreaker:
     """Closed -> ``failures`` consecutive failures -> open -> ``cool_down_seconds`` -> half-open (one
     probe call) -> closed on its success, open again on its failure.
 
+    Only :data:`STORE_ERRORS` are failures; any other exception (a bug: ``KeyError``, ``TypeError``
+    ...) propagates and changes nothing, so one bad request cannot open the circuit for all of them.
     The lock guards the state only; calls run outside it, concurrently. Calls admitted before the
-    circuit opened that finish later change nothing. A probe that has not returned after a
-    cool-down counts as failed, so a call that never returns cannot keep the circuit half-open.
+    circuit opened that finish later change nothing. While a probe has not returned the circuit stays
+    half-open and other calls fail fast; a cool-down after the probe started another probe is let
+    through, so a call that never returns cannot keep every read out.
     """
 
     def __init__(
@@ -70,7 +83,7 @@ class CircuitBreaker:
         probe = self._admit()
         try:
             result = fn()
-        except Exception as err:
+        except STORE_ERRORS as err:
             self._failed(probe, err)
             raise
         self._succeeded(probe)

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import logging
 import math
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -41,7 +40,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import redis.exceptions
 
 from common.lake import read_catalog
 from common.paths import DataPaths
@@ -52,15 +50,14 @@ from serving.catalog import CatalogIndex
 from serving.fallback import FallbackManager, LakeFallback
 from serving.features import ItemFeatureCache, ReadAhead, ranker_batch, servable_features
 from serving.metrics import ServingMetrics
-from serving.online import StoreUnavailable
+from serving.online import STORE_ERRORS
 from serving.protocols import FeatureReader, RankScorer, Retrievers
 
 log = logging.getLogger(__name__)
 REFRESH_AHEAD_POLLS = 3  # the watcher reads item features that go stale within this many polls
 MAX_RETRY_SECONDS = 300.0  # the longest wait before a transiently refused release is tried again
 # Failures that may pass on their own: I/O, the online store, timeouts ...
-_TRANSIENT = (OSError, StoreUnavailable, sqlite3.OperationalError, redis.exceptions.ConnectionError,
-              redis.exceptions.TimeoutError)
+_TRANSIENT = STORE_ERRORS
 # ... except the I/O errors a release directory gives every time it is read
 _DETERMINISTIC_OS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
 

@@ -6,12 +6,22 @@ these pin the rules it relies on, with a reader that fails on demand (the inject
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 
 import pytest
+import redis.exceptions
 
 from serving.features import ReadAhead
-from serving.online import CLOSED, HALF_OPEN, OPEN, CircuitBreaker, CircuitOpen, GuardedFeatureReader
+from serving.online import (
+    CLOSED,
+    HALF_OPEN,
+    OPEN,
+    CircuitBreaker,
+    CircuitOpen,
+    GuardedFeatureReader,
+    StoreUnavailable,
+)
 
 
 class Clock:
@@ -58,6 +68,37 @@ def test_consecutive_failures_open_it_and_reads_then_fail_fast(breaker: CircuitB
     with pytest.raises(CircuitOpen, match="TimeoutError"):
         breaker.call(lambda: called.append(1))
     assert called == []  # the store is not touched while open
+
+
+@pytest.mark.parametrize("error", [
+    StoreUnavailable("online store unavailable"), ConnectionRefusedError(111, "Connection refused"),
+    sqlite3.OperationalError("database is locked"), redis.exceptions.ConnectionError("Connection reset"),
+    redis.exceptions.TimeoutError("Timeout reading from socket"), OSError(5, "Input/output error"),
+], ids=type)
+def test_every_kind_of_store_failure_counts(breaker: CircuitBreaker, error: Exception) -> None:
+    def failing() -> None:
+        raise error
+
+    for _ in range(3):
+        with pytest.raises(type(error)):
+            breaker.call(failing)
+    assert breaker.state == OPEN
+
+
+def test_a_programming_error_propagates_without_tripping_it(breaker: CircuitBreaker, states: list[str]) -> None:
+    def broken() -> None:
+        raise KeyError("user_id")  # a bug of the reader, not a store that fails: the pipeline degrades on it
+
+    for _ in range(2):
+        with pytest.raises(TimeoutError):
+            breaker.call(_fail)
+    for _ in range(5):
+        with pytest.raises(KeyError):
+            breaker.call(broken)
+    assert breaker.state == CLOSED and states == [CLOSED]
+    with pytest.raises(TimeoutError):
+        breaker.call(_fail)  # the third consecutive store failure: bugs in between neither count nor reset
+    assert breaker.state == OPEN
 
 
 def test_after_the_cool_down_one_probe_decides(breaker: CircuitBreaker, clock: Clock, states: list[str]) -> None:

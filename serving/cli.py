@@ -20,7 +20,10 @@ import typer
 
 app = typer.Typer(name="serving", help="The online recommendation service (FastAPI + uvicorn).", no_args_is_help=True)
 
-DEFAULT_WORKERS = 2  # one per core of the 2-core machine: measured by benchmarks/overload.py
+# One per core of this 2-core machine. At 3x capacity (python -m benchmarks.overload --workers N, 20 s,
+# admission 4): 1 worker admitted 134 req/s (p99 53 ms), 2 workers 187 req/s (p99 53 ms), 3 workers
+# 206 req/s but p99 140 ms (more GIL-bound processes than cores).
+DEFAULT_WORKERS = 2
 DOMAINS_ENV = "RECSYS_SERVING_DOMAINS"  # the parent's --domains, for the workers (comma-separated)
 LOG_LEVEL_ENV = "RECSYS_SERVING_LOG_LEVEL"
 

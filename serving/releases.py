@@ -244,7 +244,7 @@ class ReleaseManager:
         self._live: dict[str, Release] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._read_ahead = ReadAhead("item-read-ahead")  # item-feature reads: never on the watcher thread
+        self._read_ahead = ReadAhead("item-read-ahead")  # the polls' item-feature refreshes, off the watcher thread
 
     def get(self, domain: str) -> Release | None:
         return self._live.get(domain)
@@ -419,7 +419,9 @@ class ReleaseManager:
                 self.maintain_fallbacks()
             except Exception:
                 log.exception("lake fallback maintenance failed")
-            # a stalled store stalls the read-ahead's thread, not the watcher: swaps and rollbacks go on
+            # the periodic item refresh runs on the read-ahead's thread: the watcher reads the store only
+            # during a release load (its warm-up, ReleaseLoader._smoke_test) or a lake fallback build,
+            # bounded by the store timeout and the circuit breaker, so swaps and rollbacks go on
             self._read_ahead.submit(self._refresh_items_ahead)
 
     def _refresh_items_ahead(self) -> None:

@@ -4,12 +4,13 @@
 bytes, the range of complete lines after its offset (a partial last line waits for its newline,
 unless the file has not changed for ``settle_seconds`` or the job drains with ``--once``).
 Files are identified by content, not by inode: :func:`head_digest` of the file's first line (which
-never changes in an append-only file) is kept with its offset. A file whose first line differs, or
-that shrank (replaced, e.g. a regenerated simulator file -- even one that got the old file's inode
-back, as file systems reuse them) is read again from the start, once it has grown past or shrunk below
-the recorded offset (a replacement of exactly the done size is not noticed); the event-id dedupe turns lines it
-already processed into counted duplicates. ``ReadRanges`` is the pipeline's edge that reads the
-planned ranges back as ``SourceLine``s (and skips a range whose file was replaced since it was planned).
+never changes in an append-only file) is kept with its offset. A file that shrank, or whose first
+line differs (replaced, e.g. a regenerated simulator file -- even on the old file's inode, as file
+systems reuse them), is read again from the start; the event-id dedupe turns lines already processed
+into counted duplicates. A file whose size equals its recorded offset is not opened (one stat per
+poll), so a replacement of exactly that size goes unnoticed until it grows. ``ReadRanges`` is the
+pipeline's edge that reads the planned ranges back as ``SourceLine``s (and skips a range whose file
+was replaced since it was planned).
 
 Retention (:func:`expired_files`): a file read to its end and unchanged for the retention period
 (far longer than serving's file rotation, so nobody appends to it any more) is removed, with its

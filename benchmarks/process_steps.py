@@ -32,8 +32,12 @@ class TreeMonitor:
     the largest single process seen. ``pid`` may instead be a callable giving the current root pids
     (several trees summed, e.g. supervised children that may be restarted under a new pid)."""
 
-    def __init__(self, pid: int | Callable[[], Iterable[int]], interval_s: float = POLL_S) -> None:
+    def __init__(self, pid: int | Callable[[], Iterable[int]], interval_s: float = POLL_S,
+                 timeline: bool = False) -> None:
         self.pid, self.interval_s = pid, interval_s
+        # with ``timeline``: one (epoch seconds, tree RSS, largest process RSS, tree CPU seconds) per poll;
+        # CPU counts the live processes' own and reaped children's time
+        self.timeline: list[tuple[float, int, int, float]] | None = [] if timeline else None
         self.peak_tree = 0
         self.peak_single, self.peak_single_name = 0, ""
         self.peak_processes = 0
@@ -51,7 +55,7 @@ class TreeMonitor:
     def _sample(self, roots: Sequence[Any]) -> None:
         import psutil
 
-        total, processes, seen = 0, 0, set()
+        total, processes, seen, largest, cpu = 0, 0, set(), 0, 0.0
         for root in roots:
             try:
                 tree = [root, *root.children(recursive=True)]
@@ -64,13 +68,19 @@ class TreeMonitor:
                 try:
                     rss = proc.memory_info().rss
                     name = proc.name()
+                    if self.timeline is not None:
+                        times = proc.cpu_times()
+                        cpu += times.user + times.system + times.children_user + times.children_system
                 except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                     continue
                 total += rss
+                largest = max(largest, rss)
                 processes += 1
                 if rss > self.peak_single:
                     self.peak_single, self.peak_single_name = rss, name
         self.peak_tree = max(self.peak_tree, total)
+        if self.timeline is not None:
+            self.timeline.append((time.time(), total, largest, cpu))
         self.peak_processes = max(self.peak_processes, processes)
 
     def _run(self) -> None:
@@ -117,15 +127,20 @@ def tail(path: Path, lines: int = 25) -> str:
         return ""
 
 
-def run_command(name: str, argv: Sequence[str], shown: str, env: Mapping[str, str], log_dir: Path) -> Step:
-    """Run one walkthrough command as a subprocess (its output to ``log_dir/<name>.log``), timed and monitored."""
+def run_command(name: str, argv: Sequence[str], shown: str, env: Mapping[str, str], log_dir: Path,
+                monitor: TreeMonitor | None = None) -> Step:
+    """Run one walkthrough command as a subprocess (its output to ``log_dir/<name>.log``), timed and monitored
+    (by ``monitor`` when given: a :class:`TreeMonitor` of pid 0, pointed at the command's process here)."""
     log = log_dir / f"{name}.log"
     step = Step(name, shown, log=str(log))
     say(f"{name}: {shown}  (log: {log})")
     started = time.perf_counter()
     with log.open("wb") as out:
         process = subprocess.Popen(list(argv), cwd=REPO_ROOT, env=dict(env), stdout=out, stderr=subprocess.STDOUT)
-        with TreeMonitor(process.pid) as monitor:
+        if monitor is None:
+            monitor = TreeMonitor(process.pid)
+        monitor.pid = process.pid
+        with monitor:
             code = process.wait()
     step.seconds = round(time.perf_counter() - started, 1)
     step.exit_code, step.ok = code, code == 0

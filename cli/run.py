@@ -227,7 +227,7 @@ def _serve_while_the_night_runs(paths: DataPaths, port: int, waiting: list[str])
 
 
 def run(
-    profile: str = typer.Option("demo", help="data profile: tiny, demo or bench"),
+    profile: str = typer.Option("demo", help="data profile: tiny, demo, bench or a scale profile s<N>k / s<N>m (N thousand / million users)"),
     seed: int = typer.Option(7, help="seed of the synthetic world"),
     data_dir: Path = typer.Option(None, help="data root (default: ./data or $RECSYS_DATA_DIR)"),
     fresh: bool = typer.Option(False, help="regenerate the data even if the data root already holds it"),

@@ -6,7 +6,7 @@ The same layout is read by Spark (``spark.read.parquet(paths.events)`` discovers
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from pathlib import Path
 
 import pandas as pd
@@ -62,22 +62,29 @@ def write_events(
 
 def read_events(
     paths: DataPaths, domain: str, columns: list[str] | None = None, event_types: Iterable[str] | None = None,
-    since: str | None = None,
+    since: str | None = None, until: str | None = None, users: Collection[str] | None = None,
 ) -> pd.DataFrame:
     """One domain's events as a DataFrame: only ``columns``, only ``event_types`` (all when None), only the
-    partitions ``date >= since`` (``YYYY-MM-DD``; all when None) -- the filters are pushed down, so only
-    those files and columns are read."""
+    partitions ``since <= date < until`` (``YYYY-MM-DD``; open when None), only the rows of ``users`` (all
+    when None). The filters are pushed down: only those files and columns are read, and rows are filtered
+    batch by batch, so memory follows the rows returned, not the lake."""
     root = paths.events / f"domain={domain}"
     wanted = list(columns or EVENT_ARROW_SCHEMA.names)
     if not root.exists():
         return pd.DataFrame(columns=wanted)
     dataset = ds.dataset(root, format="parquet", partitioning=ds.partitioning(pa.schema([("date", pa.string())]), flavor="hive"))
-    row_filter = None
+    conditions = []
     if event_types is not None:
-        row_filter = ds.field("event_type").isin(sorted(set(event_types)))
+        conditions.append(ds.field("event_type").isin(sorted(set(event_types))))
     if since is not None:
-        after = ds.field("date") >= since
-        row_filter = after if row_filter is None else row_filter & after
+        conditions.append(ds.field("date") >= since)
+    if until is not None:
+        conditions.append(ds.field("date") < until)
+    if users is not None:
+        conditions.append(ds.field("user_id").isin(pa.array(sorted(set(map(str, users))), pa.string())))
+    row_filter = None
+    for condition in conditions:
+        row_filter = condition if row_filter is None else row_filter & condition
     table = dataset.to_table(columns=[c for c in wanted if c != "domain"], filter=row_filter)
     # nullable integers stay integers (position, quantity), so frames re-validate under the strict contract
     frame = table.to_pandas(types_mapper={pa.int32(): pd.Int32Dtype(), pa.int64(): pd.Int64Dtype()}.get)

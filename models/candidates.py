@@ -11,7 +11,7 @@ its window (:mod:`models.retrieval.new_items`), as serving does.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,9 +20,11 @@ import pandas as pd
 
 from models.retrieval.data import HISTORY_LENGTH, latest_histories
 from models.retrieval.export import Retrievers
+from models.retrieval.index import EmbeddingIndex
 from models.retrieval.new_items import NewItemIndex, NewItemSlots, with_new_items
 
 RETRIEVERS = ("collaborative", "content", "popularity")
+SEARCH_BATCH = 256  # users per batched ScaNN call
 
 
 @dataclass(frozen=True)
@@ -69,9 +71,32 @@ def _top_unseen(ids: Sequence[str], scores: np.ndarray, seen: set[str], k: int) 
     return [ids[i] for i in keep], [float(scores[i]) for i in keep]
 
 
-def _complete(items: list[str], fill: Sequence[str], k: int) -> list[str]:
+def _complete(items: list[str], fill: Iterable[str], k: int) -> list[str]:
+    """``items`` completed to ``k`` from ``fill`` (stops reading ``fill`` once ``k`` are there)."""
     present = set(items)
-    return items + [f for f in fill if f not in present][: k - len(items)]
+    out = list(items)
+    for candidate in fill:
+        if len(out) >= k:
+            break
+        if candidate not in present:
+            present.add(candidate)
+            out.append(candidate)
+    return out
+
+
+def batched_search(index: EmbeddingIndex, queries: np.ndarray, wanted: np.ndarray,
+                   batch: int = SEARCH_BATCH) -> list[tuple[list[str], np.ndarray]]:
+    """Top-``wanted[i]`` of ``index`` for each row ``i`` of ``queries``, in batched ScaNN calls: rows are
+    grouped by how many they want, so a user with a long history to skip does not widen everyone's search."""
+    out: list[tuple[list[str], np.ndarray]] = [([], np.zeros(0, np.float32))] * len(queries)
+    order = np.argsort(wanted, kind="stable")
+    for first in range(0, len(order), batch):
+        rows = order[first:first + batch]
+        k = int(min(wanted[rows].max(), len(index)))
+        ids, scores = index.search(queries[rows], k)
+        for at, row in enumerate(rows):
+            out[row] = (ids[at, : wanted[row]].tolist(), scores[at, : wanted[row]])
+    return out
 
 
 def retrieve(
@@ -84,45 +109,54 @@ def retrieve(
     segments: Mapping[str, str] | None = None,
     new_items: NewItemWindow | None = None,
 ) -> CandidateSet:
-    """Top-``k`` of every retriever for every user (see the module docstring)."""
+    """Top-``k`` of every retriever for every user (see the module docstring): the query vectors user by
+    user, then both indexes searched in batches, then each list cut to the user's unseen items."""
     catalog = retrievers.content_index.ids.tolist()
     if k > len(catalog):
         raise ValueError(f"k={k} exceeds the catalog ({len(catalog)} items)")
-    ids = {name: np.empty((len(user_ids), k), dtype=object) for name in RETRIEVERS}
-    scores = {name: np.full((len(user_ids), k), np.nan, dtype=np.float32) for name in RETRIEVERS}
-    found = {name: np.zeros(len(user_ids), dtype=np.int64) for name in RETRIEVERS}
+    users = list(map(str, user_ids))
+    ids = {name: np.empty((len(users), k), dtype=object) for name in RETRIEVERS}
+    scores = {name: np.full((len(users), k), np.nan, dtype=np.float32) for name in RETRIEVERS}
+    found = {name: np.zeros(len(users), dtype=np.int64) for name in RETRIEVERS}
     content_dim = int(retrievers.description["content"]["dim"])
-    collaborative_queries, content_queries = [], []
-    for row, user in enumerate(map(str, user_ids)):
-        history, banned = list(histories.get(user, ()))[: retrievers.history_length], seen.get(user, set())
-        wide = k + len(banned)
-        query = retrievers.query_embedding(user, (profiles or {}).get(user), history)
-        content_query = retrievers.content_embedding(history)
-        popular_ids, popular_scores = retrievers.popular((segments or {}).get(user), wide)
+    user_histories = [list(histories.get(user, ()))[: retrievers.history_length] for user in users]
+    banned = [seen.get(user, set()) for user in users]
+    wide = np.asarray([min(k + len(b), len(catalog)) for b in banned], dtype=np.int64)
+    collaborative_queries = np.asarray(
+        [retrievers.query_embedding(user, (profiles or {}).get(user), history)
+         for user, history in zip(users, user_histories, strict=True)], np.float32).reshape(len(users), -1)
+    content = [retrievers.content_embedding(history) for history in user_histories]
+    has_content = np.asarray([q is not None for q in content], dtype=bool)
+    content_queries = np.zeros((len(users), content_dim), np.float32)
+    if has_content.any():
+        content_queries[has_content] = np.stack([q for q in content if q is not None])
+    collaborative = batched_search(retrievers.collaborative_index, collaborative_queries, wide)
+    content_rows = np.flatnonzero(has_content)
+    content_found = dict(zip(content_rows.tolist(), batched_search(retrievers.content_index,
+                                                                   content_queries[content_rows], wide[content_rows]),
+                             strict=True))
+    slots = new_items.config.slots(k) if new_items is not None else 0
+    for row, user in enumerate(users):
+        popular_ids, popular_scores = retrievers.popular((segments or {}).get(user), int(wide[row]))
         results = {
-            "collaborative": retrievers.collaborative_index.search_one(query, min(wide, len(catalog))),
-            "content": (retrievers.content_index.search_one(content_query, min(wide, len(catalog)))
-                        if content_query is not None else ([], np.zeros(0, np.float32))),
+            "collaborative": collaborative[row],
+            "content": content_found.get(row, ([], np.zeros(0, np.float32))),
             "popularity": (popular_ids, popular_scores),
         }
-        slots = new_items.config.slots(k) if new_items is not None else 0
-        if slots and content_query is not None:
-            new_ids, new_scores = new_items.index.search(content_query, new_items.since_s, new_items.until_s,
-                                                         slots, banned)
-            results["content"] = with_new_items(*_top_unseen(*results["content"], banned, k), new_ids, new_scores,
-                                                k, slots)
-        fallback = _complete(_top_unseen(popular_ids, popular_scores, banned, k)[0],
-                             [c for c in catalog if c not in banned], k)
+        if slots and row in content_found:
+            new_ids, new_scores = new_items.index.search(content_queries[row], new_items.since_s, new_items.until_s,
+                                                         slots, banned[row])
+            results["content"] = with_new_items(*_top_unseen(*results["content"], banned[row], k), new_ids,
+                                                new_scores, k, slots)
+        # the popularity list, then (rarely needed: read lazily) the rest of the catalog
+        fallback = _complete(_top_unseen(popular_ids, popular_scores, banned[row], k)[0],
+                             (c for c in catalog if c not in banned[row]), k)
         for name, (found_ids, found_scores) in results.items():
-            own, own_scores = _top_unseen(found_ids, found_scores, banned, k)
+            own, own_scores = _top_unseen(found_ids, found_scores, banned[row], k)
             found[name][row] = len(own)
             completed = _complete(own, fallback, k)
             if len(completed) < k:
                 raise ValueError(f"user {user} has seen all but {len(completed)} of the catalog's items")
             ids[name][row] = completed
             scores[name][row, : len(own)] = own_scores
-        collaborative_queries.append(query)
-        content_queries.append(content_query if content_query is not None else np.zeros(content_dim, np.float32))
-    return CandidateSet(np.asarray(user_ids, dtype=object), ids, scores, found,
-                        np.asarray(collaborative_queries, np.float32).reshape(len(user_ids), -1),
-                        np.asarray(content_queries, np.float32).reshape(len(user_ids), content_dim))
+    return CandidateSet(np.asarray(user_ids, dtype=object), ids, scores, found, collaborative_queries, content_queries)

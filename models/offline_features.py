@@ -104,8 +104,9 @@ def last_devices(paths: DataPaths, domain: str, users: Sequence[str], as_of: pd.
     """The device of each user's last event in the lake before ``as_of`` (users without one are absent)."""
     from common.lake import read_events
 
-    events = read_events(paths, domain, ["user_id", "device", "timestamp"])
-    events = events[events["user_id"].isin(set(users)) & events["device"].notna()
+    until = (as_of.date() + pd.Timedelta(days=1)).isoformat()
+    events = read_events(paths, domain, ["user_id", "device", "timestamp"], until=until, users=users)
+    events = events[events["device"].notna()
                     & (pd.to_datetime(events["timestamp"], utc=True) < as_of)]
     latest = events.sort_values("timestamp", kind="stable").drop_duplicates("user_id", keep="last")
     return dict(zip(latest["user_id"].astype(str), latest["device"].astype(str), strict=True))

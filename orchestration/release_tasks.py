@@ -49,19 +49,13 @@ def stage_release(domain: str, ds: str, window: list[str]) -> dict[str, Any]:
     return {"version": version, "retrieval_args": args, "ranker_args": args}
 
 
-def _interactions(domain: str) -> pd.DataFrame:
-    from models.release import lake_interactions
-
-    return lake_interactions(DataPaths.default(), domain)
-
-
 @fails_fast
 def check_indexes(domain: str, version: str, ds: str) -> dict[str, float]:
-    """ScaNN recall against exact search on the queries of the users known before ``D``."""
-    from models.release import ReleaseCheckFailed, check_indexes, histories_until
+    """ScaNN recall against exact search on the queries of a sample of the users active before ``D``."""
+    from models.release import ReleaseCheckFailed, check_indexes, index_check_histories
 
     staging = ArtifactRegistry().staging_path(domain, version)
-    histories = histories_until(_interactions(domain), _midnight(date.fromisoformat(ds)))
+    histories = index_check_histories(DataPaths.default(), domain, _midnight(date.fromisoformat(ds)))
     try:
         return check_indexes(staging, histories)
     except ReleaseCheckFailed as err:
@@ -93,12 +87,12 @@ def _evaluate_live(registry: ArtifactRegistry, domain: str, version: str, intera
 def evaluate(domain: str, version: str, ds: str, window: list[str]) -> dict[str, Any]:
     """Evaluate the staged release on the day ``D``, finalize it (manifest with its metrics), and evaluate
     the live release on the same day. A retry after the release was finalized reads its manifest."""
-    from models.release import evaluate_release, finalize_release
+    from models.release import evaluate_release, evaluation_interactions, finalize_release
 
     registry = ArtifactRegistry()
     day = date.fromisoformat(ds)
     holdout = (_midnight(day), _midnight(day + timedelta(days=1)))
-    interactions = cache(lambda: _interactions(domain))
+    interactions = cache(lambda: evaluation_interactions(DataPaths.default(), domain, *holdout))
     staging = registry.staging_path(domain, version)
     if staging.is_dir():
         evaluate_release(staging, interactions(), *holdout)

@@ -34,7 +34,7 @@ def _print_summary(summary: GenerationSummary, paths: DataPaths) -> None:
 
 @app.command("generate")
 def generate_command(
-    profile: str = typer.Option("demo", help=f"size profile: {', '.join(PROFILES)}"),
+    profile: str = typer.Option("demo", help=f"size profile: {', '.join(PROFILES)}, or any s<N>k / s<N>m (N thousand / million users)"),
     seed: int = typer.Option(42, help="random seed; same seed + profile + start date = identical output"),
     data_dir: Path | None = typer.Option(None, help="data root (default: $RECSYS_DATA_DIR or ./data)"),
     start_date: datetime | None = typer.Option(None, formats=["%Y-%m-%d"],

@@ -184,7 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--end", type=parse_date, default=None, help="last date of a range starting at --date")
     args = parser.parse_args(argv)
     paths = data_paths(args)
-    with job_session("recsys-compact", args.master) as spark:
+    first, last = args.date.isoformat(), (args.end or args.date).isoformat()
+    inputs = [day for day in paths.events.glob("domain=*/date=*") if first <= day.name.split("=", 1)[1] <= last]
+    with job_session("recsys-compact", args.master, inputs) as spark:
         report = compact(spark, paths, args.date, args.end or args.date)
     print(
         f"[{JOB}] done: {report.rows_in} rows in, {sum(report.written.values())} written, "

@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         parser.error(str(err))
     paths = data_paths(args)
-    with job_session("recsys-features", args.master) as spark:
+    with job_session("recsys-features", args.master, [paths.compacted_events]) as spark:
         written = run_features(spark, paths, days)
     print(f"[{JOB}] done: {written}", flush=True)
     return 0

@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.end < args.start:
         parser.error("--end is before --start")
     paths = data_paths(args)
-    with job_session("recsys-training-sets", args.master) as spark:
+    with job_session("recsys-training-sets", args.master, [paths.compacted_events]) as spark:
         written = run_training_sets(spark, paths, args.start, args.end, args.domain)
     print(f"[{JOB}] done: " + ", ".join(f"{d}/{n}={rows}" for (d, n), rows in written.items()), flush=True)
     return 0

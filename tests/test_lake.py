@@ -45,6 +45,17 @@ def test_read_events_pushes_the_event_type_and_date_filters_down(data_paths):
     assert list(read_events(data_paths, "banking", ["event_id"]).columns) == ["event_id"]
 
 
+def test_read_events_reads_only_the_users_and_days_asked_for(data_paths):
+    frame = _events(["a", "b", "c", "d"], ["2026-10-01", "2026-10-02", "2026-10-02", "2026-10-03"]).assign(
+        user_id=["r_u1", "r_u1", "r_u2", "r_u1"])
+    write_events(frame, data_paths)
+    assert sorted(read_events(data_paths, "retail", ["event_id"], users=["r_u1", "r_u9"]).event_id) == ["a", "b", "d"]
+    assert sorted(read_events(data_paths, "retail", ["event_id"], until="2026-10-03").event_id) == ["a", "b", "c"]
+    window = read_events(data_paths, "retail", ["event_id"], since="2026-10-02", until="2026-10-03", users=["r_u2"])
+    assert window.event_id.tolist() == ["c"]
+    assert read_events(data_paths, "retail", ["event_id"], users=[]).empty
+
+
 def test_append_mode_keeps_existing_files(data_paths):
     write_events(_events(["a"], ["2026-10-01"]), data_paths, basename="batch1-{i}", replace_partitions=False)
     write_events(_events(["b"], ["2026-10-01"]), data_paths, basename="batch2-{i}", replace_partitions=False)

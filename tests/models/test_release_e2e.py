@@ -110,7 +110,7 @@ def test_release_verifies_with_window_and_metrics(built) -> None:
     assert in_window == 12 * 7 + 12 * 4  # a view every day, a click on days 03-03, -05, -07, -09
     metrics = manifest.metrics
     assert metrics["collaborative_recall@100"] == 1.0 and metrics["content_recall@100"] == 1.0  # brute force
-    assert metrics["eval_users"] == 12  # every user has two unseen items on the held-out day
+    assert metrics["eval_users"] == metrics["held_out_users"] == 12  # all have two unseen items on the held-out day
     assert 0.0 <= metrics["recall@100"] <= 1.0 and 0.0 <= metrics["ranker_auc"] <= 1.0
     assert metrics["recall@100"] == 1.0  # a 30-item catalog: k is capped at the unseen items, all in the union
     ranking_data = manifest.extra["summaries"]["ranker"]["ranking_data"]  # a name, or figures with their source
@@ -149,6 +149,51 @@ def test_the_orders_are_judged_on_a_seeded_sample_of_the_held_out_users(built, t
     assert runs[0] == runs[1]  # the sample is seeded
     assert runs[0]["eval_users"] == 12 and runs[0]["order_eval_users"] == 5
     assert registry.verify("retail", "v1").ok
+
+
+def test_the_nightly_evaluation_reads_a_seeded_sample_of_held_out_users_with_their_whole_history(built) -> None:
+    from models.release import evaluation_interactions
+
+    _, registry, interactions = built
+    paths = DataPaths(registry.root.parent / "data")
+    holdout = (pd.Timestamp("2025-03-10", tz="UTC"), pd.Timestamp("2025-03-11", tz="UTC"))
+    sample = evaluation_interactions(paths, "retail", *holdout, users=5)
+    assert sample.attrs["held_out_users"] == 12 and sample["user_id"].nunique() == 5
+    assert evaluation_interactions(paths, "retail", *holdout, users=5)["user_id"].unique().tolist() == \
+        sample["user_id"].unique().tolist()  # seeded
+    mine = interactions[interactions["user_id"].isin(set(sample["user_id"]))]
+    assert len(sample) == len(mine)  # every interaction of theirs up to the holdout's end, nobody else's
+    assert sample["timestamp"].max() < holdout[1]
+
+
+def test_the_index_check_queries_come_from_a_sample_of_recent_users(built) -> None:
+    from models.release import index_check_histories
+    from models.retrieval.data import latest_histories
+
+    _, registry, interactions = built
+    paths = DataPaths(registry.root.parent / "data")
+    end = pd.Timestamp("2025-03-10", tz="UTC")
+    histories = index_check_histories(paths, "retail", end, users=4)
+    assert len(histories) == 4
+    everyone = latest_histories(interactions[pd.to_datetime(interactions["timestamp"], utc=True) < end])
+    assert histories == {user: everyone[user] for user in histories}
+    assert index_check_histories(paths, "retail", pd.Timestamp("2025-01-01", tz="UTC")) == {}  # nobody active yet
+
+
+def test_batched_candidate_search_equals_one_query_at_a_time(built) -> None:
+    from models.candidates import batched_search
+    from models.release import RETRIEVAL_DIR
+    from models.retrieval.export import load_retrievers
+
+    _, registry, _ = built
+    retrievers = load_retrievers(registry.release_path("retail", "v1") / RETRIEVAL_DIR)
+    index = retrievers.collaborative_index
+    queries = np.stack([retrievers.query_embedding(f"r_u{n:02d}", None, []) for n in range(7)])
+    wanted = np.array([3, 30, 5, 1, 12, 30, 7])
+    found = batched_search(index, queries, wanted, batch=3)
+    for row, (ids, scores) in enumerate(found):
+        one_ids, one_scores = index.search_one(queries[row], int(wanted[row]))
+        assert ids == one_ids and np.allclose(scores, one_scores)
 
 
 def test_release_loads_back_with_parity(built) -> None:

@@ -20,8 +20,11 @@ MB = 1024 * 1024
 POLL_S = 0.5
 
 
+LOG_PREFIX = "own_data"  # the benchmark whose steps these are (benchmarks.scale sets its own)
+
+
 def say(message: str) -> None:
-    print(f"[own_data] {message}", flush=True)
+    print(f"[{LOG_PREFIX}] {message}", flush=True)
 
 
 # ---- subprocess steps with wall time and peak RSS of the process tree ----------------------------

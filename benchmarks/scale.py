@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from benchmarks import process_steps
 from benchmarks.process_steps import MB, Step, TreeMonitor, not_run, run_command, say
 from benchmarks.report import parser, write
 from common.paths import REPO_ROOT, DataPaths
@@ -158,7 +159,7 @@ def run_size(size: str, root: Path, seed: int, serve: bool) -> dict[str, Any]:
     python = sys.executable
     env = {**os.environ, "RECSYS_DATA_DIR": str(data), "RECSYS_ARTIFACTS_DIR": str(root / "artifacts"),
            "SPARK_LOCAL_IP": "127.0.0.1", "PYSPARK_PYTHON": python, "PYSPARK_DRIVER_PYTHON": python,
-           "TF_CPP_MIN_LOG_LEVEL": "2"}
+           "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(REPO_ROOT)}  # this checkout's code, in every process
     generate = ["sim", "generate", "--profile", size, "--seed", str(seed), "--data-dir", str(data), "--quiet"]
     steps = [run_command("generate", [python, "-m", "cli", *generate], "recsys " + " ".join(generate), env, logs)]
     result: dict[str, Any] = {"size": size}
@@ -258,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     args_parser.add_argument("--keep", action="store_true", help="keep each size's data root")
     args_parser.add_argument("--no-serving", action="store_true", help="skip the serving-memory stage")
     args = args_parser.parse_args(argv)
+    process_steps.LOG_PREFIX = "scale"
     sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
     from simulation.profiles import get_profile
 

@@ -10,7 +10,7 @@ import typer
 import common  # noqa: F401  (TF_USE_LEGACY_KERAS before anything imports TensorFlow)
 from common.paths import DataPaths
 from simulation.generate import GenerationSummary, generate
-from simulation.profiles import PROFILES
+from simulation.profiles import PROFILES, get_profile
 
 app = typer.Typer(help="The synthetic world: users with hidden tastes, catalogs, event logs, ground truth.",
                   no_args_is_help=True, add_completion=False)
@@ -34,7 +34,8 @@ def _print_summary(summary: GenerationSummary, paths: DataPaths) -> None:
 
 @app.command("generate")
 def generate_command(
-    profile: str = typer.Option("demo", help=f"size profile: {', '.join(PROFILES)}, or any s<N>k / s<N>m (N thousand / million users)"),
+    profile: str = typer.Option("demo", help=f"size profile: {', '.join(PROFILES)}, or any s<N>k / s<N>m "
+                                             "(N thousand / million users)"),
     seed: int = typer.Option(42, help="random seed; same seed + profile + start date = identical output"),
     data_dir: Path | None = typer.Option(None, help="data root (default: $RECSYS_DATA_DIR or ./data)"),
     start_date: datetime | None = typer.Option(None, formats=["%Y-%m-%d"],
@@ -43,8 +44,10 @@ def generate_command(
     quiet: bool = typer.Option(False, "--quiet", help="no progress bars"),
 ) -> None:
     """Generate catalogs, users, event logs (lake + today's incoming JSONL) and the hidden truth."""
-    if profile not in PROFILES:
-        raise typer.BadParameter(f"choose one of {', '.join(PROFILES)}", param_hint="--profile")
+    try:
+        get_profile(profile)
+    except ValueError as err:
+        raise typer.BadParameter(str(err), param_hint="--profile") from None
     paths = DataPaths(data_dir.resolve()) if data_dir else DataPaths.default()
     start: date | None = start_date.date() if start_date else None
     summary = generate(profile, seed, paths, start_date=start, domains=tuple(domain), progress=not quiet)

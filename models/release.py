@@ -20,8 +20,9 @@ promoted here: promotion is the Airflow gate's job. :func:`build_release` runs e
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ RANKER_DIR = "ranker"
 CATALOG_FILE = "catalog.parquet"
 LOGS_DIR = "logs"
 SUMMARY_DIR = "summary"
+SHARDS_DIR = "ranker_shards"  # the ranking set's shards while the ranker trains (removed after)
 MIN_INDEX_RECALL = 0.95  # ScaNN recall@100 against exact search, required of every release
 INDEX_CHECK_USERS = 500  # users whose queries the index check searches
 RANKER_VALID_FRACTION = 0.15  # latest share of the ranking set kept for early stopping / validation AUC
@@ -176,21 +178,30 @@ def check_indexes(
 
 def ranker_frame(frame: pd.DataFrame, numeric: Sequence[str], categorical: Sequence[str]) -> pd.DataFrame:
     """Typed copy of a ranking set: numeric features float32 (nullable ints/bools -> NaN), strings."""
-    out = frame.copy()
-    for name in numeric:
-        column = out[name].astype(object).where(out[name].notna(), np.nan)
-        out[name] = pd.to_numeric(column, errors="coerce").astype("float32")
-    for name in categorical:
-        out[name] = out[name].astype(object).where(out[name].notna(), "").astype(str)
-    return out
+    from models.ranking.shards import type_features
+
+    return type_features(frame.copy(), numeric, categorical)
+
+
+def ranker_config(default: Any, columns: Sequence[str], positioned: bool, span: str) -> Any:
+    """``default`` (a :class:`models.ranking.config.RankerConfig`) cut to the features present in ``columns``,
+    with position correction only when the set has served positions (``positioned``); :class:`DataError`
+    when none is present (``span`` names the set)."""
+    numeric = [n for n in default.numeric if n in columns]
+    categorical = [n for n in default.categorical if n in columns]
+    if not numeric and not categorical:
+        raise DataError(f"{span} holds none of the ranker's features")
+    return replace(default, numeric=numeric, categorical=categorical, log1p=[n for n in default.log1p if n in numeric],
+                   position_correction=default.position_correction and positioned)
 
 
 def train_ranker_into(
     release: Path, frame: pd.DataFrame, window: tuple[date, date], config: Any = None, verbose: bool = True,
-    ranking_data: str | Mapping[str, Any] = "impressions",
+    ranking_data: str | Mapping[str, Any] = "impressions", workers: int = 1,
 ) -> dict[str, Any]:
-    """Train the DCN-v2 ranker on a ranking set and write both exports into ``release/ranker``; checks
-    SavedModel vs fast-export parity.
+    """Train the DCN-v2 ranker on a ranking set held in pandas and write both exports into
+    ``release/ranker``: the set is split (:func:`models.ranking.data.holdout_split`), written as shards and
+    trained by :func:`train_ranker_from_shards`.
 
     A ranking set is one row per (request, candidate) with the ranker's features and the ``clicked``
     label: logged impressions with their served ``position`` -- the ranker trains with its position
@@ -202,53 +213,71 @@ def train_ranker_into(
     label class or no usable feature raise :class:`DataError`.
     """
     from models.ranking.config import CLICK_LABEL, POSITION, RankerConfig
-    from models.ranking.data import feature_arrays, holdout_split
-    from models.ranking.export import export_ranker, load_scorer
-    from models.ranking.scoring import compare_scores
-    from models.ranking.train import train_ranker
+    from models.ranking.data import holdout_split
+    from models.ranking.shards import write_frame_shards
 
-    source = ranking_data if isinstance(ranking_data, str) else str(ranking_data.get("source", "?"))
-    span = f"the ranking set of {window[0]}..{window[1]} ({source})"
+    span = f"the ranking set of {window[0]}..{window[1]} ({_source(ranking_data)})"
     if frame.empty or CLICK_LABEL not in frame.columns:
         raise DataError(f"{span} is empty" if frame.empty else f"{span} has no {CLICK_LABEL!r} label")
     labels = pd.to_numeric(frame[CLICK_LABEL], errors="coerce")
-    positives, negatives = int((labels == 1).sum()), int((labels == 0).sum())
-    if positives + negatives != len(frame) or not positives or not negatives:
-        raise DataError(f"{span} needs 0/1 labels of both classes: {positives:,} positive, {negatives:,} negative, "
-                        f"{len(frame) - positives - negatives:,} other")
-    default = config or RankerConfig()
-    numeric = [n for n in default.numeric if n in frame.columns]
-    categorical = [n for n in default.categorical if n in frame.columns]
-    if not numeric and not categorical:
-        raise DataError(f"{span} holds none of the ranker's features")
+    check_labels(span, int((labels == 1).sum()), int((labels == 0).sum()), len(frame))
     positioned = POSITION in frame.columns and bool(frame[POSITION].notna().any())
-    config = replace(default, numeric=numeric, categorical=categorical,
-                     log1p=[n for n in default.log1p if n in numeric],
-                     position_correction=default.position_correction and positioned)
-    typed = ranker_frame(frame, numeric, categorical)
-    if config.position_correction:  # a row without its slot goes to the position tower's "unknown" bucket
-        typed[POSITION] = pd.to_numeric(typed[POSITION], errors="coerce").fillna(0).astype("int32")
+    config = ranker_config(config or RankerConfig(), list(frame.columns), positioned, span)
     try:
-        train, valid = holdout_split(typed, RANKER_VALID_FRACTION, seed=config.seed)
+        train, valid = holdout_split(frame, RANKER_VALID_FRACTION, seed=config.seed)
     except ValueError as err:
         raise DataError(f"{span}: {err}") from err
-    print(f"[release] training the ranker on {len(train):,} rows, validating on {len(valid):,} ({source}; "
-          f"position correction: {config.position_correction})", flush=True)
-    trained = train_ranker(train, valid, config, tensorboard_dir=release / LOGS_DIR / RANKER_DIR, verbose=verbose)
-    export_ranker(trained, release / RANKER_DIR)
-    probe = feature_arrays(valid.head(500), trained.config)
-    parity = compare_scores(load_scorer(release / RANKER_DIR, "saved_model").score(probe),
-                            load_scorer(release / RANKER_DIR, "fast").score(probe))
+    shards = write_frame_shards(train, valid, release / SHARDS_DIR, config.numeric, config.categorical,
+                                config.position_correction, seed=config.seed, min_shards=workers)
+    return train_ranker_from_shards(release, shards, window, config, verbose, ranking_data, workers)
+
+
+def _source(ranking_data: str | Mapping[str, Any]) -> str:
+    return ranking_data if isinstance(ranking_data, str) else str(ranking_data.get("source", "?"))
+
+
+def check_labels(span: str, positives: int, negatives: int, rows: int) -> None:
+    """A ranking set needs 0/1 labels of both classes (:class:`DataError` otherwise)."""
+    if positives + negatives != rows or not positives or not negatives:
+        raise DataError(f"{span} needs 0/1 labels of both classes: {positives:,} positive, {negatives:,} negative, "
+                        f"{rows - positives - negatives:,} other")
+
+
+def train_ranker_from_shards(
+    release: Path, shards: Any, window: tuple[date, date], config: Any, verbose: bool = True,
+    ranking_data: str | Mapping[str, Any] = "impressions", workers: int = 1,
+) -> dict[str, Any]:
+    """Train the ranker on a shard directory (:class:`models.ranking.shards.ShardSet`) in its own process(es)
+    (:func:`models.ranking.trainer.launch_local`, ``workers`` of them), check the SavedModel against the
+    fast export on validation rows, write ``summary/ranker.json`` and remove the shards."""
+    from models.ranking.data import feature_arrays
+    from models.ranking.export import load_scorer
+    from models.ranking.scoring import compare_scores
+    from models.ranking.shards import VALID, probe_frame
+    from models.ranking.trainer import launch_local
+
+    figures = shards.as_figures()
+    print(f"[release] training the ranker on {figures['train_rows']:,} rows, validating on {figures['valid_rows']:,} "
+          f"({_source(ranking_data)}; position correction: {config.position_correction}; {workers} worker(s))",
+          flush=True)
+    trained = launch_local(shards.directory, asdict(config), release / RANKER_DIR, workers,
+                           tensorboard=release / LOGS_DIR / RANKER_DIR, verbose=verbose)
+    scorer = load_scorer(release / RANKER_DIR, "fast")
+    probe = feature_arrays(probe_frame(shards.files(VALID)), scorer.config)
+    parity = compare_scores(load_scorer(release / RANKER_DIR, "saved_model").score(probe), scorer.score(probe))
     if not parity["agree"]:
         raise ReleaseCheckFailed(f"ranker exports disagree: {parity}")
     recorded = ranking_data if isinstance(ranking_data, str) else dict(ranking_data)
-    summary = {"window": [str(window[0]), str(window[1])], "ranking_data": recorded, "positives": positives,
-               "negatives": negatives, "train_rows": len(train), "valid_rows": len(valid),
-               "click_rate": positives / len(frame), "position_correction": config.position_correction,
-               "features": {"numeric": numeric, "categorical": categorical}, "structure": trained.config.structure,
-               "metrics": trained.metrics, "comparison": trained.comparison, "best_epoch": trained.best_epoch,
+    summary = {"window": [str(window[0]), str(window[1])], "ranking_data": recorded,
+               "positives": figures["positives"], "negatives": figures["negatives"],
+               "train_rows": figures["train_rows"], "valid_rows": figures["valid_rows"],
+               "click_rate": figures["positives"] / figures["rows"], "position_correction": config.position_correction,
+               "features": {"numeric": list(config.numeric), "categorical": list(config.categorical)},
+               "structure": trained["config"]["structure"], "metrics": trained["metrics"],
+               "comparison": trained["comparison"], "best_epoch": trained["best_epoch"], "workers": trained["workers"],
                "parity": parity}
     write_summary(release, RANKER_DIR, summary)
+    shutil.rmtree(shards.directory, ignore_errors=True)
     return summary
 
 

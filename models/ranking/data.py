@@ -63,8 +63,8 @@ def frame_to_tensors(frame: pd.DataFrame, config: RankerConfig) -> dict[str, np.
 
 
 def as_dataset(data: TrainingData, config: RankerConfig, shuffle: bool) -> tf.data.Dataset:
-    """A batched dataset of dicts. A ``tf.data.Dataset`` is taken as already batched."""
-    if isinstance(data, tf.data.Dataset):
+    """A batched dataset of dicts. A ``tf.data.Dataset`` (or a distributed dataset) is taken as already batched."""
+    if not isinstance(data, pd.DataFrame):
         missing = [c for c in required_columns(config) if c not in data.element_spec]
         if missing:
             raise KeyError(f"training dataset lacks features {missing}")

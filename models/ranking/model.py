@@ -53,6 +53,9 @@ def serving_outputs(logits: dict[str, tf.Tensor], rank_by: str) -> dict[str, tf.
     return out
 
 
+SUM = tf.keras.losses.Reduction.SUM  # see compute_loss
+
+
 class DCNScorer(tf.keras.Model):
     """The serving tower: features -> ``{"click": logit[, "conversion": logit]}``. No position input."""
 
@@ -105,7 +108,7 @@ class DCNRanker(tfrs.models.Model):
         self.scorer = DCNScorer(config, stats, structure)
         self.position_tower = PositionTower(config.max_position) if config.position_correction else None
         self.click_task = tfrs.tasks.Ranking(
-            loss=tf.keras.losses.BinaryCrossentropy(from_logits=True),
+            loss=tf.keras.losses.BinaryCrossentropy(from_logits=True, reduction=SUM),
             metrics=[
                 tf.keras.metrics.AUC(from_logits=True, name="auc"),
                 tf.keras.metrics.BinaryCrossentropy(from_logits=True, name="logloss"),
@@ -113,7 +116,7 @@ class DCNRanker(tfrs.models.Model):
         )
         self.conversion_task = (
             tfrs.tasks.Ranking(
-                loss=tf.keras.losses.BinaryCrossentropy(),
+                loss=tf.keras.losses.BinaryCrossentropy(reduction=SUM),
                 metrics=[
                     tf.keras.metrics.AUC(name="conversion_auc"),
                     tf.keras.metrics.BinaryCrossentropy(name="conversion_logloss"),
@@ -126,16 +129,29 @@ class DCNRanker(tfrs.models.Model):
         """Serving-time predictions (no position): see :func:`serving_outputs`."""
         return serving_outputs(self.scorer(features, training=training), self.config.rank_by)
 
-    def compute_loss(self, inputs: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
+    def training_outputs(self, inputs: dict[str, tf.Tensor], training: bool = False) -> dict[str, tf.Tensor]:
+        """``click_logit`` ``[n, 1]`` with the position tower's bias, and (with the conversion head)
+        ``p_click_and_convert`` ``[n, 1]``: what the losses and the validation metrics are computed on."""
         logits = self.scorer(inputs, training=training)
         click_logit = logits["click"]
         if self.position_tower is not None:
             click_logit = click_logit + self.position_tower(inputs[POSITION])
-        click_logit = tf.expand_dims(click_logit, 1)
+        out = {"click_logit": tf.expand_dims(click_logit, 1)}
+        if self.conversion_task is not None:
+            out["p_click_and_convert"] = tf.sigmoid(out["click_logit"]) * tf.sigmoid(
+                tf.expand_dims(logits["conversion"], 1))
+        return out
+
+    def compute_loss(self, inputs: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
+        outputs = self.training_outputs(inputs, training=training)
+        click_logit = outputs["click_logit"]
+        # the tasks sum their losses; dividing by the global batch (this replica's rows times the replicas)
+        # gives the batch mean on one worker and, summed over the replicas, the global mean on several
+        rows = tf.cast(tf.shape(click_logit)[0], tf.float32)
+        global_batch = rows * tf.distribute.get_strategy().num_replicas_in_sync
         loss = self.click_task(labels=tf.reshape(inputs[CLICK_LABEL], [-1, 1]), predictions=click_logit)
         if self.conversion_task is not None:
-            p_click_and_convert = tf.sigmoid(click_logit) * tf.sigmoid(tf.expand_dims(logits["conversion"], 1))
             loss += self.config.conversion_weight * self.conversion_task(
-                labels=tf.reshape(inputs[CONVERSION_LABEL], [-1, 1]), predictions=p_click_and_convert
+                labels=tf.reshape(inputs[CONVERSION_LABEL], [-1, 1]), predictions=outputs["p_click_and_convert"]
             )
-        return loss
+        return loss / global_batch

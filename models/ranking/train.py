@@ -43,12 +43,26 @@ def _better(metric: str, a: float, b: float) -> bool:
     return a > b if metric == "auc" else a < b
 
 
+@dataclass(frozen=True)
+class Distribution:
+    """How a fit runs: under ``strategy`` (None: the default one), with a fixed number of steps per
+    epoch and per validation (None: each dataset's end). A multi-worker fit needs the steps fixed: every
+    worker must run the same number of synchronised steps."""
+
+    strategy: tf.distribute.Strategy | None = None
+    steps_per_epoch: int | None = None
+    validation_steps: int | None = None
+
+
 def _fit_one(structure: Structure, config: RankerConfig, stats: PreprocessingStats, train_ds: tf.data.Dataset,
-             valid_ds: tf.data.Dataset, tensorboard_dir: str | Path | None, verbose: bool) -> TrainedRanker:
+             valid_ds: tf.data.Dataset, tensorboard_dir: str | Path | None, verbose: bool,
+             distribution: Distribution) -> TrainedRanker:
     tf.keras.utils.set_random_seed(config.seed)
     config = config.with_structure(structure)
-    model = DCNRanker(config, stats, structure)
-    model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
+    strategy = distribution.strategy or tf.distribute.get_strategy()
+    with strategy.scope():
+        model = DCNRanker(config, stats, structure)
+        model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
     stopper = tf.keras.callbacks.EarlyStopping(
         monitor=f"val_{config.early_stopping}", mode="max" if config.early_stopping == "auc" else "min",
         patience=config.patience, restore_best_weights=True,
@@ -57,33 +71,41 @@ def _fit_one(structure: Structure, config: RankerConfig, stats: PreprocessingSta
     if tensorboard_dir is not None:
         callbacks.append(tf.keras.callbacks.TensorBoard(log_dir=str(Path(tensorboard_dir) / structure)))
     history = model.fit(train_ds, validation_data=valid_ds, epochs=config.epochs, callbacks=callbacks,
-                        verbose=2 if verbose else 0)
-    evaluated = model.evaluate(valid_ds, return_dict=True, verbose=0)
-    metrics = {k: float(v) for k, v in evaluated.items() if k in _REPORTED}
+                        verbose=2 if verbose else 0, steps_per_epoch=distribution.steps_per_epoch,
+                        validation_steps=distribution.validation_steps)
+    evaluated = model.evaluate(valid_ds, return_dict=True, verbose=0, steps=distribution.validation_steps)
+    # Keras sums the replicas' figures (each on its own share): reported as their mean
+    replicas = strategy.num_replicas_in_sync
+    metrics = {k: float(v) / replicas for k, v in evaluated.items() if k in _REPORTED}
     return TrainedRanker(config=config, model=model, stats=stats, metrics=metrics, comparison={},
-                         history={k: [float(x) for x in v] for k, v in history.history.items()},
+                         history={k: [float(x) / replicas for x in v] for k, v in history.history.items()},
                          best_epoch=stopper.best_epoch + 1)
 
 
 def train_ranker(train_df: TrainingData, valid_df: TrainingData, config: RankerConfig,
-                 tensorboard_dir: str | Path | None = None, verbose: bool = True) -> TrainedRanker:
+                 tensorboard_dir: str | Path | None = None, verbose: bool = True,
+                 stats: PreprocessingStats | None = None, distribution: Distribution | None = None) -> TrainedRanker:
     """Train the ranker on impressions (a DataFrame, or a batched ``tf.data`` dataset of dicts).
 
-    Early stopping on the validation ``config.early_stopping`` metric restores the best epoch.
+    Early stopping on the validation ``config.early_stopping`` metric restores the best epoch. ``stats``:
+    preprocessing fitted beforehand (every worker of a distributed fit needs the same), else fitted on
+    ``train_df``; ``distribution``: see :class:`Distribution`.
     """
     train_ds = as_dataset(train_df, config, shuffle=True)
     valid_ds = as_dataset(valid_df, config, shuffle=False)
-    if verbose:
-        print(f"[ranker] fitting preprocessing: {len(config.numeric)} numeric, "
-              f"{len(config.categorical)} categorical features", flush=True)
-    stats = fit_preprocessing(train_ds, config)
+    if stats is None:
+        if verbose:
+            print(f"[ranker] fitting preprocessing: {len(config.numeric)} numeric, "
+                  f"{len(config.categorical)} categorical features", flush=True)
+        stats = fit_preprocessing(train_ds, config)
     structures = [config.structure] if config.structure is not None else list(STRUCTURES)
     trained: list[TrainedRanker] = []
     for structure in structures:
         if verbose:
             print(f"[ranker] training {structure} DCN (position correction: {config.position_correction})",
                   flush=True)
-        trained.append(_fit_one(structure, config, stats, train_ds, valid_ds, tensorboard_dir, verbose))
+        trained.append(_fit_one(structure, config, stats, train_ds, valid_ds, tensorboard_dir, verbose,
+                                distribution or Distribution()))
     best = trained[0]
     for candidate in trained[1:]:
         metric = config.early_stopping

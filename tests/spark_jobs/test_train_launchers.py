@@ -221,3 +221,19 @@ def test_bootstrap_needs_the_staged_retrievers(no_impressions, capsys) -> None:
     assert run_main(lambda: train_ranker.main([*window, "--release", "v-none"]), "train-ranker") == EXIT_DATA_ERROR
     assert "no retrievers staged" in capsys.readouterr().err
     assert not ArtifactRegistry().staging_path("retail", "v-none").exists()
+
+
+def test_a_night_trains_the_live_release_structure_only(tmp_path, monkeypatch) -> None:
+    from common.registry import ArtifactRegistry
+    from models.release import RANKER_DIR, write_summary
+    from spark_jobs.train_ranker import structure_of
+
+    monkeypatch.setenv("RECSYS_ARTIFACTS_DIR", str(tmp_path))
+    registry = ArtifactRegistry()
+    assert structure_of("retail", "live") is None  # nothing live: both are compared
+    staging = registry.stage("retail", "v1")
+    write_summary(staging, RANKER_DIR, {"structure": "parallel"})
+    registry.finalize("retail", "v1", training_window=("2025-03-01", "2025-03-02"), metrics={})
+    registry.promote("retail", "v1")
+    assert structure_of("retail", "live") == "parallel"
+    assert structure_of("retail", "both") is None and structure_of("retail", "stacked") == "stacked"

@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import logging
+import time
 import warnings
 from collections import defaultdict
 from datetime import UTC, datetime
@@ -17,6 +19,8 @@ from feast import FeatureStore, FeatureView
 from common.paths import DataPaths
 from feature_repo.config import OnlineStore, repo_config, store_dir
 from feature_repo.definitions import Definitions, build_definitions
+
+log = logging.getLogger(__name__)
 
 WRITE_BATCH = 10_000  # rows per online-store write: bounded memory for the protobuf conversion
 
@@ -73,11 +77,16 @@ def materialize(store: FeatureStore, start: datetime, end: datetime, views: list
     for view in store.list_feature_views():
         if views is not None and view.name not in views:
             continue
+        started = time.perf_counter()
         rows = latest_rows(view, start, end)
+        read = time.perf_counter()
         for offset in range(0, len(rows), WRITE_BATCH):
             store.write_to_online_store(view.name, rows.iloc[offset:offset + WRITE_BATCH])
         store.registry.apply_materialization(view, store.project, start, end)
         written[view.name] = len(rows)
+        seconds = time.perf_counter() - read
+        log.info("materialized %s: %d rows (read %.1f s, written in %.1f s: %.0f rows/s)", view.name, len(rows),
+                 read - started, seconds, len(rows) / seconds if seconds > 0 else 0.0)
     return written
 
 

@@ -173,7 +173,8 @@ class Retrievers:
         self.description = json.loads((self.root / BUNDLE_FILE).read_text())
         self.history_length = int(self.description["history_length"])
         self.user_spec = UserFeatureSpec(**{k: tuple(v) for k, v in self.description["user_features"].items()})
-        self.saved_query_tower = SavedModelQueryTower(self.root / QUERY_TOWER_DIR, self.history_length)
+        self.saved_query_tower: SavedModelQueryTower | None = SavedModelQueryTower(self.root / QUERY_TOWER_DIR,
+                                                                                  self.history_length)
         self.query_tower: QueryEmbedder = self.saved_query_tower
         self.query_parity: dict[str, Any] | None = None  # the load-time check of the fast tower, if any
         fast = self.description.get("query_tower_fast")
@@ -181,6 +182,7 @@ class Retrievers:
             tower = FastQueryTower(self.root / fast["path"])
             self.query_parity = check_parity(self.saved_query_tower, tower)  # raises: the bundle does not load
             self.query_tower = tower
+            self.saved_query_tower = None  # checked: its copy of the user table is not kept in memory
         self.collaborative_index = EmbeddingIndex.load(self.root / "collaborative" / "index")
         self.content_index = EmbeddingIndex.load(self.root / "content" / "index")
         content_ids = np.load(self.root / "content" / "item_ids.npy")

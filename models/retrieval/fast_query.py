@@ -8,10 +8,17 @@ written and again when it is loaded (:func:`check_parity`), and one that disagre
 
 Files (``query_tower_fast/`` of a retrieval bundle, see ``models.retrieval.export``)::
 
-    weights.npz         float32: user/history/taxonomy-level/profile embedding tables, the numeric
+    weights.npz         float32: history/taxonomy-level/profile embedding tables, the numeric
                         normalisation (mean, scale = max(sqrt(variance), epsilon)), the two Dense layers
-    vocabularies.json   the string look-ups (index i+1 for the i-th token, 0 = out of vocabulary, as
-                        ``StringLookup``), the item -> taxonomy-prefix table, the input columns
+    user_embedding.npy  float32 [users + 1, d]: the user id embedding table (row 0: unknown users)
+    user_ids.npy        the user ids, sorted (fixed-width unicode); user_rows.npy: each one's table row
+    vocabularies.json   the other string look-ups (index i+1 for the i-th token, 0 = out of vocabulary,
+                        as ``StringLookup``), the item -> taxonomy-prefix table, the input columns
+
+The three user files are memory-mapped, not read: a serving process holds the pages of the users it
+served (shared with every other process on the machine, evictable), so its memory follows the items,
+not the user base. (Exports before these files keep the users in ``weights.npz`` and
+``vocabularies.json`` and load as before.)
 
 Exactly what the tower computes (``models.retrieval.two_tower.QueryTower``): user id -> embedding;
 each non-empty history id -> id embedding + the embeddings of its three taxonomy prefixes (unknown ids
@@ -24,7 +31,7 @@ from __future__ import annotations
 
 import json
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from itertools import repeat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -40,6 +47,7 @@ if TYPE_CHECKING:
 
 FORMAT = "recsys.query_tower_fast/1"
 WEIGHTS_FILE = "weights.npz"
+USER_TABLE_FILE, USER_IDS_FILE, USER_ROWS_FILE = "user_embedding.npy", "user_ids.npy", "user_rows.npy"
 VOCABULARIES_FILE = "vocabularies.json"
 OOV_INDEX = 0  # StringLookup(num_oov_indices=1, mask_token=None): unknown strings (and "") map here
 # Largest |difference| allowed between the fast tower and the SavedModel on any coordinate of the unit
@@ -76,10 +84,7 @@ def export_fast_query(tower: QueryTower, spec: UserFeatureSpec, history_length: 
     """Write ``tower``'s fast export to ``path`` (a new directory); ``spec`` names its profile columns."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=False)
-    arrays: dict[str, np.ndarray] = {
-        "user_embedding": tower.user_embedding.embeddings.numpy(),
-        "history_embedding": tower.history_embedding.embeddings.numpy(),
-    }
+    arrays: dict[str, np.ndarray] = {"history_embedding": tower.history_embedding.embeddings.numpy()}
     for i, embedding in enumerate(tower.level_embeddings):
         arrays[f"level_embedding.{i}"] = embedding.embeddings.numpy()
     if tower.num_numeric:
@@ -91,6 +96,11 @@ def export_fast_query(tower: QueryTower, spec: UserFeatureSpec, history_length: 
     arrays["hidden.w"], arrays["hidden.b"] = tower.hidden.get_weights()
     arrays["out.w"], arrays["out.b"] = tower.out.get_weights()
     np.savez(path / WEIGHTS_FILE, **{k: np.asarray(v, np.float32) for k, v in arrays.items()})
+    users = np.asarray(_vocabulary(tower.user_lookup), dtype=str)
+    order = np.argsort(users, kind="stable")
+    np.save(path / USER_TABLE_FILE, np.asarray(tower.user_embedding.embeddings.numpy(), np.float32))
+    np.save(path / USER_IDS_FILE, users[order])
+    np.save(path / USER_ROWS_FILE, (order + 1).astype(np.int64))  # StringLookup: the i-th token -> i + 1
     taxonomy_keys, taxonomy_levels = None, []
     for table in tower.taxonomy.tables:
         keys, values = (t.numpy() for t in table.export())
@@ -103,7 +113,6 @@ def export_fast_query(tower: QueryTower, spec: UserFeatureSpec, history_length: 
         "history_length": history_length,
         "numeric": list(spec.numeric),
         "categorical": list(spec.categorical),
-        "users": _vocabulary(tower.user_lookup),
         "items": _vocabulary(tower.item_lookup),
         "levels": [_vocabulary(lookup) for lookup in tower.level_lookups],
         "profile_tokens": _vocabulary(tower.profile_lookup) if tower.num_categorical else [],
@@ -142,8 +151,11 @@ class FastQueryTower:
         self.history_length = int(meta["history_length"])
         self.numeric = tuple(meta["numeric"])
         self.categorical = tuple(meta["categorical"])
-        self._users = _index(meta["users"])
-        self._user_table = w["user_embedding"]
+        if (self.path / USER_TABLE_FILE).exists():
+            self._users: UserRows | dict[str, int] = UserRows.load(self.path)
+            self._user_table = np.load(self.path / USER_TABLE_FILE, mmap_mode="r", allow_pickle=False)
+        else:  # an export from before the memory-mapped user files
+            self._users, self._user_table = _index(meta["users"]), w["user_embedding"]
         self._profile = _index(meta["profile_tokens"])
         self._profile_table = w["profile_embedding"] if self.categorical else np.zeros((1, 0), np.float32)
         self._history_row, self._history_table = _history_table(meta, w)
@@ -219,6 +231,33 @@ class FastQueryTower:
         return (out / np.sqrt(max(float(out @ out), L2_EPSILON))).astype(np.float32)
 
 
+class UserRows:
+    """user id -> row of the user table, read from the sorted, memory-mapped ids (no dict of every user)."""
+
+    def __init__(self, ids: np.ndarray, rows: np.ndarray) -> None:
+        if ids.shape != rows.shape:
+            raise ValueError(f"{ids.shape[0]} user ids for {rows.shape[0]} rows")
+        self._ids, self._rows = ids, rows
+
+    @classmethod
+    def load(cls, path: Path) -> UserRows:
+        return cls(np.load(path / USER_IDS_FILE, mmap_mode="r", allow_pickle=False),
+                   np.load(path / USER_ROWS_FILE, mmap_mode="r", allow_pickle=False))
+
+    def __len__(self) -> int:
+        return int(self._ids.shape[0])
+
+    def __iter__(self) -> Iterator[str]:
+        return (str(user) for user in self._ids)
+
+    def get(self, user_id: str, default: int) -> int:
+        at = int(np.searchsorted(self._ids, user_id))
+        return int(self._rows[at]) if at < len(self) and self._ids[at] == user_id else default
+
+    def sample(self, rng: np.random.Generator, n: int) -> list[str]:
+        return [str(self._ids[i]) for i in rng.integers(0, len(self), n)] if len(self) else []
+
+
 def _index(tokens: Sequence[str]) -> dict[str, int]:
     """StringLookup's mapping: the i-th token -> i + 1 (0 stays the OOV bucket)."""
     return {token: i + 1 for i, token in enumerate(tokens)}
@@ -262,13 +301,18 @@ def parity_probes(fast: FastQueryTower, seed: int = 0) -> list[tuple[str, list[s
     empty histories with known and unknown items and padding; NaN and far-out numerics; known, missing
     and unknown profile tokens. Drawn from the export's own vocabularies (deterministic for ``seed``)."""
     rng = np.random.default_rng(seed)
-    users, items, tokens = list(fast._users), list(fast._history_row), list(fast._profile)
+    items, tokens = list(fast._history_row), list(fast._profile)
     k, length = len(fast.numeric), fast.history_length
     mean = fast._mean if k else np.zeros(0, np.float32)
     scale = fast._scale if k else np.ones(0, np.float32)
 
     def pick(values: list[str], n: int) -> list[str]:
         return [values[i] for i in rng.integers(0, len(values), n)] if values else ["__none__"] * n
+
+    def pick_users(n: int) -> list[str]:
+        if isinstance(fast._users, UserRows):
+            return fast._users.sample(rng, n) or ["__none__"] * n
+        return pick(list(fast._users), n)
 
     def known_profile() -> list[str]:
         options = [[t for t in tokens if t.startswith(f"{col}=")] or [f"{col}="] for col in fast.categorical]
@@ -279,11 +323,11 @@ def parity_probes(fast: FastQueryTower, seed: int = 0) -> list[tuple[str, list[s
 
     some_nan = np.where(np.arange(k) % 2 == 0, np.nan, mean + 10 * scale).astype(np.float32)
     return [
-        *[(user, pick(items, length), numbers(1.5), known_profile()) for user in pick(users, 3)],
-        (pick(users, 1)[0], pick(items, length + 3), numbers(1.0), known_profile()),
+        *[(user, pick(items, length), numbers(1.5), known_profile()) for user in pick_users(3)],
+        (pick_users(1)[0], pick(items, length + 3), numbers(1.0), known_profile()),
         ("__unknown_user__", pick(items, max(length // 3, 1)), numbers(1.0), known_profile()),
         ("__unknown_user__", [], np.full(k, np.nan, np.float32), [f"{col}=" for col in fast.categorical]),
-        (pick(users, 1)[0], [*pick(items, 2), "__unknown_item__", PAD, *pick(items, 1)], some_nan,
+        (pick_users(1)[0], [*pick(items, 2), "__unknown_item__", PAD, *pick(items, 1)], some_nan,
          [f"{col}=__unseen__" for col in fast.categorical]),
         ("", ["__unknown_item__"], np.zeros(k, np.float32), known_profile()[:-1] + [f"{c}=__unseen__"
                                                                                   for c in fast.categorical[-1:]]),

@@ -209,3 +209,14 @@ def test_parity_probes_cover_every_input_path(trained) -> None:
     assert any("" in h for h in histories) and any(h and not set(h) <= set(fast._history_row) for h in histories)
     assert np.isnan(numerics).any() and np.isfinite(numerics).any()
     assert tokens & set(fast._profile) and tokens - set(fast._profile)
+
+
+def test_the_user_table_is_memory_mapped_not_read(trained) -> None:
+    """A serving process keeps the pages of the users it served, not the user base (and no dict of it)."""
+    _, bundle, _ = trained
+    fast = FastQueryTower(bundle / FAST_QUERY_DIR)
+    assert isinstance(fast._user_table, np.memmap)
+    users = list(fast._users)
+    assert users == sorted(users) and len(users) + 1 == fast._user_table.shape[0]
+    rows = {fast._users.get(u, 0) for u in users}
+    assert rows == set(range(1, len(users) + 1)) and fast._users.get("__nobody__", 0) == 0

@@ -26,6 +26,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -164,19 +165,25 @@ def launch_local(shards_dir: Path, config_json: dict[str, Any], out: Path, worke
         else:
             env.pop("TF_CONFIG", None)
         processes.append(subprocess.Popen(argv, env=env))
-    codes = []
-    try:
-        for process in processes:
-            codes.append(process.wait(timeout=timeout_s))
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    try:  # a worker that fails leaves the others waiting in a collective op: they are stopped at once
+        while True:
+            codes = [p.poll() for p in processes]  # every one polled (any() would stop at the first alive)
+            if None not in codes or any(code not in (None, 0) for code in codes):
+                break
+            if deadline is not None and time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
     finally:
         for process in processes:
             if process.poll() is None:
                 process.kill()
                 process.wait()
+    codes = [p.returncode for p in processes]
     config_file.unlink(missing_ok=True)
-    failed = [(index, code) for index, code in enumerate(codes) if code != 0]
-    if failed or len(codes) < workers:
-        raise RuntimeError(f"the ranker trainer failed: worker exit codes {codes}")
+    if any(code != 0 for code in codes):
+        raise RuntimeError(f"the ranker trainer failed: worker exit codes {codes} (negative: stopped by a signal, "
+                           "after another worker failed or the timeout)")
     return json.loads((out / TRAINED_FILE).read_text())
 
 

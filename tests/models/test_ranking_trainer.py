@@ -60,3 +60,36 @@ def test_two_workers_learn_what_one_learns(shards, tmp_path) -> None:
     probe = probe_frame(made.files(VALID), 1000)
     scores = [load_scorer(tmp_path / name, "fast").score(feature_arrays(probe, config)) for name in ("one", "two")]
     assert np.corrcoef(scores[0], scores[1])[0, 1] > 0.9  # the same items ranked alike
+
+
+def test_a_dead_worker_fails_the_training_at_once_instead_of_hanging_it(shards, tmp_path) -> None:
+    """Worker 2 is killed mid-training: worker 1 would wait in its all-reduce forever; it is stopped."""
+    import signal
+    import threading
+    import time
+    from dataclasses import replace
+
+    import psutil
+
+    made, config = shards
+    outcome: dict[str, str] = {}
+
+    def train() -> None:
+        try:
+            launch_local(made.directory, asdict(replace(config, epochs=200)), tmp_path / "x", workers=2, verbose=False)
+        except RuntimeError as err:
+            outcome["error"] = str(err)
+
+    thread = threading.Thread(target=train)
+    thread.start()
+    deadline = time.monotonic() + 120
+    trainers: list[psutil.Process] = []
+    while len(trainers) < 2 and time.monotonic() < deadline:
+        trainers = [p for p in psutil.Process().children() if "models.ranking.trainer" in " ".join(p.cmdline())]
+        time.sleep(0.2)
+    assert len(trainers) == 2
+    time.sleep(8)  # both started (TensorFlow imported, the collective set up)
+    trainers[1].send_signal(signal.SIGKILL)
+    thread.join(timeout=60)
+    assert not thread.is_alive(), "launch_local hung on the surviving worker"
+    assert "worker exit codes" in outcome["error"] and "-9" in outcome["error"]

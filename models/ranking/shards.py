@@ -33,6 +33,7 @@ from models.ranking.data import frame_to_tensors, required_columns
 TRAIN, VALID, META = "train", "valid", "shards.json"
 ROWS_PER_SHARD = 200_000  # write_frame_shards' shard size
 INTERLEAVE = 4  # shards read at once
+CHUNK_ROWS = 65_536  # rows read and typed at a time (a few MB per open shard)
 
 
 @dataclass(frozen=True)
@@ -143,9 +144,13 @@ def shard_dataset(files: Sequence[Path], config: RankerConfig, batch_size: int, 
         raise ValueError("no shard to read")
     columns = required_columns(config)
 
+    chunk = batch_size * max(1, CHUNK_ROWS // batch_size)  # typed once per chunk, then sliced into batches
+
     def batches(path: bytes):  # noqa: ANN202 - a generator of dicts of arrays
-        for record in pq.ParquetFile(path.decode()).iter_batches(batch_size, columns=columns):
-            yield frame_to_tensors(record.to_pandas(), config)
+        for record in pq.ParquetFile(path.decode()).iter_batches(chunk, columns=columns):
+            arrays = frame_to_tensors(record.to_pandas(), config)
+            for first in range(0, record.num_rows, batch_size):
+                yield {name: values[first:first + batch_size] for name, values in arrays.items()}
 
     names = tf.data.Dataset.from_tensor_slices([str(f) for f in files])
     if shuffle:

@@ -15,6 +15,7 @@ compared by :func:`models.ranking.train.train_ranker` see identical inputs.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,19 +56,29 @@ class PreprocessingStats:
 
 
 def fit_preprocessing(ds: tf.data.Dataset, config: RankerConfig) -> PreprocessingStats:
-    """One pass per feature group over the batched training dataset."""
-    vocabularies: dict[str, list[str]] = {}
-    for name in config.categorical:
-        lookup = tf.keras.layers.StringLookup(max_tokens=config.max_vocab + 1, num_oov_indices=1)
-        lookup.adapt(ds.map(lambda b, n=name: tf.reshape(b[n], [-1])))
-        vocabularies[name] = list(lookup.get_vocabulary()[1:])
+    """One pass over the batched training dataset (shards are streamed, so one pass, not one per feature):
+    each categorical feature's vocabulary -- its ``config.max_vocab`` most frequent values, ties in value
+    order, as ``StringLookup.adapt`` keeps them -- and the numeric matrix's mean and (floored) variance."""
+    counts: dict[str, Counter[str]] = {name: Counter() for name in config.categorical}
     n = len(config.numeric)
+    rows, total, squares = 0, np.zeros(n, np.float64), np.zeros(n, np.float64)
+    for batch in ds:
+        for name in config.categorical:
+            values, seen = np.unique(tf.reshape(batch[name], [-1]).numpy(), return_counts=True)
+            counts[name].update(dict(zip((v.decode() if isinstance(v, bytes) else str(v) for v in values),
+                                         seen.tolist(), strict=True)))
+        if n:
+            x = numeric_matrix(batch, config.numeric, config.log1p).numpy().astype(np.float64)
+            rows += x.shape[0]
+            total += x.sum(axis=0)
+            squares += (x * x).sum(axis=0)
+    vocabularies = {name: [token for token, _ in sorted(found.items(), key=lambda kv: (-kv[1], kv[0]))
+                           [: config.max_vocab]] for name, found in counts.items()}
     mean, variance = np.zeros(n, np.float32), np.ones(n, np.float32)
-    if n:
-        norm = tf.keras.layers.Normalization(axis=-1)
-        norm.adapt(ds.map(lambda b: numeric_matrix(b, config.numeric, config.log1p)))
-        mean = np.asarray(norm.mean, np.float32).reshape(-1)
-        variance = floored_variance(mean, np.asarray(norm.variance, np.float32).reshape(-1))
+    if n and rows:
+        mean64 = total / rows
+        mean = mean64.astype(np.float32)
+        variance = floored_variance(mean, np.maximum(squares / rows - mean64 * mean64, 0.0))
     return PreprocessingStats(vocabularies=vocabularies, mean=mean, variance=variance)
 
 

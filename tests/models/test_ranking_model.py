@@ -154,3 +154,24 @@ def test_holdout_split_of_few_request_times_keeps_whole_requests_on_both_sides()
     two = frame[frame["request_id"] != "c"]
     train, valid = holdout_split(two, 0.9)  # never every request on one side
     assert train["request_id"].nunique() == 1 and valid["request_id"].nunique() == 1
+
+
+def test_one_pass_preprocessing_fits_what_the_keras_layers_adapt_to():
+    from models.ranking.encoder import fit_preprocessing, floored_variance, numeric_matrix
+
+    rng = np.random.default_rng(1)
+    n = 5000
+    values = {"c": rng.choice(["b", "a", "d", "c", "e", ""], n, p=[0.3, 0.3, 0.2, 0.1, 0.05, 0.05]).astype(object),
+              "x": rng.lognormal(0, 1, n).astype(np.float32),
+              "y": np.where(rng.random(n) < 0.1, np.nan, rng.normal(3, 2, n)).astype(np.float32)}
+    config = RankerConfig(numeric=["x", "y"], categorical=["c"], log1p=["x"], max_vocab=4)
+    ds = tf.data.Dataset.from_tensor_slices(values).batch(512)
+    stats = fit_preprocessing(ds, config)
+    lookup = tf.keras.layers.StringLookup(max_tokens=config.max_vocab + 1, num_oov_indices=1)
+    lookup.adapt(ds.map(lambda b: tf.reshape(b["c"], [-1])))
+    assert stats.vocabularies["c"] == [str(t) for t in lookup.get_vocabulary()[1:]]  # the 4 most frequent, in order
+    norm = tf.keras.layers.Normalization(axis=-1)
+    norm.adapt(ds.map(lambda b: numeric_matrix(b, config.numeric, config.log1p)))
+    mean = np.asarray(norm.mean).ravel()
+    np.testing.assert_allclose(stats.mean, mean, rtol=1e-5)
+    np.testing.assert_allclose(stats.variance, floored_variance(mean, np.asarray(norm.variance).ravel()), rtol=1e-5)

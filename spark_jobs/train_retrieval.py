@@ -12,13 +12,13 @@ release's ``logs/retrieval``) and the ScaNN indexes and popularity tables are bu
 release ``--release`` (:func:`models.release.train_retrieval_into`).
 
 Scaling out: the Spark half already runs on any cluster (``--master`` / spark-submit). The TensorFlow
-half grows in two steps. (1) A bigger driver (``--driver-memory``, a GPU node): the data are
-collected once and streamed through ``tf.data``; 100 M interactions x ~40 bytes fit in a few GB. (2)
-Beyond one machine, Spark writes the prepared rows as sharded TFRecord/Parquet files
-(``DataFrame.write``) and a distributed TensorFlow job reads them with ``tf.data`` under
-``tf.distribute.MultiWorkerMirroredStrategy`` (or ``ParameterServerStrategy`` for very large id
-embeddings); the model code in ``models/retrieval`` is unchanged, only the input function and the
-strategy scope differ.
+half still fits on the driver: give it a bigger driver (``--driver-memory``, a GPU node) first. The
+ranker's launcher shows the next step (``spark_jobs/train_ranker.py``): Spark writes the prepared rows
+as Parquet shards and a trainer process streams them under ``MultiWorkerMirroredStrategy``
+(:mod:`models.ranking.trainer`). Not done here yet: the retrieval towers also build each user's
+history in Python and their id embeddings train with Keras Adam, which decays the moments of every
+row at every step (O(users) per step); at millions of users they want Adagrad or lazy updates for the
+embedding tables first.
 """
 
 from __future__ import annotations

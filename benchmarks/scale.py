@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from benchmarks import process_steps
+from benchmarks.own_data_night import night_problems
 from benchmarks.process_steps import MB, Step, TreeMonitor, not_run, run_command, say
 from benchmarks.report import parser, write
 from common.paths import REPO_ROOT, DataPaths
@@ -191,8 +192,10 @@ def run_size(size: str, root: Path, seed: int, serve: bool) -> dict[str, Any]:
                                  logs, monitor))
         result["tasks"] = per_task(monitor.timeline or [], task_windows(data / "airflow" / "airflow.db"))
         failed = [t for t, v in result["tasks"].items() if v["state"] not in ("success", "skipped")]
-        if failed:
+        if failed:  # with why: the gate's refusals and the errors the night logged
             steps[-1].details["failed_tasks"] = failed
+            steps[-1].details["problems"] = night_problems(Path(steps[-1].log or "").read_text(errors="replace"),
+                                                           limit=8)
     else:
         steps.append(not_run("night", "recsys airflow nightly", "generate failed"))
     if serve:

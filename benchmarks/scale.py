@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -45,6 +44,7 @@ from benchmarks.own_data_night import night_problems
 from benchmarks.process_steps import MB, Step, TreeMonitor, not_run, run_command, say
 from benchmarks.report import parser, write
 from common.paths import REPO_ROOT, DataPaths
+from loop.service import free_port
 
 DEFAULT_SIZES = ("s4k", "s12k", "s36k")
 READY_TIMEOUT_S = 600.0
@@ -102,12 +102,6 @@ def per_task(timeline: Sequence[tuple[float, int, int, float]], windows: Sequenc
             "peak_rss_process_mb": round(max(s[2] for s in inside) / MB, 1),
         }
     return out
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def serving_memory(env: Mapping[str, str], log_dir: Path) -> Step:

@@ -76,7 +76,7 @@ MAX_FIELD_CHARS = 100
 
 
 def safe_text(text: str, limit: int) -> str:
-    """``text`` as valid Unicode (lone surrogates escaped as ``\\udXXX``), cut at ``limit`` characters
+    """``text`` as valid Unicode (a lone surrogate becomes its escape, e.g. ``\\udc80``), cut at ``limit`` characters
     with a marker: what a rejection echoes back must itself be writable as JSON."""
     if not text.isascii():
         text = text.encode("utf-8", "backslashreplace").decode("utf-8")

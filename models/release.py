@@ -34,6 +34,7 @@ from common.domains import domain as domain_config
 from common.errors import DataError
 from common.paths import DataPaths
 from common.registry import ArtifactRegistry, Manifest
+from models.lake_samples import INDEX_CHECK_USERS, evaluation_interactions, index_check_histories
 
 RETRIEVAL_DIR = "retrieval"
 RANKER_DIR = "ranker"
@@ -42,11 +43,8 @@ LOGS_DIR = "logs"
 SUMMARY_DIR = "summary"
 SHARDS_DIR = "ranker_shards"  # the ranking set's shards while the ranker trains (removed after)
 MIN_INDEX_RECALL = 0.95  # ScaNN recall@100 against exact search, required of every release
-INDEX_CHECK_USERS = 500  # users whose queries the index check searches
 RANKER_VALID_FRACTION = 0.15  # latest share of the ranking set kept for early stopping / validation AUC
 ORDER_EVAL_USERS = 500  # held-out users (a seeded sample) each retriever's and the ranked order are judged on
-EVAL_USERS = 5_000  # held-out users a release is evaluated on (a seeded sample of them when there are more)
-INDEX_CHECK_LOOKBACK_DAYS = 28  # the index check's users: those active in these days before the release's day
 
 
 class ReleaseCheckFailed(DataError):
@@ -292,7 +290,7 @@ def evaluate_release(
     histories = their interactions before ``holdout_start``; relevant = the domain's positive events).
 
     On every held-out user of ``interactions`` (the nightly tasks pass a seeded sample of at most
-    :data:`EVAL_USERS`, :func:`evaluation_interactions`; ``held_out_users`` says of how many):
+    :data:`models.lake_samples.EVAL_USERS`, :func:`models.lake_samples.evaluation_interactions`; ``held_out_users`` says of how many):
     ``recall@100``, the merged candidate set (each retriever's top-``k``);
     ``ndcg@10`` and ``recall@10``, the two-tower order. On a seeded sample of at most ``order_users`` of
     them, the orders a slate could take, by NDCG@10: each retriever alone (``collaborative_ndcg@10``,
@@ -435,7 +433,7 @@ def build_release(
 def check_release_indexes(domain: str, version: str, logical_date: date, paths: DataPaths | None = None,
                           registry: ArtifactRegistry | None = None) -> dict[str, float]:
     """:func:`check_indexes` of a (staged) release with the histories of a sample of the lake's users up
-    to ``logical_date`` (:func:`index_check_histories`)."""
+    to ``logical_date`` (:func:`models.lake_samples.index_check_histories`)."""
     end = pd.Timestamp(logical_date, tz="UTC") + pd.Timedelta(days=1)
     return check_indexes(release_dir(domain, version, registry),
                          index_check_histories(paths or DataPaths.default(), domain, end))
@@ -444,79 +442,9 @@ def check_release_indexes(domain: str, version: str, logical_date: date, paths: 
 def evaluate_on_days(domain: str, version: str, first: date, last: date, paths: DataPaths | None = None,
                      registry: ArtifactRegistry | None = None) -> dict[str, Any]:
     """:func:`evaluate_release` of a (staged) release on the lake's held-out days ``first``..``last``
-    (a sample of their users, :func:`evaluation_interactions`)."""
+    (a sample of their users, :func:`models.lake_samples.evaluation_interactions`)."""
     paths = paths or DataPaths.default()
     start = pd.Timestamp(first, tz="UTC")
     end = pd.Timestamp(last, tz="UTC") + pd.Timedelta(days=1)
     return evaluate_release(release_dir(domain, version, registry), evaluation_interactions(paths, domain, start, end),
                             start, end, paths=paths)
-
-
-# ---- bounded reads of the lake --------------------------------------------------------------------
-# A release is checked and evaluated on samples of users: these read only the partitions and the users
-# they need (filters pushed down to the Parquet scan), so memory follows the sample, not the lake.
-
-
-def _day(value: pd.Timestamp | date, days: int = 0) -> str:
-    return (pd.Timestamp(value).date() + timedelta(days=days)).isoformat()
-
-
-def _sample(names: np.ndarray, size: int, seed: int) -> np.ndarray:
-    if len(names) <= size:
-        return names
-    return np.sort(np.random.default_rng(seed).choice(names, size, replace=False))
-
-
-def lake_interactions(
-    paths: DataPaths, domain: str, since: pd.Timestamp | date | None = None, until: pd.Timestamp | date | None = None,
-    users: Sequence[str] | None = None,
-) -> pd.DataFrame:
-    """The domain's positive interactions from the lake (weights of ``positive_events``): only the
-    partitions of the days ``since``..``until`` (both included; open when None) and only ``users``' rows
-    (all when None)."""
-    from common.lake import read_events
-    from models.retrieval.data import implicit_interactions
-
-    events = read_events(paths, domain, ["user_id", "item_id", "event_type", "timestamp"],
-                         event_types=list(domain_config(domain).positive_events),
-                         since=None if since is None else _day(since), until=None if until is None else _day(until, 1),
-                         users=users)
-    interactions = implicit_interactions(events, domain)
-    interactions["timestamp"] = pd.to_datetime(interactions["timestamp"], utc=True)
-    return interactions.assign(domain=domain)
-
-
-def evaluation_interactions(
-    paths: DataPaths, domain: str, holdout_start: pd.Timestamp, holdout_end: pd.Timestamp,
-    users: int = EVAL_USERS, seed: int = 0,
-) -> pd.DataFrame:
-    """What :func:`evaluate_release` needs of the lake for the holdout ``[holdout_start, holdout_end]``:
-    every interaction, up to the holdout's end, of a seeded sample of at most ``users`` of the users with
-    a positive interaction in the holdout. The frame's ``attrs["held_out_users"]`` is how many there were.
-    The evaluation's popularity base (novelty, serendipity's expected lists) is then these users' history."""
-    held = lake_interactions(paths, domain, holdout_start, holdout_end)
-    times = held["timestamp"]
-    names = np.unique(held.loc[(times >= holdout_start) & (times <= holdout_end), "user_id"].astype(str).to_numpy())
-    chosen = _sample(names, users, seed)
-    out = lake_interactions(paths, domain, until=holdout_end, users=chosen.tolist()) if len(chosen) else held.iloc[:0]
-    out.attrs["held_out_users"] = len(names)
-    return out
-
-
-def index_check_histories(
-    paths: DataPaths, domain: str, end: pd.Timestamp, users: int = INDEX_CHECK_USERS,
-    lookback_days: int = INDEX_CHECK_LOOKBACK_DAYS, seed: int = 0,
-) -> dict[str, list[str]]:
-    """Recent items (newest first) before ``end`` of a seeded sample of at most ``users`` of the users with
-    a positive interaction in the ``lookback_days`` days before ``end``: the queries of the index check."""
-    from models.retrieval.data import latest_histories
-
-    last = end - pd.Timedelta(microseconds=1)
-    recent = lake_interactions(paths, domain, end - pd.Timedelta(days=lookback_days), last)
-    names = np.unique(recent.loc[recent["timestamp"] < end, "user_id"].astype(str).to_numpy())
-    chosen = _sample(names, users, seed)
-    if not len(chosen):
-        return {}
-    mine = lake_interactions(paths, domain, until=last, users=chosen.tolist())
-    return latest_histories(mine[mine["timestamp"] < end])
-

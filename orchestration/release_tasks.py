@@ -52,7 +52,8 @@ def stage_release(domain: str, ds: str, window: list[str]) -> dict[str, Any]:
 @fails_fast
 def check_indexes(domain: str, version: str, ds: str) -> dict[str, float]:
     """ScaNN recall against exact search on the queries of a sample of the users active before ``D``."""
-    from models.release import ReleaseCheckFailed, check_indexes, index_check_histories
+    from models.lake_samples import index_check_histories
+    from models.release import ReleaseCheckFailed, check_indexes
 
     staging = ArtifactRegistry().staging_path(domain, version)
     histories = index_check_histories(DataPaths.default(), domain, _midnight(date.fromisoformat(ds)))
@@ -87,7 +88,8 @@ def _evaluate_live(registry: ArtifactRegistry, domain: str, version: str, intera
 def evaluate(domain: str, version: str, ds: str, window: list[str]) -> dict[str, Any]:
     """Evaluate the staged release on the day ``D``, finalize it (manifest with its metrics), and evaluate
     the live release on the same day. A retry after the release was finalized reads its manifest."""
-    from models.release import evaluate_release, evaluation_interactions, finalize_release
+    from models.lake_samples import evaluation_interactions
+    from models.release import evaluate_release, finalize_release
 
     registry = ArtifactRegistry()
     day = date.fromisoformat(ds)

@@ -152,7 +152,7 @@ def test_the_orders_are_judged_on_a_seeded_sample_of_the_held_out_users(built, t
 
 
 def test_the_nightly_evaluation_reads_a_seeded_sample_of_held_out_users_with_their_whole_history(built) -> None:
-    from models.release import evaluation_interactions
+    from models.lake_samples import evaluation_interactions
 
     _, registry, interactions = built
     paths = DataPaths(registry.root.parent / "data")
@@ -167,7 +167,7 @@ def test_the_nightly_evaluation_reads_a_seeded_sample_of_held_out_users_with_the
 
 
 def test_the_index_check_queries_come_from_a_sample_of_recent_users(built) -> None:
-    from models.release import index_check_histories
+    from models.lake_samples import index_check_histories
     from models.retrieval.data import latest_histories
 
     _, registry, interactions = built

@@ -1,12 +1,15 @@
 """Overload benchmark (issue 16): the shipped serving setup at 1x, 2x and 3x its capacity.
 
-Starts the DEFAULT serving setup -- ``recsys serving serve`` with its default ``--workers``, as ``make
-run`` starts it -- on the serving benchmark's scratch world (:mod:`benchmarks.serving_world`; or
+Starts the DEFAULT serving setup -- ``recsys serving serve`` with its default ``--workers`` and
+``--front``, as ``make run`` starts it -- on the serving benchmark's scratch world (:mod:`benchmarks.serving_world`; or
 ``--data-dir``/``--artifacts-dir``), measures its capacity with a short closed-loop run (``4 x
 workers`` connections, each sending its next request when the last is answered: the answered-200
 rate is the capacity), then drives it open-loop (:mod:`benchmarks.open_loop`) at each multiple of
 that capacity for ``--seconds`` while a client posts event batches at a steady rate (retrying a
-batch refused with 503 after its ``Retry-After``).
+batch refused with 503 after its ``Retry-After``). The generator shares the machine with the service;
+it runs under SCHED_FIFO when permitted (``--generator-priority``) to stand in for a client on
+another machine, and its own send delay is reported beside every latency (``lag``), which counts
+from the scheduled send.
 
 Per level the report has: offered and admitted rates, admitted p50/p99, the share answered 503 and
 the 503s' p99, the share of admitted answers that are degraded, errors other than 503, the serving
@@ -62,15 +65,19 @@ ROUTE = "/v1/recommendations"
 
 
 class DefaultServing(ServiceProcess):
-    """``python -m cli serving serve`` (its default ``--workers`` unless given) on a free loopback port."""
+    """``python -m cli serving serve`` (its default ``--workers`` and ``--front`` unless given) on a free
+    loopback port."""
 
-    def __init__(self, domain: str, env: Mapping[str, str], log_file: Path, workers: int | None = None) -> None:
+    def __init__(self, domain: str, env: Mapping[str, str], log_file: Path, workers: int | None = None,
+                 front: str | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         command = [sys.executable, "-m", "cli", "serving", "serve", "--port", str(self.port), "--domains", domain,
                    "--log-level", "warning"]
         if workers is not None:
             command += ["--workers", str(workers)]
+        if front is not None:
+            command += ["--front", front]
         self._log = open(log_file, "ab")  # noqa: SIM115  (closed in stop)
         self.process = subprocess.Popen(command, cwd=REPO_ROOT, env={**os.environ, **env}, stdout=self._log,
                                         stderr=subprocess.STDOUT, start_new_session=True)
@@ -82,15 +89,14 @@ class DefaultServing(ServiceProcess):
 async def _closed_loop(url: str, bodies: Sequence[bytes], connections: int, seconds: float,
                        timeout_s: float, shed_pause_s: float = 0.0) -> list[Outcome]:
     pool_of = [HttpPool(url) for _ in range(connections)]
-    loop = asyncio.get_running_loop()
-    start = loop.time()
+    start = time.perf_counter()
     end = start + seconds
     outcomes: list[Outcome] = []
 
     async def client(n: int) -> None:
         i = n
-        while loop.time() < end:
-            outcome = await _one(pool_of[n], bodies[i % len(bodies)], loop.time() - start, start, timeout_s)
+        while time.perf_counter() < end:
+            outcome = await _one(pool_of[n], bodies[i % len(bodies)], time.perf_counter() - start, start, timeout_s)
             outcomes.append(outcome)
             i += connections
             if outcome.status == "503" and shed_pause_s > 0:
@@ -212,6 +218,7 @@ def summarize_level(outcomes: Sequence[Outcome], multiple: float, rate: float, s
         "shed": len(shed),
         "shed_share": round(len(shed) / len(outcomes), 4) if outcomes else None,
         "shed_latency_ms": percentiles_ms(o.latency for o in shed),
+        "shed_latency_from_send_ms": percentiles_ms(o.latency - o.lag for o in shed),  # without the generator's lag
         "degraded_share": round(degraded / len(ok), 4) if ok else None,
         # the generator's own delay in sending (included in every latency above: it shares the machine)
         "generator_lag_ms": percentiles_ms(o.lag for o in outcomes),
@@ -225,24 +232,66 @@ def server_counts(delta: Mapping) -> dict[str, float]:
     http = {f"{k['route']} {k['status']}": v for k, v in select(delta, "recsys_requests_total")
             if v and k["route"] in (ROUTE, "/v1/events")}
     shed = {f"{k['route']} {k['reason']}": v for k, v in select(delta, "recsys_shed_total") if v}
-    return {"http": http, "shed": shed}
+    proxy_shed = sum(v for _, v in select(delta, "recsys_proxy_shed_total", route=ROUTE))
+    return {"http": http, "shed": shed, "proxy_shed": proxy_shed}  # proxy_shed: refused by the nginx front
 
 
 def _scrape(url: str) -> dict:
     return parse_metrics(httpx.get(f"{url}/metrics", timeout=30.0).text)
 
 
-def _worker_pids(pid: int) -> set[int]:
-    """The uvicorn workers of the service (its children but multiprocessing's resource tracker); the
-    service process itself when it runs one worker in-process."""
+def _children(pid: int) -> list[tuple[int, str]]:
     import psutil
 
     try:
-        children = psutil.Process(pid).children(recursive=False)
-        workers = {c.pid for c in children if "resource_tracker" not in " ".join(c.cmdline())}
+        return [(c.pid, " ".join(c.cmdline())) for c in psutil.Process(pid).children(recursive=False)]
     except psutil.NoSuchProcess:
-        return set()
-    return workers or {pid}
+        return []
+
+
+def _worker_pids(pid: int) -> set[int]:
+    """The uvicorn workers of the service (its children but multiprocessing's resource tracker and the
+    nginx front); the service process itself when it runs one worker in-process."""
+    children = _children(pid)
+    workers = {p for p, command in children if "resource_tracker" not in command and "nginx" not in command}
+    return workers or ({pid} if children or _alive(pid) else set())
+
+
+def _alive(pid: int) -> bool:
+    import psutil
+
+    return psutil.pid_exists(pid)
+
+
+def _front(pid: int) -> str:
+    """``nginx`` when the service runs behind its nginx front, else ``none``."""
+    return "nginx" if any("nginx" in command for _, command in _children(pid)) else "none"
+
+
+GENERATOR_PRIORITIES = ("realtime", "nice", "normal")
+
+
+def _prioritise(priority: str) -> None:
+    """Initializer of the generator process: ``realtime`` (SCHED_FIFO 20), else ``nice`` (-10), else
+    ``normal``; each falls back to the next when not permitted (both need root)."""
+    if priority == "realtime":
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(20))
+            return
+        except PermissionError:
+            priority = "nice"
+    if priority == "nice":
+        try:
+            os.nice(-10)
+        except PermissionError:
+            pass
+
+
+def _priority() -> str:
+    """The priority the calling process runs at (as :func:`_prioritise` names them)."""
+    if os.sched_getscheduler(0) == os.SCHED_FIFO:
+        return "realtime"
+    return "nice" if os.nice(0) < 0 else "normal"
 
 
 # ---- the benchmark ------------------------------------------------------------------------------
@@ -256,6 +305,8 @@ class Options:
     warmup_seconds: float = 5.0
     capacity: float | None = None  # requests/s; None: measured
     workers: int | None = None  # None: the CLI's default
+    front: str | None = None  # None: the CLI's default
+    generator_priority: str = "realtime"  # when permitted: the generator stands in for another machine
     admission: int | None = None  # recommendations in flight per worker; None: config/serving.yaml's
     event_batch: int = 20
     event_interval_s: float = 0.5
@@ -286,11 +337,14 @@ def run(options: Options, data_root: Path, artifacts_root: Path, work: Path) -> 
     bodies = request_bodies(users, 20_000, "retail", domain_config("retail").id_prefix, options.unknown_share, rng)
     levels, posters = [], []
     with ExitStack() as stack:
-        service = DefaultServing("retail", env, work / "service.log", options.workers)
+        service = DefaultServing("retail", env, work / "service.log", options.workers, options.front)
         stack.callback(service.stop)
         service.wait_ready()
         workers_at_start = _worker_pids(service.process.pid)
-        pool = stack.enter_context(ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")))
+        front = _front(service.process.pid)
+        pool = stack.enter_context(ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"),
+                                                       initializer=_prioritise, initargs=(options.generator_priority,)))
+        generator_priority = pool.submit(_priority).result()
         url = f"{service.url}{ROUTE}"
         connections = 4 * max(len(workers_at_start), 1)
         pool.submit(closed_loop, url, bodies, connections, options.warmup_seconds).result()
@@ -328,6 +382,8 @@ def run(options: Options, data_root: Path, artifacts_root: Path, work: Path) -> 
         "benchmark": "overload",
         "options": {**asdict(options), "levels": list(options.levels)},
         "workers": len(workers_at_start),
+        "front": front,
+        "generator_priority": generator_priority,
         "capacity_rps": round(capacity, 1),
         "capacity_probe": {"connections": connections, "answers": len(probe),
                            "ok": sum(s == 200 for s, _ in probe), "shed": sum(s == 503 for s, _ in probe),
@@ -389,6 +445,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--capacity-seconds", type=float, default=15.0, help="closed-loop capacity probe")
     parser.add_argument("--capacity", type=float, help="requests/s to use as capacity instead of measuring it")
     parser.add_argument("--workers", type=int, help="serving workers (default: `recsys serving serve`'s default)")
+    parser.add_argument("--front", choices=("nginx", "none"), help="serving front (default: `recsys serving "
+                        "serve`'s default)")
+    parser.add_argument("--generator-priority", choices=GENERATOR_PRIORITIES, default="realtime",
+                        help="the load generator's scheduling (realtime and nice need root; it stands in for a "
+                        "client on another machine)")
     parser.add_argument("--admission", type=int, help="recommendations in flight per worker (default: "
                         "config/serving.yaml's admission.recommendations)")
     parser.add_argument("--event-batch", type=int, default=20, help="events per posted batch")
@@ -407,7 +468,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         data_root, artifacts_root = args.data_dir.resolve(), args.artifacts_dir.resolve()
     options = Options(levels=tuple(args.levels), seconds=args.seconds, capacity_seconds=args.capacity_seconds,
-                      capacity=args.capacity, workers=args.workers, admission=args.admission, event_batch=args.event_batch,
+                      capacity=args.capacity, workers=args.workers, front=args.front,
+                      generator_priority=args.generator_priority, admission=args.admission, event_batch=args.event_batch,
                       event_interval_s=args.event_interval, seed=args.seed)
     report = run(options, data_root, artifacts_root, args.work_dir / f"overload-{os.getpid()}")
     if args.data_dir is None:  # the scratch world keeps no served impressions or posted events: it would only grow
@@ -422,7 +484,8 @@ def main(argv: list[str] | None = None) -> int:
           "send delay (ms, part of every latency); degr%: admitted answers that say they are degraded; err: errors "
           "other than 503; rssMB: peak RSS of the serving process tree; ev_ack/ev_503: events acknowledged / event "
           "batches refused (retried)")
-    print(json.dumps({"capacity_rps": report["capacity_rps"], "workers": report["workers"],
+    print(json.dumps({"capacity_rps": report["capacity_rps"], "workers": report["workers"], "front": report["front"],
+                      "generator_priority": report["generator_priority"],
                       "meets_target": report["meets_target"]}))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=1) + "\n")

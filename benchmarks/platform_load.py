@@ -2,7 +2,7 @@
 
 Starts the two long-running children of ``recsys run`` with the very command lines ``recsys run`` uses
 (:func:`cli.run.platform_children`: ``python -m cli stream run`` and ``python -m cli serving serve
---port P`` with serving's default workers) under :class:`cli.supervisor.Supervisor`, supervised on a
+--port P`` with serving's default workers) under :class:`common.supervisor.Supervisor`, supervised on a
 thread as ``recsys run`` does (:func:`cli.run.supervising`), on a fresh copy of the serving benchmark's
 scratch world (:mod:`benchmarks.serving_world`: a promoted retail release, features in the embedded
 SQLite online store; its Feast views registered on the copy as ``recsys run`` does). After a short
@@ -64,8 +64,8 @@ from benchmarks.overload import (
 from benchmarks.process_steps import TreeMonitor
 from benchmarks.serving_load import known_users, request_bodies
 from benchmarks.stream_restarts import incoming_backlog, lake_check, wait_drained, wrong_item_counters
-from cli.supervisor import ChildSpec, Supervisor
 from common.paths import REPO_ROOT, DataPaths
+from common.supervisor import ChildSpec, Supervisor
 
 OUT_FILE = REPO_ROOT / "reports" / "bench" / "platform_load.json"
 DOMAIN = "retail"

@@ -176,7 +176,9 @@ def _scrape(client: httpx.Client, urls: Sequence[str]) -> list[Samples]:
 
 
 def _answered(delta: Samples) -> float:
-    return sum(v for _, v in select(delta, "recsys_requests_total", route="/v1/recommendations"))
+    """Recommendation requests the service answered: by its workers, and refused by its nginx front."""
+    return sum(v for name in ("recsys_requests_total", "recsys_proxy_shed_total")
+               for _, v in select(delta, name, route="/v1/recommendations"))
 
 
 def _scrape_settled(client: httpx.Client, urls: Sequence[str], before: list[Samples], answered: int,

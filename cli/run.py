@@ -6,7 +6,7 @@
    materialization, training sets, retrieval + ranker training, evaluation, promotion gate, publish);
 3. start the streaming job and the serving API, print the URL and an example request, and keep both
    running until Ctrl-C / SIGTERM (exit 0; exit 1 when that stops a night still running, or a night
-   that failed, as the platform is then left without the night's releases). They are supervised (``cli.supervisor``): a child that
+   that failed, as the platform is then left without the night's releases). They are supervised (``common.supervisor``): a child that
    dies is restarted with backoff, loudly; one that keeps crashing stops everything and ``recsys run``
    exits 1 naming it and its exit code.
 
@@ -35,9 +35,9 @@ from typing import NoReturn, TypeVar
 import typer
 
 from cli.summary import current_releases, summarize
-from cli.supervisor import ChildFailed, ChildSpec, Supervisor
 from common.lake import read_users
 from common.paths import DataPaths
+from common.supervisor import ChildFailed, ChildSpec, Supervisor
 
 LOG = logging.getLogger(__name__)
 RELEASE_WAIT_SECONDS = 120.0  # after the night: how long to watch serving pick up what it published

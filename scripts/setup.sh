@@ -8,11 +8,15 @@ APT_PACKAGES=()
 command -v java >/dev/null 2>&1 || APT_PACKAGES+=(openjdk-17-jre-headless)
 command -v redis-server >/dev/null 2>&1 || APT_PACKAGES+=(redis-server)
 command -v chromium >/dev/null 2>&1 || APT_PACKAGES+=(chromium)
+# the serving front (serving/front.py): refuses the excess before Python sees it
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || APT_PACKAGES+=(nginx-light)
 if [ ${#APT_PACKAGES[@]} -gt 0 ]; then
   echo "setup: installing system packages: ${APT_PACKAGES[*]}"
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${APT_PACKAGES[@]}" >/dev/null
+  # Debian starts the packaged nginx site on port 80; the platform runs its own nginx when it serves
+  if [[ " ${APT_PACKAGES[*]} " == *" nginx-light "* ]]; then $SUDO service nginx stop >/dev/null 2>&1 || true; fi
 fi
 
 PYTHON=${PYTHON:-python3.11}

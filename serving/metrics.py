@@ -11,10 +11,15 @@ worker's registry only.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+
+from serving.front import SHED_LOG_ENV, shed_count
 
 # Set (with PROMETHEUS_MULTIPROC_DIR) by ``recsys serving serve`` when it starts several workers. Not
 # PROMETHEUS_MULTIPROC_DIR itself: importing feast sets that one in any process that did not.
@@ -25,13 +30,30 @@ COUNT_BUCKETS = (0, 1, 5, 10, 25, 50, 100, 200, 300, 500, 1000)
 RANKED_BUCKETS = (0, 50, 100, 200, 300, 400, 450, 490, 499, 500, 1000)  # fine near the 500 the ranker is sized for
 
 
+class ProxyShed:
+    """``recsys_proxy_shed_total{route}``: requests the nginx front refused, counted from its shed log
+    (0 without a front: the series exists either way, so an alert's sum over it is never empty)."""
+
+    def __init__(self, shed_log: Path | None) -> None:
+        self.shed_log = shed_log
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily("recsys_proxy_shed", "Requests refused with 503 by the nginx front before "
+                                     "any worker saw them (every worker's in-flight slots were taken)", labels=["route"])
+        family.add_metric(["/v1/recommendations"], 0 if self.shed_log is None else shed_count(self.shed_log))
+        yield family
+
+
 class ServingMetrics:
     content_type = CONTENT_TYPE_LATEST
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self._versions: dict[str, str] = {}
+        shed_log = os.environ.get(SHED_LOG_ENV)
+        self._proxy_shed = ProxyShed(Path(shed_log) if shed_log else None)
         r = self.registry
+        r.register(self._proxy_shed)
         self.requests = Counter("recsys_requests", "HTTP requests by route and status code",
                                 ["route", "status"], registry=r)
         self.shed = Counter("recsys_shed", "Requests refused with 503 by admission control, by route and reason "
@@ -114,4 +136,5 @@ class ServingMetrics:
             return generate_latest(self.registry)
         merged = CollectorRegistry()
         MultiProcessCollector(merged, path=workers_dir)
+        merged.register(self._proxy_shed)
         return generate_latest(merged)

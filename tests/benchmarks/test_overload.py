@@ -1,6 +1,6 @@
 """The overload benchmark: its summaries on hand-made outcomes, then one short real run of the default
-serving setup (``recsys serving serve`` with its default workers) whose counts must agree with the
-service's own metrics, summed over its workers."""
+serving setup (``recsys serving serve`` with its default workers, behind its nginx front) whose counts
+must agree with the service's own metrics, summed over its workers and its front."""
 
 from __future__ import annotations
 
@@ -58,13 +58,14 @@ def test_a_short_run_of_the_default_service_agrees_with_its_metrics(small_world,
                       event_interval_s=0.2, candidates_per_retriever=100)
     report = run(options, small_world.data_root, small_world.artifacts_root, tmp_path / "run")
     assert report["workers"] == DEFAULT_WORKERS and report["capacity_rps"] > 0
+    assert report["front"] == "nginx"  # the default, with nginx installed (make setup)
     assert [level["multiple"] for level in report["levels"]] == [1.0, 3.0]
     for level in report["levels"]:
         assert level["sent"] == level["admitted"] + level["shed"] + level["other_errors"] > 0
         assert level["other_errors"] == 0 and level["admitted"] > 0
-        http = level["server"]["http"]  # the service's counts, summed over its workers
+        http = level["server"]["http"]  # the service's counts, summed over its workers, and its front's
         assert http.get("/v1/recommendations 200", 0) == level["admitted"]
-        assert http.get("/v1/recommendations 503", 0) == level["shed"]
+        assert http.get("/v1/recommendations 503", 0) + level["server"]["proxy_shed"] == level["shed"]
         assert sum(level["server"]["shed"].values()) >= http.get("/v1/recommendations 503", 0)
         assert level["service_alive"] and level["workers_alive"] == DEFAULT_WORKERS
         assert level["rss_peak_mb"] > 0

@@ -15,7 +15,7 @@ import pytest
 import typer
 
 from cli import run as recsys_run
-from cli.supervisor import ChildFailed, ChildSpec, Supervisor
+from common.supervisor import ChildFailed, ChildSpec, Supervisor
 
 SLEEPER = ChildSpec("sleeper", [sys.executable, "-c", "import time; time.sleep(120)"])
 

@@ -1,4 +1,5 @@
-"""Supervision of ``recsys run``'s long-running children (the streaming job, the serving API).
+"""Supervision of long-running child processes: `recsys run`'s (the streaming job, the serving API) and
+the serving front's (its uvicorn workers and nginx, :mod:`serving.front`).
 
 A child that dies is restarted after a backoff that doubles with each recent crash (``backoff``,
 capped at ``max_backoff``); every death is logged as an error with the child's name and exit code.
@@ -43,6 +44,12 @@ def start_in_own_group(spec: ChildSpec) -> subprocess.Popen:
     return subprocess.Popen(list(spec.argv), env=None if spec.env is None else dict(spec.env), start_new_session=True)
 
 
+def start_in_our_group(spec: ChildSpec) -> subprocess.Popen:
+    """Start a child in the supervisor's own process group: whoever stops the supervisor's group (a
+    supervisor above it, Ctrl-C in a terminal) stops the child too, even after a SIGKILL."""
+    return subprocess.Popen(list(spec.argv), env=None if spec.env is None else dict(spec.env))
+
+
 class ChildFailed(RuntimeError):
     """A child kept crashing past the restart bound."""
 
@@ -65,15 +72,19 @@ class Supervisor:
     def __init__(
         self,
         specs: Sequence[ChildSpec],
-        start: Callable[[ChildSpec], subprocess.Popen] = start_in_own_group,
+        start: Callable[[ChildSpec], subprocess.Popen] | None = None,
         clock: Callable[[], float] = time.monotonic,
         max_restarts: int = 5,
         window_seconds: float = 600.0,
         backoff: float = 1.0,
         max_backoff: float = 60.0,
+        own_groups: bool = True,
     ) -> None:
+        """``own_groups``: each child runs in a process group of its own, and signals go to that group
+        (its whole tree); else the children share the supervisor's group and signals go to each child."""
         self.children = [_Child(spec) for spec in specs]
-        self._start = start
+        self._start = start or (start_in_own_group if own_groups else start_in_our_group)
+        self._signal = _signal_group if own_groups else _signal_process
         self._clock = clock
         self.max_restarts = max_restarts
         self.window_seconds = window_seconds
@@ -104,7 +115,7 @@ class Supervisor:
     def _died(self, child: _Child, code: int, now: float) -> None:
         # what the dead child left in its process group (e.g. uvicorn workers holding the port) would keep
         # its restart from starting: killed first
-        _signal_group(child.process, signal.SIGKILL)
+        self._signal(child.process, signal.SIGKILL)
         child.process = None
         while child.crashes and child.crashes[0] <= now - self.window_seconds:
             child.crashes.popleft()
@@ -130,14 +141,14 @@ class Supervisor:
         for child in self.children:
             child.restart_at = None
         for process in running:
-            _signal_group(process, signal.SIGTERM)
+            self._signal(process, signal.SIGTERM)
         deadline = time.monotonic() + timeout
         for process in running:
             try:
                 process.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 LOG.error("pid %d did not stop within %.0f s of SIGTERM: killing it", process.pid, timeout)
-                _signal_group(process, signal.SIGKILL)
+                self._signal(process, signal.SIGKILL)
                 process.wait()
 
 
@@ -146,3 +157,8 @@ def _signal_group(process: subprocess.Popen, sig: signal.Signals) -> None:
         os.killpg(process.pid, sig)
     except ProcessLookupError:  # already gone
         pass
+
+
+def _signal_process(process: subprocess.Popen, sig: signal.Signals) -> None:
+    if process.poll() is None:
+        process.send_signal(sig)

@@ -75,7 +75,8 @@ def _fast_night(paths: DataPaths, day: date, domains: Sequence[str], training_da
                 compact_lookback_days: int, master: str) -> list[str]:
     """The nightly DAG's work without Airflow and without the gate (see the module docstring); returns
     the domains whose release could not be built (their live release keeps serving)."""
-    from models.release import ReleaseCheckFailed, build_release
+    from models.release import ReleaseCheckFailed
+    from orchestration.build import build_release
     from orchestration.tasks import materialize_day, plan
     from spark_jobs import compact, features, training_sets
     from spark_jobs.session import job_session

@@ -98,7 +98,7 @@ def build_release_command(domain: Domain, date: Day, days: Days = 14,
                           release: Annotated[str | None, typer.Option(help="Version (default: UTC time).")] = None,
                           data_dir: DataDir = None, master: Master = None) -> None:
     """Stage, train retrieval, check indexes, train the ranker, evaluate on the held-out days, finalize."""
-    from models.release import build_release
+    from orchestration.build import build_release
 
     built = build_release(domain, date.date(), days, holdout_days, release, _paths(data_dir), master=master)
     typer.echo(json.dumps({"version": built.version, "training_window": built.manifest.training_window,

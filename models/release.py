@@ -14,7 +14,8 @@ The stages are separate calls so the nightly DAG can run them as separate tasks 
 under spark-submit, see ``spark_jobs/train_retrieval.py`` and ``spark_jobs/train_ranker.py``):
 :func:`stage_release` -> :func:`train_retrieval_into` -> :func:`check_indexes` ->
 :func:`train_ranker_into` -> :func:`evaluate_release` -> :func:`finalize_release`. A release is never
-promoted here: promotion is the Airflow gate's job. :func:`build_release` runs every stage in process.
+promoted here: promotion is the Airflow gate's job. :func:`orchestration.build.build_release` runs every
+stage in one process.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -388,46 +389,6 @@ def finalize_release(
     merged = {k: v for k, v in merged.items() if isinstance(v, int | float) and not isinstance(v, bool)}
     return registry.finalize(domain, version, training_window=(str(window[0]), str(window[1])), metrics=merged,
                              extra={"summaries": summaries})
-
-
-@dataclass(frozen=True)
-class BuiltRelease:
-    domain: str
-    version: str
-    manifest: Manifest
-
-
-def build_release(
-    domain: str, logical_date: date, days: int = 14, holdout_days: int = 1, version: str | None = None,
-    paths: DataPaths | None = None, registry: ArtifactRegistry | None = None, master: str | None = None,
-    retrieval_args: Sequence[str] = (), ranker_args: Sequence[str] = (),
-) -> BuiltRelease:
-    """Every stage in this process, on the lake's training sets: models train on the ``days`` days ending
-    ``holdout_days`` before ``logical_date``, and are evaluated on those last ``holdout_days`` days.
-    The release is finalized, not promoted. A failed stage discards the staging directory."""
-    from spark_jobs import train_ranker, train_retrieval
-
-    paths = paths or DataPaths.default()
-    registry = registry or ArtifactRegistry()
-    staging = stage_release(domain, version, registry)
-    version = staging.name
-    train_end = logical_date - timedelta(days=holdout_days)
-    window = training_window(train_end, days)
-    common_args = ["--domain", domain, "--date", train_end.isoformat(), "--days", str(days), "--release", version,
-                   "--data-dir", str(paths.root), *(["--master", master] if master else [])]
-    try:
-        if train_retrieval.main([*common_args, *retrieval_args]) != 0:
-            raise ReleaseCheckFailed("train_retrieval failed")
-        check_release_indexes(domain, version, train_end, paths, registry)
-        if train_ranker.main([*common_args, *ranker_args]) != 0:
-            raise ReleaseCheckFailed("train_ranker failed")
-        evaluate_on_days(domain, version, train_end + timedelta(days=1), logical_date, paths, registry)
-        manifest = finalize_release(domain, version, window, registry=registry)
-    except BaseException:
-        registry.discard(domain, version)
-        raise
-    print(f"[release] finalized {domain}/{version}: {manifest.metrics}", flush=True)
-    return BuiltRelease(domain, version, manifest)
 
 
 def check_release_indexes(domain: str, version: str, logical_date: date, paths: DataPaths | None = None,

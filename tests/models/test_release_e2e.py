@@ -86,7 +86,7 @@ def built(spark, tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("release")
     paths = DataPaths(root / "data")
     os.environ["RECSYS_ARTIFACTS_DIR"] = str(root / "artifacts")
-    from models.release import build_release
+    from orchestration.build import build_release
 
     try:
         interactions = write_world(paths)
@@ -222,7 +222,7 @@ def test_release_loads_back_with_parity(built) -> None:
 
 
 def test_failed_build_leaves_no_release(built, spark) -> None:
-    from models.release import build_release
+    from orchestration.build import build_release
 
     _, registry, _ = built
     paths = DataPaths(registry.root.parent / "data")

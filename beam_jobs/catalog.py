@@ -18,7 +18,7 @@ _CACHE = Shared()
 
 
 @dataclass(frozen=True)
-class CatalogIndex:
+class StreamCatalog:
     categories: dict[str, str] = field(default_factory=dict)
     inventory: dict[str, int] = field(default_factory=dict)
 
@@ -33,7 +33,7 @@ def catalog_files(paths: DataPaths) -> list[tuple[str, int]]:
     return [(str(f), f.stat().st_mtime_ns) for f in files]
 
 
-def read_catalog_index(paths: DataPaths) -> CatalogIndex:
+def read_catalog_index(paths: DataPaths) -> StreamCatalog:
     categories: dict[str, str] = {}
     inventory: dict[str, int] = {}
     for path, _ in catalog_files(paths):
@@ -43,10 +43,10 @@ def read_catalog_index(paths: DataPaths) -> CatalogIndex:
                 categories[item_id] = category
             if stock is not None:
                 inventory[item_id] = int(stock)
-    return CatalogIndex(categories, inventory)
+    return StreamCatalog(categories, inventory)
 
 
-def load_catalog_index(data_root: str) -> CatalogIndex:
+def load_stream_catalog(data_root: str) -> StreamCatalog:
     """The catalog index of the data root, re-read only when a catalog file was added or rewritten."""
     paths = DataPaths(Path(data_root))
     return _CACHE.acquire(lambda: read_catalog_index(paths), tag=(data_root, tuple(catalog_files(paths))))

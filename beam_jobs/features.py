@@ -36,7 +36,7 @@ from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import Duration, Timestamp
 from apache_beam.utils.windowed_value import WindowedValue
 
-from beam_jobs.catalog import CatalogIndex
+from beam_jobs.catalog import StreamCatalog
 from beam_jobs.checkpoint import Batch, CheckpointStore
 from beam_jobs.feast_io import FeastTarget, read_activity_rows
 from beam_jobs.item_state import (
@@ -198,7 +198,7 @@ class ApplyUserEvents(_StateDoFn):
         self._new = []
 
     def process(
-        self, element: tuple[str, Iterable[StreamEvent]], catalog: CatalogIndex
+        self, element: tuple[str, Iterable[StreamEvent]], catalog: StreamCatalog
     ) -> Iterator[FeatureUpdate]:
         self.catalog = catalog
         user_id, grouped = element
@@ -268,7 +268,7 @@ class ApplyItemInputs(_StateDoFn):
     """``(item_id, inputs)`` -> the item's new ``item_stats`` row and state, as of its domain's watermark."""
 
     def process(
-        self, element: tuple[str, Iterable[ItemInput]], watermarks: dict[str, float], catalog: CatalogIndex
+        self, element: tuple[str, Iterable[ItemInput]], watermarks: dict[str, float], catalog: StreamCatalog
     ) -> Iterator[FeatureUpdate]:
         item_id, inputs = element
         prior = self.store.state(ITEM_STATS.name, item_id)

@@ -24,7 +24,7 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineResult
 
-from beam_jobs.catalog import load_catalog_index
+from beam_jobs.catalog import load_stream_catalog
 from beam_jobs.checkpoint import Batch, CheckpointStore
 from beam_jobs.dedupe import UNIQUE, DedupeBatch
 from beam_jobs.feast_io import FeastTarget, PushRows
@@ -84,7 +84,7 @@ def build_batch(p: beam.Pipeline, settings: BatchSettings) -> None:
         | "DeadLetters" >> beam.ParDo(WriteDeadLetters(settings.data_root), this_batch)
     )
     unique | "Lake" >> WriteLake(settings.data_root, batch=this_batch)
-    catalog = p | "CatalogRoot" >> beam.Create([settings.data_root]) | "LoadCatalog" >> beam.Map(load_catalog_index)
+    catalog = p | "CatalogRoot" >> beam.Create([settings.data_root]) | "LoadCatalog" >> beam.Map(load_stream_catalog)
     seed = settings.target if settings.seed_users else None
     users = unique | "UserActivity" >> UserActivityBatch(db, catalog, seed)
     items = unique | "ItemStats" >> ItemStatsBatch(db, this_batch, catalog, settings.future_tolerance_seconds)

@@ -22,7 +22,7 @@ from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import BagStateSpec, ReadModifyWriteStateSpec, TimerSpec, on_timer
 from apache_beam.utils.timestamp import Timestamp
 
-from beam_jobs.catalog import CatalogIndex
+from beam_jobs.catalog import StreamCatalog
 from beam_jobs.feast_io import FeastTarget, read_activity_rows
 from beam_jobs.features import item_update, start_user_state, user_update
 from beam_jobs.item_state import HourDelta, ItemInput, ItemState, domain_of_id
@@ -51,7 +51,7 @@ class UserActivityFn(beam.DoFn):
     def process(
         self,
         element: tuple[str, StreamEvent],
-        catalog: CatalogIndex,
+        catalog: StreamCatalog,
         state=beam.DoFn.StateParam(STATE),
         buffer=beam.DoFn.StateParam(BUFFER),
         armed=beam.DoFn.StateParam(ARMED),
@@ -103,7 +103,7 @@ class ItemStatsFn(beam.DoFn):
     def process(
         self,
         element: tuple[str, ItemInput],
-        catalog: CatalogIndex,
+        catalog: StreamCatalog,
         state=beam.DoFn.StateParam(STATE),
         buffer=beam.DoFn.StateParam(BUFFER),
         armed=beam.DoFn.StateParam(ARMED),

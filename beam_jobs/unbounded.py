@@ -27,7 +27,7 @@ import apache_beam as beam
 from apache_beam.transforms import trigger, window
 from apache_beam.transforms.periodicsequence import PeriodicImpulse
 
-from beam_jobs.catalog import CatalogIndex, load_catalog_index
+from beam_jobs.catalog import StreamCatalog, load_stream_catalog
 from beam_jobs.dedupe import UNIQUE, DedupeFn
 from beam_jobs.feast_io import FeastTarget, PushRows
 from beam_jobs.features import FUTURE_TOLERANCE_SECONDS, HourlyItemCounts, sales_of
@@ -106,7 +106,7 @@ def refreshed_catalog(p: beam.Pipeline, settings: UnboundedSettings) -> beam.PCo
     return (
         p
         | "CatalogTicks" >> PeriodicImpulse(fire_interval=settings.catalog_refresh_seconds, apply_windowing=False)
-        | "LoadCatalog" >> beam.Map(lambda _: load_catalog_index(settings.data_root))
+        | "LoadCatalog" >> beam.Map(lambda _: load_stream_catalog(settings.data_root))
         | "LatestCatalog" >> beam.WindowInto(
             window.GlobalWindows(),
             trigger=trigger.Repeatedly(trigger.AfterCount(1)),
@@ -123,7 +123,7 @@ def _by(key: str):
 
 
 def build_unbounded(lines: beam.PCollection, catalog: beam.PCollection, settings: UnboundedSettings) -> None:
-    """Add the streaming graph behind a source of ``SourceLine``s (``catalog``: a ``CatalogIndex``)."""
+    """Add the streaming graph behind a source of ``SourceLine``s (``catalog``: a ``StreamCatalog``)."""
     side = beam.pvalue.AsSingleton(catalog)
     parsed = lines | "Parse" >> beam.ParDo(ParseEvents()).with_outputs(REJECTED, main=EVENTS)
     deduped = (
@@ -153,7 +153,7 @@ def build_unbounded(lines: beam.PCollection, catalog: beam.PCollection, settings
     ) | "ItemInputs" >> beam.Flatten()
     items = item_inputs | "ItemStats" >> beam.ParDo(
         ItemStatsFn(settings.flush_seconds, settings.clock), side
-    ).with_input_types(tuple[str, Any], CatalogIndex)  # a deterministic key coder for the state
+    ).with_input_types(tuple[str, Any], StreamCatalog)  # a deterministic key coder for the state
     (users, items) | "Updates" >> beam.Flatten() | "Push" >> beam.ParDo(PushRows(settings.target, settings.push_rows))
 
 

@@ -56,7 +56,7 @@ class Evaluation:
     before: pd.DataFrame  # pre-cut interactions (the domain's positive events, weighted)
     catalog: pd.DataFrame
     users: pd.DataFrame
-    truth: Any  # models.evaluation.split.GroundTruth, every held-out user with a relevant item
+    truth: Any  # models.evaluation.split.HeldOutTruth, every held-out user with a relevant item
     context: Any  # models.evaluation.evaluate.EvaluationContext of ``truth``
     has_history: np.ndarray
     facts: dict[str, Any]

@@ -41,7 +41,7 @@ from models.evaluation.baselines import BASELINES
 from models.evaluation.data import DomainData
 from models.evaluation.evaluate import EvaluationContext, evaluation_slices, run_baselines
 from models.evaluation.metrics import gather, ideal_gains, ndcg_at_k
-from models.evaluation.split import GroundTruth, TemporalSplit, build_ground_truth, split_by_time_fraction
+from models.evaluation.split import HeldOutTruth, TemporalSplit, build_ground_truth, split_by_time_fraction
 from models.release import profile_columns, segment_column
 from models.retrieval.new_items import DAY_SECONDS, NewItemIndex, NewItemSlots
 from models.retrieval.pipeline import RetrievalSettings
@@ -116,7 +116,7 @@ class _Stage:
                         self.new_items)
 
 
-def candidate_recall(candidates: CandidateSet, truth: GroundTruth, rows: np.ndarray) -> float:
+def candidate_recall(candidates: CandidateSet, truth: HeldOutTruth, rows: np.ndarray) -> float:
     """Mean over users of |merged candidates ∩ relevant| / |relevant| (users = ``rows`` of ``candidates``)."""
     if len(rows) == 0:
         return float("nan")

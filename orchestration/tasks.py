@@ -65,7 +65,7 @@ def domains_with_data(paths: DataPaths, names: list[str] | None = None) -> list[
     return [name for name in (names or writable_domains()) if list(event_partitions(paths, name))]
 
 
-def day_start(ds: str | None) -> datetime:
+def logical_day_start(ds: str | None) -> datetime:
     """Midnight UTC at the start of the logical day ``ds`` (``YYYY-MM-DD``)."""
     if ds is None:
         fail("this DAG needs a logical date: trigger it with one (e.g. airflow dags test <dag> 2024-06-04)")
@@ -75,7 +75,7 @@ def day_start(ds: str | None) -> datetime:
 
 def day_end(ds: str | None) -> datetime:
     """Midnight UTC after the logical day: the feature rows of that day are true from then on."""
-    return day_start(ds) + timedelta(days=1)
+    return logical_day_start(ds) + timedelta(days=1)
 
 
 def training_days_value(value: int | str | None) -> int | None:
@@ -101,7 +101,7 @@ def plan(ds: str, compact_lookback_days: int, training_days: int | str) -> dict[
         raise DataError(f"no writable domain ({', '.join(writable_domains())}) has events in {paths.events}: "
                         "import or generate data first")
     try:
-        night = plan_night(paths, day_start(ds).date(), compact_lookback_days, training_days_value(training_days))
+        night = plan_night(paths, logical_day_start(ds).date(), compact_lookback_days, training_days_value(training_days))
     except ValueError as err:
         raise DataError(str(err)) from err
     out = night.as_xcom(with_data)
@@ -147,7 +147,7 @@ def materialize_day(ds: str) -> dict[str, str]:
     night wrote ``D``'s rows, and re-running the night writes the same values again."""
     from feature_repo.store import materialize
 
-    start, end = day_start(ds), day_end(ds)
+    start, end = logical_day_start(ds), day_end(ds)
     materialize(_feature_store(), start, end)
     log.info("materialized the snapshot of %s: %s .. %s", ds, start.isoformat(), end.isoformat())
     return {"start": start.isoformat(), "end": end.isoformat()}

@@ -42,7 +42,7 @@ from serving.api_models import (
 )
 from serving.arms import ArmResolver
 from serving.fallback import FallbackManager
-from serving.heap import HeapFreezer
+from serving.gc_freeze import HeapFreezer
 from serving.http import (
     DEADLINE,
     Admission,
@@ -117,7 +117,7 @@ def build_services(settings: ServingSettings, features: FeatureReader | None = N
     features = store
     registry = ArtifactRegistry(settings.artifacts_root)
     loader = ReleaseLoader(registry, settings.data_paths, features, settings.item_cache_ttl_seconds)
-    heap = HeapFreezer()  # full garbage collections off the request path (see serving.heap)
+    heap = HeapFreezer()  # full garbage collections off the request path (see serving.gc_freeze)
     fallbacks = FallbackManager(settings.domains, settings.data_paths, features, settings.fallback,
                                 {d: settings.rules[d].filters for d in settings.domains}, metrics,
                                 settings.item_cache_ttl_seconds)

@@ -1,7 +1,7 @@
 """What serving needs from the components it calls, as structural types.
 
 The real implementations: ``common.online_features.OnlineFeatures`` (a :class:`FeatureReader`),
-``models.retrieval.export.Retrievers`` (:class:`Retrievers`) and ``models.ranking.scoring.Scorer``
+``models.retrieval.export.Retrievers`` (:class:`RetrieverSet`) and ``models.ranking.scoring.Scorer``
 (:class:`RankScorer`). Tests substitute their own only to inject faults (a store that is down, a
 ranker that raises or is slow).
 """
@@ -29,7 +29,7 @@ class FeatureReader(Protocol):
 Retrieved = tuple[Sequence[str], np.ndarray]  # item ids (best first) and their scores
 
 
-class Retrievers(Protocol):
+class RetrieverSet(Protocol):
     """``models.retrieval.export.Retrievers``: each call returns ``(item_ids, scores)``, best first."""
 
     @property

@@ -51,7 +51,7 @@ from serving.fallback import FallbackManager, LakeFallback
 from serving.features import ItemFeatureCache, ReadAhead, ranker_batch, servable_features
 from serving.metrics import ServingMetrics
 from serving.online import STORE_ERRORS
-from serving.protocols import FeatureReader, RankScorer, Retrievers
+from serving.protocols import FeatureReader, RankScorer, RetrieverSet
 
 log = logging.getLogger(__name__)
 REFRESH_AHEAD_POLLS = 3  # the watcher reads item features that go stale within this many polls
@@ -86,7 +86,7 @@ class Release:
     version: str
     manifest: Manifest
     catalog: CatalogIndex
-    retrievers: Retrievers
+    retrievers: RetrieverSet
     scorer: RankScorer
     items: ItemFeatureCache
     new_items: NewItemIndex | None = None  # content vectors by launch time (the content retriever's new-item slots)
@@ -107,7 +107,7 @@ class Release:
         return (self.retrievers.description.get("training") or {}).get("segment_column")
 
 
-def _load_retrievers(path: Path) -> Retrievers:
+def _load_retrievers(path: Path) -> RetrieverSet:
     from models.retrieval.export import load_retrievers
 
     return load_retrievers(path)
@@ -128,7 +128,7 @@ class ReleaseLoader:
         paths: DataPaths,
         features: FeatureReader,
         item_cache_ttl: float,
-        load_retrievers: Callable[[Path], Retrievers] = _load_retrievers,
+        load_retrievers: Callable[[Path], RetrieverSet] = _load_retrievers,
         load_scorer: Callable[[Path], RankScorer] = _load_scorer,
     ) -> None:
         self.registry = registry

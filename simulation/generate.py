@@ -32,7 +32,7 @@ from simulation.incoming import write_incoming
 from simulation.policy import LoggingPolicy
 from simulation.profiles import Profile, get_profile
 from simulation.retail_world import build_retail_world
-from simulation.sessions import day_start, plan_day
+from simulation.sessions import plan_day, simulated_day_start_us
 from simulation.truth import GroundTruth
 from simulation.world import DEVICES, World
 
@@ -152,7 +152,7 @@ def generate_domain(profile: Profile, domain: str, seed: int, paths: DataPaths, 
     counts: Counter[str] = Counter()
     lake_rows = incoming_rows = 0
     for day in tqdm(range(profile.days), desc=f"{domain} days", unit="day", disable=not progress):
-        day_us = day_start(start_us, day)
+        day_us = simulated_day_start_us(start_us, day)
         events, record = _simulate_day(world, policy, profile, day_us, rng)
         counts.update(events["event_type"].value_counts().to_dict())
         today = (start + timedelta(days=day)).isoformat()

@@ -96,5 +96,5 @@ def plan_day(truth: GroundTruth, day_start_us: int, weekend_factor: float, slate
     )
 
 
-def day_start(start_us: int, day: int) -> int:
+def simulated_day_start_us(start_us: int, day: int) -> int:
     return start_us + day * US_PER_DAY

@@ -23,7 +23,7 @@ from models.evaluation import metrics as m
 from models.evaluation.baselines import BASELINES, PopularityRecommender, Recommender
 from models.evaluation.data import DomainData, ItemVocabulary
 from models.evaluation.split import (
-    GroundTruth,
+    HeldOutTruth,
     TemporalSplit,
     build_ground_truth,
     items_launched_between,
@@ -54,14 +54,14 @@ def category_features(catalog: pd.DataFrame, items: ItemVocabulary) -> sp.csr_ma
 class EvaluationContext:
     """What every model's evaluation on one ground truth shares (computed once)."""
 
-    ground_truth: GroundTruth
+    ground_truth: HeldOutTruth
     information: np.ndarray  # per item -log2 p(i), p from training popularity
     popularity_share: np.ndarray  # per item: share of training users who interacted with it
     features: sp.csr_matrix  # per item category features (intra-list diversity)
     expected: np.ndarray  # (n_users, max_k) popularity top-K indices: the "expected" lists (serendipity)
 
     @classmethod
-    def build(cls, ground_truth: GroundTruth, train: pd.DataFrame, catalog: pd.DataFrame, max_k: int) -> EvaluationContext:
+    def build(cls, ground_truth: HeldOutTruth, train: pd.DataFrame, catalog: pd.DataFrame, max_k: int) -> EvaluationContext:
         items = ground_truth.items
         n_train_users = max(train["user_id"].nunique(), 1)
         pairs = train.drop_duplicates(["user_id", "item_id"])
@@ -76,7 +76,7 @@ class EvaluationContext:
         )
 
     def restrict(self, users: np.ndarray | None = None, items: np.ndarray | None = None) -> tuple[EvaluationContext, np.ndarray]:
-        """A slice (see :meth:`GroundTruth.restrict`) and the kept row numbers."""
+        """A slice (see :meth:`HeldOutTruth.restrict`) and the kept row numbers."""
         truth, rows = self.ground_truth.restrict(users, items)
         return replace(self, ground_truth=truth, expected=self.expected[rows]), rows
 
@@ -111,14 +111,14 @@ class EvaluationContext:
 
 
 def evaluate_recommender(
-    recs: np.ndarray, ground_truth: GroundTruth, train: pd.DataFrame, catalog: pd.DataFrame, ks: Iterable[int] = (10, 100)
+    recs: np.ndarray, ground_truth: HeldOutTruth, train: pd.DataFrame, catalog: pd.DataFrame, ks: Iterable[int] = (10, 100)
 ) -> dict[str, float | int]:
     """All metrics at every K for ``recs`` (item ids, rows aligned with ``ground_truth.user_ids``)."""
     ks = tuple(ks)
     return EvaluationContext.build(ground_truth, train, catalog, max(ks)).evaluate(recs, ks)
 
 
-def merged_recall(candidate_lists: Mapping[str, np.ndarray], ground_truth: GroundTruth, k: int) -> float:
+def merged_recall(candidate_lists: Mapping[str, np.ndarray], ground_truth: HeldOutTruth, k: int) -> float:
     """Recall@k of the union: mean_u |(C_1,k(u) ∪ ... ∪ C_n,k(u)) ∩ R(u)| / |R(u)|, where C_r,k(u) is
     retriever r's top-k for u (each list an ``(n_users, >=k)`` item-id matrix aligned with the ground truth)."""
     merged = np.sort(np.hstack([ground_truth.items.encode(np.asarray(c)[:, :k]) for c in candidate_lists.values()]), axis=1)

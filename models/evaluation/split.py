@@ -101,7 +101,7 @@ def items_launched_between(catalog: pd.DataFrame, start: pd.Timestamp, end: pd.T
 
 
 @dataclass(frozen=True)
-class GroundTruth:
+class HeldOutTruth:
     """Held-out relevance of the evaluated users, rows aligned with ``user_ids``, columns with ``items``."""
 
     user_ids: np.ndarray
@@ -115,7 +115,7 @@ class GroundTruth:
 
     def restrict(
         self, users: np.ndarray | None = None, items: np.ndarray | None = None
-    ) -> tuple[GroundTruth, np.ndarray]:
+    ) -> tuple[HeldOutTruth, np.ndarray]:
         """Keep users in the bool mask ``users`` and item columns in the bool mask ``items``; drop users
         left without a relevant item. Returns the slice and the kept row numbers (to slice recs with)."""
         user_mask = np.ones(len(self.user_ids), bool) if users is None else np.asarray(users, bool)
@@ -124,7 +124,7 @@ class GroundTruth:
         for m in (relevance, grades):
             m.eliminate_zeros()
         rows = np.flatnonzero(user_mask & (np.diff(relevance.indptr) > 0))
-        return GroundTruth(self.user_ids[rows], self.items, relevance[rows], grades[rows]), rows
+        return HeldOutTruth(self.user_ids[rows], self.items, relevance[rows], grades[rows]), rows
 
 
 def build_ground_truth(
@@ -133,7 +133,7 @@ def build_ground_truth(
     catalog: pd.DataFrame,
     positive_events: Collection[str],
     exclude_seen: bool = True,
-) -> GroundTruth:
+) -> HeldOutTruth:
     """Relevant and graded held-out pairs of ``test`` (see the module docstring for the rules)."""
     flagged = test.assign(positive=test["event_type"].isin(list(positive_events)))
     pairs = flagged.groupby(["user_id", "item_id"], sort=True).agg(weight=("weight", "sum"), positive=("positive", "any"))
@@ -144,4 +144,4 @@ def build_ground_truth(
     items = ItemVocabulary.from_catalog(catalog)
     relevance = user_item_matrix(pairs[pairs["positive"]], user_ids, items, binary=True)
     grades = user_item_matrix(pairs, user_ids, items)
-    return GroundTruth(user_ids, items, relevance, grades)
+    return HeldOutTruth(user_ids, items, relevance, grades)

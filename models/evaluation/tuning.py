@@ -16,7 +16,7 @@ import pandas as pd
 
 from models.evaluation.baselines import Recommender
 from models.evaluation.metrics import gather, ideal_gains, ndcg_at_k
-from models.evaluation.split import GroundTruth, TemporalSplit, build_ground_truth, users_with_few_events
+from models.evaluation.split import HeldOutTruth, TemporalSplit, build_ground_truth, users_with_few_events
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class TuningResult:
 
 def validation_ground_truth(
     split: TemporalSplit, catalog: pd.DataFrame, positive_events: Collection[str]
-) -> GroundTruth:
+) -> HeldOutTruth:
     """Relevant validation-window pairs of the users with history before the window."""
     truth = build_ground_truth(split.validation, split.fit, catalog, positive_events)
     warm, _ = truth.restrict(users=~users_with_few_events(split.fit, truth.user_ids, max_events=0))

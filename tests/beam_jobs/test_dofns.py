@@ -8,7 +8,7 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from beam_jobs.catalog import CatalogIndex, load_catalog_index
+from beam_jobs.catalog import StreamCatalog, load_stream_catalog
 from beam_jobs.checkpoint import Batch, CheckpointStore
 from beam_jobs.dedupe import UNIQUE, DedupeBatch
 from beam_jobs.features import HourlyItemCounts, ItemStatsBatch, UserActivityBatch
@@ -116,7 +116,7 @@ def test_user_activity_batch_folds_into_committed_state(catalog_paths, events, f
               stream_event(events, 2, "impression", item="r_i2", arrived=10.0),
               stream_event(events, 3, "impression", user="r_u2", item="r_i2")]
     with BeamTestPipeline(runner=fnapi()) as p:
-        catalog = p | "Catalog" >> beam.Create([str(catalog_paths.root)]) | beam.Map(load_catalog_index)
+        catalog = p | "Catalog" >> beam.Create([str(catalog_paths.root)]) | beam.Map(load_stream_catalog)
         out = p | beam.Create(inputs) | UserActivityBatch(str(store.path), catalog, seed_from=None)
         assert_that(_updates(out), equal_to([(USER_ACTIVITY.name, "r_u1", {
             "user_id": "r_u1", "event_timestamp": t0, "session_depth": 2, "last_event_ts": t0,
@@ -137,7 +137,7 @@ def test_item_stats_batch_counts_sells_out_and_refreshes_expired_items(data_path
     inputs = [stream_event(events, 1, "impression", item="r_i2", seconds=100, arrived=20.0),
               stream_event(events, 2, "click", item="r_i2", seconds=200, request_id="q1", arrived=21.0),
               stream_event(events, 3, "purchase", item="r_i2", seconds=3_700, quantity=2, arrived=22.0)]
-    catalog_index = CatalogIndex({}, {"r_i2": 2, "r_i4": 40})
+    catalog_index = StreamCatalog({}, {"r_i2": 2, "r_i4": 40})
     with BeamTestPipeline(runner=fnapi()) as p:
         catalog = p | "Catalog" >> beam.Create([catalog_index])
         this_batch = beam.pvalue.AsSingleton(p | "Batch" >> beam.Create([batch]))

@@ -16,6 +16,7 @@ from beam_jobs.job import FileStreamJob, StreamConfig
 from common.deadletter import read_dead_letters
 from common.lake import read_events
 from common.online_features import OnlineFeatures
+from common.polling import wait_until
 from feature_repo.store import get_store
 from serving.stream import IncomingStreams
 
@@ -23,13 +24,7 @@ TRAIL, ROAD = "Shoes>Running>Trail", "Shoes>Running>Road"
 
 
 def _wait_for(condition: Callable[[], Any], timeout: float = 120.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"condition not met within {timeout} s")
+    return wait_until(condition, timeout, "the streaming job's writes", poll=0.1)
 
 
 def test_appended_events_reach_the_online_store(feast_paths, events) -> None:

@@ -24,6 +24,7 @@ from common.deadletter import read_dead_letters
 from common.lake import read_events
 from common.online_features import OnlineFeatures
 from common.paths import REPO_ROOT
+from common.polling import wait_until
 from feature_repo.store import get_store
 
 USERS = [f"r_u{k}" for k in range(12)]
@@ -63,13 +64,12 @@ def _start(paths, *args: str, crash_at: str | None = None) -> subprocess.Popen:
 
 
 def _wait(condition: Callable[[], bool], process: subprocess.Popen, timeout: float = 180.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        if process.poll() is not None:
-            raise AssertionError(f"job exited early ({process.returncode}):\n{process.stdout.read().decode()}")
-        time.sleep(0.1)
+    def exited() -> str | None:
+        if process.poll() is None:
+            return None
+        return f"job exited early ({process.returncode}):\n{process.stdout.read().decode()}"
+
+    wait_until(condition, timeout, "the job's commits", poll=0.1, give_up=exited)
     raise AssertionError("timed out waiting for the job")
 
 

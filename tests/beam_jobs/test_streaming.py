@@ -9,7 +9,7 @@ from apache_beam.testing.test_stream import TestStream as BeamTestStream
 from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.transforms.window import TimestampedValue
 
-from beam_jobs.catalog import CatalogIndex
+from beam_jobs.catalog import StreamCatalog
 from beam_jobs.dedupe import UNIQUE, DedupeFn
 from beam_jobs.feast_io import FeastTarget
 from beam_jobs.features import HourlyItemCounts
@@ -91,7 +91,7 @@ def test_user_activity_fn_batches_by_processing_time_and_keeps_state(events, str
         .advance_processing_time(5)
         .advance_watermark_to_infinity()
     )
-    catalog = CatalogIndex({"r_i1": "A", "r_i2": "B"}, {})
+    catalog = StreamCatalog({"r_i1": "A", "r_i2": "B"}, {})
     with streaming_pipeline() as p:
         side = beam.pvalue.AsSingleton(p | "Catalog" >> beam.Create([catalog]))
         out = p | stream | beam.ParDo(UserActivityFn(1.0, seed_from=None, clock=stream_clock), side)
@@ -112,7 +112,7 @@ def test_item_stats_fn_flushes_and_re_emits_when_an_hour_expires(events, streami
         .advance_watermark_to(h0 + DAY + 1)  # the hour leaves the 1-day window: the expiry timer fires
         .advance_watermark_to_infinity()
     )
-    catalog = CatalogIndex({}, {"r_i2": 2})
+    catalog = StreamCatalog({}, {"r_i2": 2})
     with streaming_pipeline() as p:
         side = beam.pvalue.AsSingleton(p | "Catalog" >> beam.Create([catalog]))
         out = p | stream | beam.ParDo(ItemStatsFn(1.0, clock=stream_clock), side)
@@ -155,7 +155,7 @@ def test_unbounded_graph_reaches_the_online_store_and_the_lake(feast_paths, even
     root = str(feast_paths.root)
     settings = UnboundedSettings(root, FeastTarget(root), flush_seconds=1.0, seed_users=False, clock=stream_clock)
     with streaming_pipeline() as p:
-        catalog = p | "Catalog" >> beam.Create([CatalogIndex({"r_i1": "A", "r_i2": "B"}, {"r_i2": 2})])
+        catalog = p | "Catalog" >> beam.Create([StreamCatalog({"r_i1": "A", "r_i2": "B"}, {"r_i2": 2})])
         build_unbounded(p | stream, catalog, settings)
     online = OnlineFeatures(FeastTarget(root).open().store)
     user = online.user_features("r_u7").values

@@ -215,12 +215,12 @@ def test_unknown_profile_attributes_are_read_as_unknown(small_world) -> None:
 
 
 def test_the_heap_is_frozen_after_a_load_and_collectable_again_after_a_swap() -> None:
-    """The serving fix this benchmark found (``serving.heap``): no 280 ms full collection per ~1,000
+    """The serving fix this benchmark found (``serving.gc_freeze``): no 280 ms full collection per ~1,000
     requests. Lives here beside the measurement; it touches only the process's GC state, restored."""
     import gc
     import time
 
-    from serving.heap import HeapFreezer
+    from serving.gc_freeze import HeapFreezer
 
     heap = HeapFreezer(grace_seconds=0.05)
     try:

@@ -43,6 +43,7 @@ from common.deadletter import read_dead_letters
 from common.lake import read_events, write_catalog
 from common.online_features import OnlineFeatures
 from common.paths import REPO_ROOT, DataPaths
+from common.polling import wait_until
 from common.registry import ArtifactRegistry
 from feature_repo.store import get_store
 from loop.service import ServiceClient, ServiceProcess, Slate, write_variant
@@ -75,14 +76,7 @@ class Platform:
 
 
 def _wait_for(what: str, condition: Callable[[], Any], timeout: float, poll: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(poll)
+    return wait_until(condition, timeout, what, poll)
 
 
 def _stop_stream(process: subprocess.Popen, timeout: float = 60.0) -> int:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from beam_jobs.records import FeatureUpdate
 from common.features import USER_ACTIVITY, USER_ID
 from common.online_features import OnlineFeatures
 from common.paths import DataPaths
+from common.polling import wait_until
 from feature_repo.config import store_dir
 from feature_repo.store import apply, get_store
 
@@ -37,13 +37,6 @@ def _activity(user_id: str, n: int) -> dict:
     row.update({USER_ID: user_id, "event_timestamp": datetime(2024, 6, 1, tzinfo=UTC).timestamp() + n,
                 "last_event_ts": 1_700_000_000 + n})
     return row
-
-
-def _wait_until(condition: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
 
 
 @pytest.fixture
@@ -100,7 +93,7 @@ def test_pushes_beside_hard_readers_and_a_slow_scan_all_land(data_root: DataPath
     scanning = threading.Event()
     threads = [threading.Thread(target=slow_scan, args=(scanning,))]
     threads[0].start()
-    _wait_until(scanning.is_set, 10.0)
+    wait_until(scanning.is_set, 10.0, "the scan started", poll=0.01)
     threads += [threading.Thread(target=read_hard, args=(seed,)) for seed in range(3)]
     for thread in threads[1:]:
         thread.start()

@@ -25,8 +25,9 @@ from feast.protos.feast.types.EntityKey_pb2 import EntityKey
 from feast.protos.feast.types.Value_pb2 import Value
 
 from common.paths import DataPaths
+from common.polling import wait_until
 from common.registry import ArtifactRegistry
-from feature_repo.redis_server import free_port, local_redis, redis_server_binary, server_pid
+from feature_repo.redis_server import free_port, local_redis, server_pid
 from feature_repo.store import apply, get_store
 from serving.app import create_app
 from serving.settings import CircuitSettings, ServingSettings, load_settings
@@ -36,15 +37,12 @@ LOAD_ALLOWANCE_S = 15.0  # loading a release (TensorFlow retrievers, smoke batch
 ANSWER_WITHIN_S = 1.0  # end to end; the stage budgets add up to 100 ms
 USER = "r_u03"  # arm "treatment" (full pipeline); the control arm is the legacy segment list
 
-pytestmark = pytest.mark.skipif(redis_server_binary() is None, reason="redis-server is not installed")
 
 
 def _wait_until(condition: Callable[[], bool], timeout: float, what: str) -> float:
     """Poll ``condition`` until it holds; returns the seconds it took, fails past ``timeout``."""
     started = time.monotonic()
-    while not condition():
-        assert time.monotonic() - started < timeout, f"{what}: not within {timeout} s"
-        time.sleep(0.05)
+    wait_until(condition, timeout, what)
     return time.monotonic() - started
 
 

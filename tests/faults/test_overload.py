@@ -24,6 +24,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from common.online_features import ItemFeatures, OnlineFeatures, UserFeatures
+from common.polling import wait_until
 from common.registry import ArtifactRegistry
 from serving.app import create_app
 from serving.metrics import ServingMetrics
@@ -74,10 +75,7 @@ def _settings(root: Path, publish: Callable[..., str], budgets: Budgets, **admis
 
 
 def _wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"still waiting after {timeout} s"
-        time.sleep(0.01)
+    wait_until(condition, timeout, poll=0.01)
 
 
 def _ready(client: TestClient) -> None:

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -27,6 +27,7 @@ import pytest
 from typer.testing import CliRunner
 
 from common.paths import REPO_ROOT
+from common.polling import wait_until
 from common.registry import ArtifactRegistry
 from loop.service import free_port, write_variant
 from serving.front import find_nginx
@@ -35,13 +36,6 @@ KEY = "front-test-key-0123456789"
 ROUTE = "/v1/recommendations"
 BODY = {"user_id": "r_u03", "domain": "retail", "k": 5}
 START_S = 90.0  # a worker loads TensorFlow and the release on a busy 2-core CI box
-
-
-def _wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
-        time.sleep(0.1)
 
 
 def _ready(client: httpx.Client) -> bool:
@@ -76,7 +70,7 @@ def fronted(world, publish, tmp_path: Path) -> Iterator[tuple[subprocess.Popen, 
                                cwd=REPO_ROOT, env=env, start_new_session=True)
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30.0) as client:
-            _wait_until(lambda: _ready(client), START_S, "the service is ready")
+            wait_until(lambda: _ready(client), START_S, "the service is ready")
             yield service, client
     finally:
         for worker in _workers(service) if service.poll() is None else []:
@@ -109,7 +103,7 @@ def test_the_front_refuses_the_excess_at_once_and_survives_a_dead_worker(fronted
     def shed_counted() -> bool:  # nginx flushes its shed log within a second
         return 'recsys_proxy_shed_total{route="/v1/recommendations"} 1.0' in client.get("/metrics").text
 
-    _wait_until(shed_counted, 5.0, "the refusal counted in /metrics")
+    wait_until(shed_counted, 5.0, "the refusal counted in /metrics")
 
     too_large = client.post("/v1/events", content=b"x" * (2**20 + 1), headers={"X-API-Key": KEY,
                                                                                  "content-type": "application/json"})
@@ -119,7 +113,7 @@ def test_the_front_refuses_the_excess_at_once_and_survives_a_dead_worker(fronted
     worker.wait(timeout=10)
     down = client.get("/readyz")  # the supervisor restarts it after 1 s; loading takes longer
     assert down.status_code == 503 and "no serving worker" in down.json()["error"]
-    _wait_until(lambda: _ready(client), START_S, "the restarted worker is ready")
+    wait_until(lambda: _ready(client), START_S, "the restarted worker is ready")
     assert client.post(ROUTE, json=BODY).status_code == 200
     assert [w.pid for w in _workers(service)] != [worker.pid]
 

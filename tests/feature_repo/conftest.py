@@ -17,7 +17,7 @@ import pytest
 import common  # noqa: F401  (TF_USE_LEGACY_KERAS before anything imports TensorFlow)
 from common.features import BATCH_VIEWS, USER_ID, FeatureViewSpec
 from common.paths import DataPaths
-from feature_repo.redis_server import local_redis, redis_server_binary
+from feature_repo.redis_server import local_redis
 from feature_repo.sample_data import synthetic_rows, write_source
 
 DAY1 = datetime(2025, 3, 3, 6, tzinfo=UTC)  # older snapshot
@@ -48,13 +48,16 @@ class Offline:
     def assert_row_equal(served: dict, expected: dict, names: list[str]) -> None:
         """Float32 features are compared at float32 precision, everything else exactly."""
         for name in names:
-            want, got = expected[name], served[name]
-            if isinstance(want, float):
-                assert np.float32(got) == np.float32(want), name
-            elif isinstance(want, list) and want and isinstance(want[0], float):
-                assert np.array_equal(np.float32(got), np.float32(want)), name
-            else:
-                assert got == want, name
+            assert Offline.same_value(served[name], expected[name]), (name, served[name], expected[name])
+
+    @staticmethod
+    def same_value(got: object, want: object) -> bool:
+        """``got == want``, at float32 precision for floats and lists of floats."""
+        if isinstance(want, float):
+            return bool(np.float32(got) == np.float32(want))
+        if isinstance(want, list) and want and isinstance(want[0], float):
+            return bool(np.array_equal(np.float32(got), np.float32(want)))
+        return bool(got == want)
 
 
 def build_offline(paths: DataPaths) -> Offline:
@@ -90,8 +93,7 @@ def sqlite_store(offline: Offline):
 
 @pytest.fixture(scope="module")
 def redis_url() -> Iterator[str]:
-    """A real redis-server on a free loopback port for this module; skipped only if not installed."""
-    if redis_server_binary() is None:
-        pytest.skip("redis-server is not installed (make setup installs it)")
+    """A real redis-server on a free loopback port for this module (``make setup`` installs it: without
+    it these tests fail, they are not skipped)."""
     with local_redis() as url:
         yield url

@@ -12,7 +12,7 @@ import pytest
 from common.online_features import OnlineFeatures
 from common.paths import DataPaths
 from feature_repo.config import redis_connection_string
-from feature_repo.redis_server import local_redis, redis_server_binary, server_pid
+from feature_repo.redis_server import local_redis, server_pid
 from feature_repo.sqlite_store import BUSY_TIMEOUT_SECONDS
 from feature_repo.store import apply, get_store
 
@@ -34,7 +34,6 @@ def test_the_sqlite_store_runs_in_wal_with_a_busy_timeout(tmp_path):
     assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == int(BUSY_TIMEOUT_SECONDS * 1000)
 
 
-@pytest.mark.skipif(redis_server_binary() is None, reason="redis-server is not installed")
 def test_a_read_of_a_stopped_redis_fails_within_the_socket_timeout(tmp_path):
     paths = DataPaths(tmp_path / "data")
     with local_redis() as url:

@@ -77,14 +77,14 @@ def test_ranked_lists_order_by_score_and_complete_from_the_fallback() -> None:
 def test_candidate_recall_counts_each_relevant_item_once() -> None:
     from models.candidates import CandidateSet
     from models.evaluation.data import ItemVocabulary, user_item_matrix
-    from models.evaluation.split import GroundTruth
+    from models.evaluation.split import HeldOutTruth
     from models.pipeline_eval import candidate_recall
 
     items = ItemVocabulary(np.array(["a", "b", "c", "d"], dtype=object))
     users = np.array(["u1", "u2"], dtype=object)
     relevant = user_item_matrix(pd.DataFrame({"user_id": ["u1", "u1", "u2"], "item_id": ["a", "d", "c"],
                                               "weight": 1.0}), users, items, binary=True)
-    truth = GroundTruth(users, items, relevant, relevant)
+    truth = HeldOutTruth(users, items, relevant, relevant)
     ids = {"collaborative": np.array([["a", "b"], ["a", "b"]], dtype=object),
            "content": np.array([["a", "c"], ["d", "d"]], dtype=object),
            "popularity": np.array([["b", "d"], ["c", "a"]], dtype=object)}

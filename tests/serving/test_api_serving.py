@@ -24,6 +24,7 @@ from schemathesis.specs.openapi.checks import (
 
 from common.online_features import OnlineFeatures
 from common.paths import DataPaths
+from common.polling import wait_until
 from common.registry import ArtifactRegistry
 from common.schemas import validate_event
 from serving.app import create_app
@@ -47,10 +48,7 @@ def _settings(root: Path) -> ServingSettings:
 
 
 def _wait_until(condition: Callable[[], bool], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"still waiting after {timeout} s"
-        time.sleep(0.05)
+    wait_until(condition, timeout)
 
 
 def _wait_for(client: TestClient, version: str) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -16,6 +15,7 @@ from fastapi.testclient import TestClient
 from common.lake import write_catalog, write_events, write_users
 from common.online_features import OnlineFeatures
 from common.paths import DataPaths
+from common.polling import wait_until
 from common.registry import ArtifactRegistry
 from serving.app import create_app
 from serving.fallback import FallbackManager, lake_popularity
@@ -64,10 +64,7 @@ def _settings(root: Path, domains: list[str], **fallback: float) -> ServingSetti
 
 
 def _wait_until(condition: Callable[[], bool], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"still waiting after {timeout} s"
-        time.sleep(0.05)
+    wait_until(condition, timeout)
 
 
 def _recommend(client: TestClient, user: str = BUYER, domain: str = "retail", k: int = 6) -> dict:

@@ -26,4 +26,6 @@ def test_generate_writes_a_world_and_prints_a_summary(tmp_path):
 
 def test_unknown_profile_is_refused(tmp_path):
     result = CliRunner().invoke(app, ["generate", "--profile", "huge", "--data-dir", str(tmp_path)])
-    assert result.exit_code != 0
+    assert result.exit_code == 2, result.output  # a usage error, before anything is written
+    assert "huge" in result.output and "tiny" in result.output  # names the bad profile and the known ones
+    assert not any(tmp_path.iterdir())

@@ -7,6 +7,15 @@ Layout under the artifact root (``common.paths.artifacts_root()``)::
     <domain>/CURRENT                 the live version's name (replaced atomically)
     <domain>/HISTORY                 one JSON line per promote / rollback (appended whole, fsynced)
 
+Inside one release (``<domain>/<version>/``; the names below are its layout, defined here once)::
+
+    retrieval/            retrieval bundle: query tower, item + content embeddings, two ScaNN indexes,
+                          popularity tables (models.retrieval.export)
+    ranker/               saved_model/ + fast/ (models.ranking.export)
+    catalog.parquet       the catalog the models were built on (serving's catalog snapshot)
+    logs/<stage>/         TensorBoard logs of the training runs
+    summary/<stage>.json  what each stage did: training window, rows, metrics, timings
+
 A builder calls :meth:`ArtifactRegistry.stage`, writes its files into the returned directory, then
 :meth:`~ArtifactRegistry.finalize` checksums them into ``manifest.json`` and renames the directory
 into place. :meth:`~ArtifactRegistry.promote` re-verifies every checksum before it switches
@@ -42,6 +51,12 @@ from common.paths import REPO_ROOT, artifacts_root
 
 log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
+RETRIEVAL_DIR = "retrieval"
+RANKER_DIR = "ranker"
+CATALOG_FILE = "catalog.parquet"
+LOGS_DIR = "logs"
+SUMMARY_DIR = "summary"
+SHARDS_DIR = "ranker_shards"  # the ranking set's shards while the ranker trains (removed before finalize)
 CURRENT = "CURRENT"
 HISTORY = "HISTORY"
 STAGING = ".staging"

@@ -1,14 +1,7 @@
 """The release builder: stage a versioned release, train into it, check it, evaluate it, finalize it.
 
-Layout of one release (``artifacts/<domain>/<version>/``, see :mod:`common.registry` and
-:mod:`serving.releases`)::
-
-    retrieval/            retrieval bundle: query tower, item + content embeddings, two ScaNN indexes,
-                          popularity tables (models.retrieval.export)
-    ranker/               saved_model/ + fast/ (models.ranking.export)
-    catalog.parquet       the catalog the models were built on (serving's catalog snapshot)
-    logs/<stage>/         TensorBoard logs of the training runs
-    summary/<stage>.json  what each stage did: training window, rows, metrics, timings
+The layout of one release (``retrieval/``, ``ranker/``, ``catalog.parquet``, ``logs/``, ``summary/``) is
+defined in :mod:`common.registry`.
 
 The stages are separate calls so the nightly DAG can run them as separate tasks (the training ones
 under spark-submit, see ``spark_jobs/train_retrieval.py`` and ``spark_jobs/train_ranker.py``):
@@ -34,15 +27,18 @@ import pandas as pd
 from common.domains import domain as domain_config
 from common.errors import DataError
 from common.paths import DataPaths
-from common.registry import ArtifactRegistry, Manifest
+from common.registry import (
+    CATALOG_FILE,
+    LOGS_DIR,
+    RANKER_DIR,
+    RETRIEVAL_DIR,
+    SHARDS_DIR,
+    SUMMARY_DIR,
+    ArtifactRegistry,
+    Manifest,
+)
 from models.lake_samples import INDEX_CHECK_USERS, evaluation_interactions, index_check_histories
 
-RETRIEVAL_DIR = "retrieval"
-RANKER_DIR = "ranker"
-CATALOG_FILE = "catalog.parquet"
-LOGS_DIR = "logs"
-SUMMARY_DIR = "summary"
-SHARDS_DIR = "ranker_shards"  # the ranking set's shards while the ranker trains (removed after)
 MIN_INDEX_RECALL = 0.95  # ScaNN recall@100 against exact search, required of every release
 RANKER_VALID_FRACTION = 0.15  # latest share of the ranking set kept for early stopping / validation AUC
 ORDER_EVAL_USERS = 500  # held-out users (a seeded sample) each retriever's and the ranked order are judged on

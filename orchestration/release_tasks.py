@@ -67,7 +67,8 @@ def _evaluate_live(registry: ArtifactRegistry, domain: str, version: str, intera
                    holdout: tuple[pd.Timestamp, pd.Timestamp]) -> dict[str, Any]:
     """Metrics of the live release on the holdout, computed on links to its files (a finalized release is
     never written to); its recorded metrics if it cannot be re-evaluated (an old or damaged release)."""
-    from models.release import CATALOG_FILE, RANKER_DIR, RETRIEVAL_DIR, SUMMARY_DIR, evaluate_release
+    from common.registry import CATALOG_FILE, RANKER_DIR, RETRIEVAL_DIR, SUMMARY_DIR
+    from models.release import evaluate_release
 
     release = registry.release_path(domain, version)
     with tempfile.TemporaryDirectory(prefix=f"recsys-live-{domain}-") as tmp:

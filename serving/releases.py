@@ -43,8 +43,14 @@ import pandas as pd
 
 from common.lake import read_catalog
 from common.paths import DataPaths
-from common.registry import ArtifactRegistry, Manifest, RegistryError
-from models.release import CATALOG_FILE, RANKER_DIR, RETRIEVAL_DIR  # the release layout, defined once
+from common.registry import (  # the release layout, defined once
+    CATALOG_FILE,
+    RANKER_DIR,
+    RETRIEVAL_DIR,
+    ArtifactRegistry,
+    Manifest,
+    RegistryError,
+)
 from models.retrieval.new_items import NewItemIndex
 from serving.catalog import CatalogIndex
 from serving.fallback import FallbackManager, LakeFallback

@@ -106,9 +106,9 @@ def structure_of(domain: str, choice: str) -> str | None:
     trains one structure; both when nothing is live (or its summary does not say)."""
     if choice != "live":
         return None if choice == "both" else choice
-    from common.registry import ArtifactRegistry
+    from common.registry import RANKER_DIR, ArtifactRegistry
     from models.ranking.config import STRUCTURES
-    from models.release import RANKER_DIR, read_summaries
+    from models.release import read_summaries
 
     registry = ArtifactRegistry()
     live = registry.current(domain)
@@ -125,8 +125,9 @@ def write_impression_shards(spark, source: str, window: tuple[date, date], confi
     ``(None, config)`` when the window has no impression."""
     from pyspark.sql import functions as F
 
+    from common.registry import SHARDS_DIR
     from models.ranking.config import POSITION
-    from models.release import RANKER_VALID_FRACTION, SHARDS_DIR, check_labels, ranker_config
+    from models.release import RANKER_VALID_FRACTION, check_labels, ranker_config
     from spark_jobs.ranker_shards import write_ranking_shards
 
     frame = in_window(spark.read.parquet(source), EVENT_TIMESTAMP, *window)
@@ -146,8 +147,7 @@ def write_impression_shards(spark, source: str, window: tuple[date, date], confi
 def read_bootstrap(spark, paths: DataPaths, domain: str, version: str, window: tuple[date, date],  # noqa: ANN001
                    features: list[str]) -> tuple[pd.DataFrame, dict]:
     """The bootstrap ranking set (:mod:`spark_jobs.bootstrap_ranking`) from the staged release's retrievers."""
-    from common.registry import ArtifactRegistry
-    from models.release import RETRIEVAL_DIR
+    from common.registry import RETRIEVAL_DIR, ArtifactRegistry
     from spark_jobs.bootstrap_ranking import bootstrap_ranking_set
 
     retrieval = ArtifactRegistry().staging_path(domain, version) / RETRIEVAL_DIR

@@ -39,7 +39,8 @@ def _config(numeric: list[str], categorical: list[str]) -> RankerConfig:
 
 
 def test_a_constant_and_a_near_constant_feature_leave_the_exports_in_agreement(tmp_path: Path) -> None:
-    from models.release import RANKER_DIR, train_ranker_into
+    from common.registry import RANKER_DIR
+    from models.release import train_ranker_into
 
     frame, numeric, categorical = _ranking_set()
     summary = train_ranker_into(tmp_path, frame, WINDOW, _config(numeric, categorical), verbose=False)

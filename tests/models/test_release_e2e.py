@@ -136,7 +136,8 @@ def test_the_evaluation_judges_each_retriever_and_the_ranked_order(built) -> Non
 
 
 def test_the_orders_are_judged_on_a_seeded_sample_of_the_held_out_users(built, tmp_path) -> None:
-    from models.release import CATALOG_FILE, RANKER_DIR, RETRIEVAL_DIR, evaluate_release
+    from common.registry import CATALOG_FILE, RANKER_DIR, RETRIEVAL_DIR
+    from models.release import evaluate_release
 
     _, registry, interactions = built
     release = registry.release_path("retail", "v1")
@@ -181,8 +182,8 @@ def test_the_index_check_queries_come_from_a_sample_of_recent_users(built) -> No
 
 
 def test_batched_candidate_search_equals_one_query_at_a_time(built) -> None:
+    from common.registry import RETRIEVAL_DIR
     from models.candidates import batched_search
-    from models.release import RETRIEVAL_DIR
     from models.retrieval.export import load_retrievers
 
     _, registry, _ = built
@@ -197,10 +198,10 @@ def test_batched_candidate_search_equals_one_query_at_a_time(built) -> None:
 
 
 def test_release_loads_back_with_parity(built) -> None:
+    from common.registry import RANKER_DIR, RETRIEVAL_DIR
     from models.ranking.data import feature_arrays
     from models.ranking.export import load_scorer
     from models.ranking.scoring import compare_scores
-    from models.release import RANKER_DIR, RETRIEVAL_DIR
     from models.retrieval.export import load_retrievers
     from models.retrieval.index import exact_search
 

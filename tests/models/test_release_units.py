@@ -119,8 +119,9 @@ def _bootstrap_set(position: str) -> pd.DataFrame:
 
 @pytest.mark.parametrize("position", ["absent", "all null"])
 def test_train_ranker_into_takes_a_ranking_set_without_impressions(tmp_path, position: str) -> None:
+    from common.registry import RANKER_DIR
     from models.ranking.config import RankerConfig
-    from models.release import RANKER_DIR, read_summaries, train_ranker_into
+    from models.release import read_summaries, train_ranker_into
 
     frame = _bootstrap_set(position)
     source = "bootstrap: later interactions vs retrieved candidates"

@@ -166,9 +166,8 @@ def no_impressions(no_impression_world, monkeypatch: pytest.MonkeyPatch) -> tupl
 def test_ranker_bootstraps_without_impressions_into_the_staged_release(no_impressions, capsys) -> None:
     import json
 
-    from common.registry import ArtifactRegistry
+    from common.registry import RANKER_DIR, ArtifactRegistry
     from models.ranking.export import load_scorer
-    from models.release import RANKER_DIR
 
     _, window = no_impressions
     assert train_ranker.main([*window, "--release", "v1", "--epochs", "1", "--quiet"]) == 0
@@ -224,8 +223,8 @@ def test_bootstrap_needs_the_staged_retrievers(no_impressions, capsys) -> None:
 
 
 def test_a_night_trains_the_live_release_structure_only(tmp_path, monkeypatch) -> None:
-    from common.registry import ArtifactRegistry
-    from models.release import RANKER_DIR, write_summary
+    from common.registry import RANKER_DIR, ArtifactRegistry
+    from models.release import write_summary
     from spark_jobs.train_ranker import structure_of
 
     monkeypatch.setenv("RECSYS_ARTIFACTS_DIR", str(tmp_path))

@@ -51,16 +51,16 @@ import httpx
 import numpy as np
 
 import common  # noqa: F401  (TF_USE_LEGACY_KERAS before anything imports TensorFlow)
-from benchmarks.open_loop import Outcome, percentiles_ms
-from benchmarks.overload import (
+from benchmarks.load_clients import (
     API_KEY,
-    ROUTE,
     EventPoster,
     EventTally,
-    _worker_pids,
     closed_loop_outcomes,
     stream_events,
+    worker_pids,
 )
+from benchmarks.open_loop import Outcome, percentiles_ms
+from benchmarks.overload import ROUTE
 from benchmarks.process_steps import TreeMonitor
 from benchmarks.serving_load import known_users, request_bodies
 from benchmarks.stream_restarts import incoming_backlog, lake_check, wait_drained, wrong_item_counters
@@ -158,7 +158,7 @@ def alive_state(supervisor: Supervisor, failures: Sequence[Exception], workers_a
     """Which children run now, restarts, a child that failed for good, serving workers replaced."""
     processes = supervisor.processes()
     serving = processes.get(SERVING)
-    workers = _worker_pids(serving.pid) if serving is not None and serving.poll() is None else set()
+    workers = worker_pids(serving.pid) if serving is not None and serving.poll() is None else set()
     return {
         "children_alive": {name: p is not None and p.poll() is None for name, p in processes.items()},
         "restarts": supervisor.restarts,
@@ -284,7 +284,7 @@ def run(options: Options, world_data: Path, artifacts_root: Path, work: Path) ->
             report["readyz"] = wait_ready(base, supervisor, failures, READY_TIMEOUT_S)
             report["ready_seconds"] = round(time.monotonic() - started, 1)
             print(f"platform ready in {report['ready_seconds']} s on {base}", flush=True)
-            workers_at_start = _worker_pids(supervisor.processes()[SERVING].pid)
+            workers_at_start = worker_pids(supervisor.processes()[SERVING].pid)
             pool = stack.enter_context(ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")))
             url = f"{base}{ROUTE}"
             if options.warmup_seconds > 0:

@@ -107,7 +107,7 @@ def promote_command(
     """Load the release as serving would (the nightly gate's check), verify it and make it live (atomic
     switch of CURRENT). A release serving refuses is not promoted: exit 3 (1 if the cause may pass, e.g.
     an I/O error), unless --force."""
-    from serving.releases import serving_refusal
+    from serving.release_loader import serving_refusal
 
     registry = _registry(artifacts_dir)
     refusal = serving_refusal(registry, domain, version, data_dir.resolve() if data_dir else None)

@@ -120,9 +120,9 @@ def _best_retriever(extra: dict[str, Any]) -> dict[str, str]:
 
 
 def serving_load_problems(domain: str, version: str) -> list[str]:
-    """Load the release the way serving will (``serving.releases.serving_refusal``, which
+    """Load the release the way serving will (``serving.release_loader.serving_refusal``, which
     ``recsys data releases promote`` runs too)."""
-    from serving.releases import serving_refusal
+    from serving.release_loader import serving_refusal
 
     refusal = serving_refusal(ArtifactRegistry(), domain, version)
     return [] if refusal is None else [f"serving refuses to load it: {refusal}"]

@@ -65,7 +65,8 @@ from serving.metrics import ServingMetrics
 from serving.online import CIRCUIT_STATES, CircuitBreaker, GuardedFeatureReader, LazyFeatureReader
 from serving.pipeline import DeadlineExceeded, NotReady, Pipeline, Request
 from serving.protocols import FeatureReader
-from serving.releases import ReleaseLoader, ReleaseManager
+from serving.release_loader import ReleaseLoader
+from serving.releases import ReleaseManager
 from serving.settings import ServingSettings
 from serving.stream import GroupCommitWriter, IncomingStreams
 

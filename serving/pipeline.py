@@ -69,7 +69,8 @@ from serving.features import (
 )
 from serving.metrics import ServingMetrics
 from serving.protocols import FeatureReader, Retrieved
-from serving.releases import Release, ReleaseManager
+from serving.release_loader import Release
+from serving.releases import ReleaseManager
 from serving.reranking import Candidates, RetrieverScores, SlateItem, reorder, rerank
 from serving.settings import ServingSettings
 

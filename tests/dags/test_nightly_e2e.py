@@ -78,7 +78,8 @@ def test_a_clean_night_promotes_releases_that_serving_loads(night: Night) -> Non
     from common.online_features import OnlineFeatures
     from feature_repo.store import get_store
     from serving.metrics import ServingMetrics
-    from serving.releases import ReleaseLoader, ReleaseManager
+    from serving.release_loader import ReleaseLoader
+    from serving.releases import ReleaseManager
 
     assert night.report.ok, night.report.table()
     assert {t.state for t in night.report.tasks} == {"success"}

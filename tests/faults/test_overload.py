@@ -29,7 +29,8 @@ from common.registry import ArtifactRegistry
 from serving.app import create_app
 from serving.metrics import ServingMetrics
 from serving.pipeline import POPULARITY_FALLBACK, Pipeline, Request
-from serving.releases import ReleaseLoader, ReleaseManager
+from serving.release_loader import ReleaseLoader
+from serving.releases import ReleaseManager
 from serving.settings import AdmissionSettings, Budgets, ServingSettings, load_settings
 
 KEY = "test-key-0123456789"

@@ -24,7 +24,8 @@ from common.registry import CURRENT, HISTORY, ArtifactRegistry
 from ingest.cli import app as ingest_app
 from serving.app import create_app
 from serving.metrics import ServingMetrics
-from serving.releases import ReleaseLoader, ReleaseManager, _load_scorer
+from serving.release_loader import ReleaseLoader, _load_scorer
+from serving.releases import ReleaseManager
 from serving.settings import ServingSettings, load_settings
 
 

@@ -27,7 +27,8 @@ from serving.pipeline import (
     Result,
 )
 from serving.protocols import FeatureReader
-from serving.releases import Release, ReleaseLoader, ReleaseManager
+from serving.release_loader import Release, ReleaseLoader
+from serving.releases import ReleaseManager
 from serving.settings import (
     BoostRules,
     Budgets,

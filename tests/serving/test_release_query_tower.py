@@ -16,7 +16,7 @@ from common.paths import DataPaths
 from common.registry import ArtifactRegistry
 from models.retrieval.export import BUNDLE_FILE, FAST_QUERY_DIR, SavedModelQueryTower
 from models.retrieval.fast_query import WEIGHTS_FILE, FastQueryTower
-from serving.releases import ReleaseLoader, ReleaseRefused
+from serving.release_loader import ReleaseLoader, ReleaseRefused
 
 
 @pytest.fixture(scope="module")

@@ -37,9 +37,10 @@ from beam_jobs.microbatch import BatchSettings, MicroBatchPipeline
 from beam_jobs.sinks import dead_letter_files, scratch_dir
 from beam_jobs.tail import expired_files, plan_ranges
 from common.paths import DataPaths
+from common.settings import env, variable
 
 LOG = logging.getLogger("beam_jobs")
-CRASH_ENV = "RECSYS_STREAM_CRASH_AT"  # fault injection for the restart tests: "<phase>:<batch id>"
+CRASH_ENV = variable("stream_crash_at")  # fault injection for the restart tests: "<phase>:<batch id>"
 PRUNE_EVERY_SECONDS = 600.0
 
 
@@ -79,7 +80,7 @@ class BatchReport:
 
 
 def _crash_point(phase: str, batch: int) -> None:
-    if os.environ.get(CRASH_ENV) == f"{phase}:{batch}":
+    if env().stream_crash_at == f"{phase}:{batch}":  # fault injection for the restart tests
         LOG.warning("fault injection: SIGKILL at %s of batch %d", phase, batch)
         os.kill(os.getpid(), signal.SIGKILL)
 

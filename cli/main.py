@@ -33,6 +33,22 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def check_environment() -> None:
+    """Every RECSYS_* variable is checked before any command runs: a bad value fails here, naming it."""
+    from pydantic import ValidationError
+
+    from common.settings import PREFIX, env
+
+    try:
+        env()
+    except ValidationError as err:
+        problems = "; ".join(f"{PREFIX}{str(e['loc'][0]).upper()}={e.get('input')!r}: {e['msg']}" for e in err.errors())
+        raise typer.BadParameter(problems, param_hint="environment") from None
+
+
 app.command()(run)
 app.command()(summary)
 app.add_typer(domain_app, name="domain", help="Declare your own business (a domain) and list the declared ones.")

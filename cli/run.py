@@ -37,6 +37,7 @@ import typer
 from cli.summary import current_releases, summarize
 from common.lake import read_users
 from common.paths import DataPaths
+from common.settings import env
 from common.supervisor import ChildFailed, ChildSpec, Supervisor
 
 LOG = logging.getLogger(__name__)
@@ -83,7 +84,7 @@ def _register_features(paths: DataPaths, online: str | None = None) -> None:
     and before the first night nothing has registered them yet. ``online``: default ``RECSYS_ONLINE_STORE``."""
     from feature_repo.store import apply, get_store
 
-    apply(get_store(paths, online or os.environ.get("RECSYS_ONLINE_STORE", "sqlite")), paths)  # type: ignore[arg-type]
+    apply(get_store(paths, online or env().online_store), paths)
 
 
 def platform_children(paths: DataPaths, port: int, env: Mapping[str, str]) -> list[ChildSpec]:

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from common.paths import REPO_ROOT
+from common.settings import PlatformEnv, env, variable
 
 
 @dataclass(frozen=True)
@@ -70,13 +70,14 @@ class DomainConfig:
         return {**spec, **self.extra}
 
 
-_DEFAULT_FILE = str(REPO_ROOT / "config" / "domains.yaml")
+_DEFAULT_FILE = str(PlatformEnv.model_fields["domains_file"].default)
+_FILE_VARIABLE = variable("domains_file")
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
 _PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9]{0,15}_")
 
 
 def config_file() -> Path:
-    return Path(os.environ.get("RECSYS_DOMAINS_FILE", _DEFAULT_FILE))
+    return env().domains_file
 
 
 @lru_cache(maxsize=4)
@@ -120,7 +121,8 @@ def declare_domain(config: DomainConfig, path: Path | None = None) -> Path:
 
 def domains() -> dict[str, DomainConfig]:
     """All configured domains (cached per config file; called on every validated event, so kept cheap)."""
-    return _load(os.environ.get("RECSYS_DOMAINS_FILE", _DEFAULT_FILE))
+    # one variable read, not env()'s twenty: this runs for every event of every batch
+    return _load(os.environ.get(_FILE_VARIABLE) or _DEFAULT_FILE)
 
 
 def domain(name: str) -> DomainConfig:

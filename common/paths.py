@@ -17,7 +17,6 @@ Layout under the data root::
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +29,9 @@ class DataPaths:
 
     @classmethod
     def default(cls) -> DataPaths:
-        return cls(Path(os.environ.get("RECSYS_DATA_DIR", REPO_ROOT / "data")).resolve())
+        from common.settings import env  # (common.settings takes REPO_ROOT from here)
+
+        return cls(env().data_dir.resolve())
 
     @property
     def lake(self) -> Path:
@@ -77,4 +78,6 @@ class DataPaths:
 
 
 def artifacts_root() -> Path:
-    return Path(os.environ.get("RECSYS_ARTIFACTS_DIR", REPO_ROOT / "artifacts")).resolve()
+    from common.settings import env
+
+    return env().artifacts_dir.resolve()

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 from bisect import bisect_right
 from dataclasses import dataclass
 from functools import lru_cache
@@ -28,7 +27,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from common.domains import domain as domain_config
-from common.paths import REPO_ROOT
+from common.settings import env
 
 _SCALE = 2**64
 SHARE_TOLERANCE = 1e-9
@@ -115,7 +114,7 @@ class Experiment:
 
 
 def experiments_file() -> Path:
-    return Path(os.environ.get("RECSYS_EXPERIMENTS_FILE", REPO_ROOT / "config" / "experiments.yaml"))
+    return env().experiments_file
 
 
 def parse_experiments(raw: dict[str, Any]) -> dict[str, Experiment]:

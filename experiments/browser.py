@@ -21,13 +21,15 @@ from pathlib import Path
 import uvicorn
 from fastapi import FastAPI
 
+from common.settings import env
+
 DEFAULT_CHROMIUM = "/usr/bin/chromium"
 STARTUP_TIMEOUT_S = 20.0
 
 
 def chromium_binary() -> str | None:
     """The Chromium executable (``RECSYS_CHROMIUM``, ``chromium`` on PATH, or /usr/bin/chromium)."""
-    candidate = os.environ.get("RECSYS_CHROMIUM") or shutil.which("chromium") or DEFAULT_CHROMIUM
+    candidate = env().chromium or shutil.which("chromium") or DEFAULT_CHROMIUM
     return candidate if Path(candidate).exists() else None
 
 

@@ -13,13 +13,13 @@ time and the caller (serving's circuit breaker) decides what to do.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Literal
 
 from feast import RepoConfig
 
 from common.paths import DataPaths
+from common.settings import env
 from feature_repo.sqlite_store import STORE_TYPE as SQLITE_STORE_TYPE
 
 PROJECT = "recsys"
@@ -45,7 +45,7 @@ def redis_connection_string(redis_url: str | None) -> str:
 
     Defaults to ``RECSYS_REDIS_URL``, then ``127.0.0.1:6379``.
     """
-    url = (redis_url or os.environ.get("RECSYS_REDIS_URL") or DEFAULT_REDIS_URL).removeprefix("redis://").rstrip("/")
+    url = (redis_url or env().redis_url or DEFAULT_REDIS_URL).removeprefix("redis://").rstrip("/")
     given = {part.split("=", 1)[0].strip() for part in url.split(",") if "=" in part}
     return ",".join([url, *(f"{k}={v}" for k, v in REDIS_OPTIONS.items() if k not in given)])
 

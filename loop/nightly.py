@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -24,6 +23,7 @@ from typing import Literal
 
 from common.paths import DataPaths
 from common.registry import ArtifactRegistry
+from common.settings import env
 
 RetrainMode = Literal["airflow", "fast", "none"]
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ def drain_stream(paths: DataPaths) -> int:
     online = online_store()
     apply(get_store(paths, online), paths)  # type: ignore[arg-type]
     summary = FileStreamJob(StreamConfig(paths, once=True, poll_interval=0.1, online=online,
-                                         redis_url=os.environ.get("RECSYS_REDIS_URL"))).run()
+                                         redis_url=env().redis_url)).run()
     return int(summary.get("events", 0))
 
 

@@ -27,6 +27,7 @@ import httpx
 import yaml
 
 from common.paths import REPO_ROOT
+from common.settings import env as platform_env
 
 READY_TIMEOUT_S = 180.0
 EVENT_BATCH = 1000  # serving's max_events_per_batch
@@ -180,7 +181,7 @@ def running_service(domains: Sequence[str], env: Mapping[str, str], serving_file
     try:
         if process is not None:
             process.wait_ready()
-        client = ServiceClient(url or process.url, env.get("RECSYS_API_KEY") or os.environ.get("RECSYS_API_KEY"))
+        client = ServiceClient(url or process.url, env.get("RECSYS_API_KEY") or platform_env().api_key)
         try:
             yield client
         finally:

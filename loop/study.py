@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from common.paths import REPO_ROOT, DataPaths
+from common.settings import env
 from loop.ab import DomainAB, analyse_loop
 from loop.health import daily_health, reference_before
 from loop.ope import OPECheck, ope_check
@@ -135,7 +136,7 @@ def run_variant(settings: StudySettings, base: Path, variant: str, api_key: str,
 
 def run_study(settings: StudySettings, say: Callable[[str], None] = print) -> StudyResult:
     started = time.perf_counter()
-    api_key = os.environ.get("RECSYS_API_KEY") or secrets.token_hex(16)
+    api_key = env().api_key or secrets.token_hex(16)
     out = StudyResult()
     health = []
     if settings.url:

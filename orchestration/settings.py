@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
@@ -12,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from common.settings import env
 from orchestration.gate import GatePolicy
 
 DEFAULT_FILE = Path(__file__).with_name("nightly.yaml")
@@ -121,7 +121,7 @@ def _training_days(value: Any) -> int | str:
 
 
 def settings_file() -> Path:
-    return Path(os.environ.get("RECSYS_ORCHESTRATION_FILE", DEFAULT_FILE))
+    return env().orchestration_file
 
 
 @lru_cache(maxsize=4)

@@ -47,12 +47,13 @@ def main() -> None:
 
 def worker_app():  # -> FastAPI (typed loosely: importing FastAPI here would slow the CLI's --help)
     """The application of one uvicorn worker (``uvicorn --factory serving.cli:worker_app``)."""
+    from common.settings import env
     from serving.app import create_app
     from serving.settings import load_settings
 
-    level = os.environ.get(LOG_LEVEL_ENV, "info").upper()
+    level = env().serving_log_level.upper()
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s")
-    domains = [d for d in os.environ.get(DOMAINS_ENV, "").split(",") if d]
+    domains = [d for d in (env().serving_domains or "").split(",") if d]
     return create_app(load_settings(domains=domains or None))
 
 

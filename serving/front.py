@@ -31,9 +31,10 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from common.settings import variable
 from common.supervisor import ChildSpec
 
-SHED_LOG_ENV = "RECSYS_SERVING_SHED_LOG"  # the front's shed log, for the workers' /metrics
+SHED_LOG_ENV = variable("serving_shed_log")  # the front's shed log, for the workers' /metrics
 SHED_LINE = b"1\n"  # what the front appends per refused request (log_format shed)
 UPSTREAM_KEEPALIVE_SECONDS = 4  # under uvicorn's 5 s keep-alive: nginx never reuses a connection uvicorn closed
 # nginx runs under SCHED_FIFO at this priority when the service may (root): on a machine whose cores the

@@ -19,11 +19,12 @@ from prometheus_client.core import CounterMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
-from serving.front import SHED_LOG_ENV, shed_count
+from common.settings import env, variable
+from serving.front import shed_count
 
 # Set (with PROMETHEUS_MULTIPROC_DIR) by ``recsys serving serve`` when it starts several workers. Not
 # PROMETHEUS_MULTIPROC_DIR itself: importing feast sets that one in any process that did not.
-WORKERS_DIR_ENV = "RECSYS_METRICS_WORKERS_DIR"
+WORKERS_DIR_ENV = variable("metrics_workers_dir")
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0)
 COUNT_BUCKETS = (0, 1, 5, 10, 25, 50, 100, 200, 300, 500, 1000)
@@ -50,8 +51,7 @@ class ServingMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self._versions: dict[str, str] = {}
-        shed_log = os.environ.get(SHED_LOG_ENV)
-        self._proxy_shed = ProxyShed(Path(shed_log) if shed_log else None)
+        self._proxy_shed = ProxyShed(env().serving_shed_log)
         r = self.registry
         r.register(self._proxy_shed)
         self.requests = Counter("recsys_requests", "HTTP requests by route and status code",
@@ -125,13 +125,13 @@ class ServingMetrics:
         so a stopped or restarted worker's values are not added to its successor's. Its counters stay
         (they are totals). A worker killed with -9 never gets here: its gauges stay until the service
         restarts."""
-        workers_dir = os.environ.get(WORKERS_DIR_ENV)
+        workers_dir = env().metrics_workers_dir
         if workers_dir:
             mark_process_dead(os.getpid(), workers_dir)
 
     def render(self) -> bytes:
         """The exposition: this process's registry, or the sum over every worker of the service."""
-        workers_dir = os.environ.get(WORKERS_DIR_ENV)
+        workers_dir = env().metrics_workers_dir
         if not workers_dir:
             return generate_latest(self.registry)
         merged = CollectorRegistry()

@@ -7,7 +7,6 @@ passed explicitly). Without a read key the read API is open, as it always was.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Literal
 
@@ -16,7 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from common.domains import domain as domain_config
 from common.domains import writable_domains
-from common.paths import REPO_ROOT, DataPaths, artifacts_root
+from common.paths import DataPaths, artifacts_root
+from common.settings import env
 from models.retrieval.new_items import NewItemSlots
 
 
@@ -162,7 +162,7 @@ class ServingSettings(_Frozen):
 
 
 def serving_file() -> Path:
-    return Path(os.environ.get("RECSYS_SERVING_FILE", REPO_ROOT / "config" / "serving.yaml"))
+    return env().serving_file
 
 
 def _domain_rules(name: str, spec: dict) -> RerankRules:
@@ -191,6 +191,7 @@ def load_settings(
 ) -> ServingSettings:
     """Settings for the given domains (default: every writable domain) from the YAML file and the env."""
     raw = yaml.safe_load((config_path or serving_file()).read_text())
+    variables = env()
     served = tuple(domains or writable_domains())
     for name in served:
         domain_config(name)  # raises on an unknown domain
@@ -198,9 +199,9 @@ def load_settings(
         domains=served,
         data_root=DataPaths.default().root,
         artifacts_root=artifacts_root(),
-        api_key=api_key or os.environ.get("RECSYS_API_KEY") or None,
-        read_api_key=read_api_key or os.environ.get("RECSYS_READ_API_KEY") or None,
-        online_store=os.environ.get("RECSYS_ONLINE_STORE", "sqlite"),
+        api_key=api_key or variables.api_key,
+        read_api_key=read_api_key or variables.read_api_key,
+        online_store=variables.online_store,
         rules=_rules(served, raw),
         **raw.get("serving", {}),
     )

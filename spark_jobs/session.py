@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import common  # noqa: F401
+from common.settings import env
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -38,9 +39,9 @@ def input_bytes(paths: Iterable[Path]) -> int:
 
 def shuffle_partitions_for(size_bytes: int) -> int:
     """Shuffle partitions for an input of ``size_bytes``, unless ``RECSYS_SPARK_SHUFFLE_PARTITIONS`` fixes it."""
-    fixed = os.environ.get("RECSYS_SPARK_SHUFFLE_PARTITIONS")
-    if fixed:
-        return max(1, int(fixed))
+    fixed = env().spark_shuffle_partitions
+    if fixed is not None:
+        return fixed
     return min(MAX_PARTITIONS, max(MIN_PARTITIONS, math.ceil(size_bytes / BYTES_PER_PARTITION)))
 
 
@@ -62,12 +63,12 @@ def build_session(app_name: str, master: str | None = None, shuffle_partitions: 
         .config("spark.sql.shuffle.partitions", str(shuffle_partitions or shuffle_partitions_for(0)))
         .config("spark.sql.adaptive.enabled", "true")  # coalesces small shuffle partitions, splits skewed joins
         .config("spark.sql.adaptive.coalescePartitions.enabled", "true")
-        .config("spark.driver.memory", os.environ.get("RECSYS_SPARK_DRIVER_MEMORY", "4g"))
+        .config("spark.driver.memory", env().spark_driver_memory)
     )
     if master:
         builder = builder.master(master)
     elif "spark.master" not in os.environ.get("SPARK_CONF", "") and not os.environ.get("SPARK_ENV_LOADED"):
-        builder = builder.master(os.environ.get("RECSYS_SPARK_MASTER", "local[*]"))
+        builder = builder.master(env().spark_master)
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel("WARN")
     return session

@@ -30,7 +30,6 @@ figures go to ``summary/ranker.json`` (``ranking_data``).
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable
 from datetime import date
@@ -42,6 +41,7 @@ import pandas as pd
 from common.errors import DataError
 from common.features import EVENT_TIMESTAMP
 from common.paths import DataPaths
+from common.settings import env
 from spark_jobs.jobs import data_paths, run_main
 from spark_jobs.session import job_session
 from spark_jobs.train_retrieval import in_window, training_parser
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=None, help="maximum epochs (default: the ranker config's)")
     parser.add_argument("--no-position-correction", action="store_true",
                         help="train without the position tower (for experiments only)")
-    parser.add_argument("--workers", type=int, default=int(os.environ.get("RECSYS_TRAINER_WORKERS", "1")),
+    parser.add_argument("--workers", type=int, default=env().trainer_workers,
                         help="trainer processes on this machine (MultiWorkerMirroredStrategy when more than one; "
                              "default: $RECSYS_TRAINER_WORKERS or 1)")
     parser.add_argument("--structure", choices=("live", "both", "stacked", "parallel"), default="live",

@@ -2,7 +2,7 @@
 
 Generates the synthetic world of a profile (``tiny`` by default; ``demo`` for the main figures when
 there is time), runs the Spark jobs that turn it into features and training sets, then
-:func:`models.offline_report.run_offline_evaluation`: per domain the baselines, each retriever alone,
+:func:`experiments.offline_report.run_offline_evaluation`: per domain the baselines, each retriever alone,
 the merged candidate set and retrieval -> ranking on one temporal split; on the synthetic domains the
 corrected vs uncorrected ranker against true relevance. Writes ``reports/offline/`` (Markdown + PNG)
 and ``reports/bench/offline_eval.json``.
@@ -55,7 +55,7 @@ def prepare_world(paths: DataPaths, profile: str, seed: int = 42) -> dict[str, s
 def run(profile: str = "tiny", data_dir: Path | None = None, report_dir: Path = REPORT_DIR,
         domains: tuple[str, ...] = DOMAINS, position_bias: bool = True) -> dict[str, Any]:
     """Prepare (or reuse) the world, evaluate every domain, write the report; returns the figures."""
-    from models.offline_report import SYNTHETIC, run_offline_evaluation
+    from experiments.offline_report import SYNTHETIC, run_offline_evaluation
 
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="offline-eval-data-") as scratch:
@@ -79,7 +79,7 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=None, help="a prepared world to reuse (skips generation)")
     parser.add_argument("--domains", default=",".join(DOMAINS), help="comma-separated subset of %(default)s")
     parser.add_argument("--skip-position-bias", action="store_true",
-                        help="leave out the corrected-vs-uncorrected ranker experiment (python -m models.position_bias)")
+                        help="leave out the corrected-vs-uncorrected ranker experiment (python -m experiments.position_bias)")
     args = parser.parse_args()
     domains = tuple(d.strip() for d in args.domains.split(",") if d.strip())
     unknown = sorted(set(domains) - set(DOMAINS))

@@ -34,7 +34,7 @@ those with history before the cut (the headline) and those without (cold start).
 * ``served``: the running service, ``POST /v1/recommendations`` per user (the full pipeline:
   retrievers, ranker, re-ranking rules -- exploration slots included, so served figures move a little
   between runs);
-* ``retriever:<name>``: each retriever of the published release alone (``models.candidates.retrieve``
+* ``retriever:<name>``: each retriever of the published release alone (``models.retrieval.candidates.retrieve``
   on ``artifacts/films/<CURRENT>/retrieval``; items seen before the cut left out);
 * ``ease`` (L2 tuned on the last part of the pre-cut data) and ``popularity``, fitted on the pre-cut data.
 
@@ -248,7 +248,7 @@ def evaluate(work: Workdir, domain: str, relevant: str, holdout_fraction: float,
     else:
         steps.append(not_run("served", "recsys serving serve", "the night did not run"))
     if version:
-        steps.append(run_inline("retrievers", f"models.candidates.retrieve on {domain}/{version}/retrieval",
+        steps.append(run_inline("retrievers", f"models.retrieval.candidates.retrieve on {domain}/{version}/retrieval",
                                 lambda step: evaluate_retrievers(evaluation, work.artifacts, version, step)))
     else:
         steps.append(not_run("retrievers", "each retriever alone", "no release was built"))

@@ -93,7 +93,7 @@ class Evaluation:
         return cls(domain, positives, before, catalog, users, truth, context, has_history, facts)
 
     def histories(self) -> tuple[dict[str, list[str]], dict[str, set[str]]]:
-        from models.candidates import evaluation_histories
+        from models.retrieval.candidates import evaluation_histories
 
         return evaluation_histories(self.before, self.truth.user_ids)
 
@@ -240,7 +240,7 @@ def release_facts(artifacts: Path, domain: str, version: str, published: bool) -
 def evaluate_retrievers(evaluation: Evaluation, artifacts: Path, version: str, step: Step) -> None:
     import common  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
     from common.registry import RETRIEVAL_DIR
-    from models.candidates import RETRIEVERS, retrieve
+    from models.retrieval.candidates import RETRIEVERS, retrieve
     from models.retrieval.export import load_retrievers
 
     retrievers = load_retrievers(artifacts / evaluation.domain / version / RETRIEVAL_DIR)

@@ -113,8 +113,8 @@ def report_command(
     tune: Annotated[bool, typer.Option("--tune/--no-tune", help="Tune the baselines on the validation window.")] = True,
 ) -> None:
     """End-to-end offline evaluation (retrievers, merged candidates, ranking, baselines) + position bias."""
-    from models.offline_report import run_offline_evaluation
-    from models.pipeline_eval import PipelineSettings
+    from experiments.offline_report import run_offline_evaluation
+    from models.evaluation.pipeline import PipelineSettings
 
     run_offline_evaluation(out, _paths(data_dir), tuple(domain) or ("movielens", "retail", "banking"),
                            PipelineSettings(tune_baselines=tune), progress=typer.echo)

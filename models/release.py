@@ -37,7 +37,7 @@ from common.registry import (
     ArtifactRegistry,
     Manifest,
 )
-from models.lake_samples import INDEX_CHECK_USERS, evaluation_interactions, index_check_histories
+from models.evaluation.lake_samples import INDEX_CHECK_USERS, evaluation_interactions, index_check_histories
 
 MIN_INDEX_RECALL = 0.95  # ScaNN recall@100 against exact search, required of every release
 RANKER_VALID_FRACTION = 0.15  # latest share of the ranking set kept for early stopping / validation AUC
@@ -287,18 +287,18 @@ def evaluate_release(
     histories = their interactions before ``holdout_start``; relevant = the domain's positive events).
 
     On every held-out user of ``interactions`` (the nightly tasks pass a seeded sample of at most
-    :data:`models.lake_samples.EVAL_USERS`, :func:`models.lake_samples.evaluation_interactions`; ``held_out_users`` says of how many):
+    :data:`models.evaluation.lake_samples.EVAL_USERS`, :func:`models.evaluation.lake_samples.evaluation_interactions`; ``held_out_users`` says of how many):
     ``recall@100``, the merged candidate set (each retriever's top-``k``);
     ``ndcg@10`` and ``recall@10``, the two-tower order. On a seeded sample of at most ``order_users`` of
     them, the orders a slate could take, by NDCG@10: each retriever alone (``collaborative_ndcg@10``,
     ``content_ndcg@10``, ``popularity_ndcg@10``; the best one is ``best_retriever`` /
     ``best_retriever_ndcg@10``) and the ranked pipeline (``ranked_ndcg@10``): the release's ranker
-    scoring the merged candidates with their features as of ``holdout_start`` (:mod:`models.offline_features`:
+    scoring the merged candidates with their features as of ``holdout_start`` (:mod:`models.ranking.offline_features`:
     the offline sources and lake under ``paths``), completed from the popularity list.
     Adds the ranker's validation AUC (``ranker_auc``). Everything goes to ``summary/evaluation.json``."""
-    from models.candidates import RETRIEVERS, evaluation_histories, retrieve
     from models.evaluation.evaluate import EvaluationContext, merged_recall
     from models.evaluation.split import build_ground_truth
+    from models.retrieval.candidates import RETRIEVERS, evaluation_histories, retrieve
     from models.retrieval.export import load_retrievers
 
     held_out_users = interactions.attrs.get("held_out_users")  # before sampling (evaluation_interactions)
@@ -350,12 +350,12 @@ def ranked_order(
     as_of: pd.Timestamp, paths: DataPaths, k: int,
 ) -> tuple[np.ndarray, list[str]]:
     """The release's ranker's order of the merged candidates of ``candidates``' users ``rows`` (a
-    :class:`models.candidates.CandidateSet`), features as of ``as_of``, each list completed to ``k`` from
+    :class:`models.retrieval.candidates.CandidateSet`), features as of ``as_of``, each list completed to ``k`` from
     the user's popularity list. Also returns the ranker's features no source provides (scored as null)."""
-    from models.candidate_ranker import history_rows, ranked_lists
-    from models.offline_features import history_of, last_devices, ranking_inputs
+    from models.ranking.candidate_ranker import history_rows, ranked_lists
     from models.ranking.data import feature_arrays
     from models.ranking.export import load_scorer
+    from models.ranking.offline_features import history_of, last_devices, ranking_inputs
 
     scorer = load_scorer(release / RANKER_DIR, "fast")
     users = candidates.user_ids[rows]
@@ -390,7 +390,7 @@ def finalize_release(
 def check_release_indexes(domain: str, version: str, logical_date: date, paths: DataPaths | None = None,
                           registry: ArtifactRegistry | None = None) -> dict[str, float]:
     """:func:`check_indexes` of a (staged) release with the histories of a sample of the lake's users up
-    to ``logical_date`` (:func:`models.lake_samples.index_check_histories`)."""
+    to ``logical_date`` (:func:`models.evaluation.lake_samples.index_check_histories`)."""
     end = pd.Timestamp(logical_date, tz="UTC") + pd.Timedelta(days=1)
     return check_indexes(release_dir(domain, version, registry),
                          index_check_histories(paths or DataPaths.default(), domain, end))
@@ -399,7 +399,7 @@ def check_release_indexes(domain: str, version: str, logical_date: date, paths: 
 def evaluate_on_days(domain: str, version: str, first: date, last: date, paths: DataPaths | None = None,
                      registry: ArtifactRegistry | None = None) -> dict[str, Any]:
     """:func:`evaluate_release` of a (staged) release on the lake's held-out days ``first``..``last``
-    (a sample of their users, :func:`models.lake_samples.evaluation_interactions`)."""
+    (a sample of their users, :func:`models.evaluation.lake_samples.evaluation_interactions`)."""
     paths = paths or DataPaths.default()
     start = pd.Timestamp(first, tz="UTC")
     end = pd.Timestamp(last, tz="UTC") + pd.Timedelta(days=1)

@@ -52,7 +52,7 @@ def stage_release(domain: str, ds: str, window: list[str]) -> dict[str, Any]:
 @fails_fast
 def check_indexes(domain: str, version: str, ds: str) -> dict[str, float]:
     """ScaNN recall against exact search on the queries of a sample of the users active before ``D``."""
-    from models.lake_samples import index_check_histories
+    from models.evaluation.lake_samples import index_check_histories
     from models.release import ReleaseCheckFailed, check_indexes
 
     staging = ArtifactRegistry().staging_path(domain, version)
@@ -89,7 +89,7 @@ def _evaluate_live(registry: ArtifactRegistry, domain: str, version: str, intera
 def evaluate(domain: str, version: str, ds: str, window: list[str]) -> dict[str, Any]:
     """Evaluate the staged release on the day ``D``, finalize it (manifest with its metrics), and evaluate
     the live release on the same day. A retry after the release was finalized reads its manifest."""
-    from models.lake_samples import evaluation_interactions
+    from models.evaluation.lake_samples import evaluation_interactions
     from models.release import evaluate_release, finalize_release
 
     registry = ArtifactRegistry()

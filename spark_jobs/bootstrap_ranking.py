@@ -14,7 +14,7 @@ sides of it):
   the ranker scores (MovieLens even logs every liked rating as a view *and* a purchase at once).
   A user with a single distinct item contributes nothing.
 - **negatives**: the candidates the staged release's own retrievers return for the user at ``t``
-  (their history before ``t``; :func:`models.candidates.retrieve`), minus every item the user
+  (their history before ``t``; :func:`models.retrieval.candidates.retrieve`), minus every item the user
   interacted with in the window, sampled to :data:`RETRIEVED_PER_POSITIVE` per positive, plus
   :data:`RANDOM_PER_POSITIVE` random catalog items per positive (seeded).
 - **features**: the examples (``request_id, domain, user_id, item_id, event_timestamp = t, device =
@@ -101,7 +101,7 @@ def split_users(interactions: pd.DataFrame, conversion_event: str | None,
 
 def candidate_pairs(user_ids: np.ndarray, ids: Mapping[str, np.ndarray], found: Mapping[str, np.ndarray]) -> pd.DataFrame:
     """The distinct (user, item) pairs every retriever found itself (its padding left out), from the
-    ``(n_users, k)`` id arrays of a :class:`models.candidates.CandidateSet`."""
+    ``(n_users, k)`` id arrays of a :class:`models.retrieval.candidates.CandidateSet`."""
     users, items = [], []
     for name, block in ids.items():
         own = np.arange(block.shape[1])[None, :] < np.asarray(found[name])[:, None]
@@ -152,8 +152,8 @@ def retrieved_pool(retrievers: Retrievers, split: UserSplit, users: pd.DataFrame
     """The pairs a release's retrievers propose to every user with positives at its request time
     (history before it, profile and popularity segment from ``users``; every item of the user's
     window left out)."""
-    from models.candidates import evaluation_histories, retrieve
     from models.release import profile_columns, segment_column
+    from models.retrieval.candidates import evaluation_histories, retrieve
 
     user_ids = split.request_times.index.tolist()
     histories, _ = evaluation_histories(split.history, user_ids)

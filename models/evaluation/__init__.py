@@ -10,5 +10,7 @@ Modules (import them directly; this package imports nothing heavy on its own):
 - ``tuning``     hyperparameter grid search on the validation window
 - ``evaluate``   ``evaluate_recommender``, ``merged_recall`` and ``run_baselines`` (the comparison table)
 - ``report``     Markdown table and PNG plots of such a table
+- ``pipeline``   the whole served pipeline (retrievers -> ranker) evaluated offline on a temporal split
+- ``lake_samples`` the bounded lake reads of a release's checks (sampled users, pushed-down filters)
 - ``cli``        the ``recsys eval`` Typer sub-app
 """

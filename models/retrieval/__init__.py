@@ -13,5 +13,7 @@ Modules (import them directly; this package imports nothing heavy on its own):
 - ``new_items``   new-item slots of the content retriever (recently launched items, exact search)
 - ``export``      write a retrieval bundle to a release dir and load it back as ``Retrievers``
 - ``pipeline``    train everything from DataFrames and export the bundle (what launchers call)
+- ``candidates``  offline candidates of many users from a release's retrievers (batched ScaNN queries):
+                  evaluation and the bootstrap ranking set
 - ``cli``         the ``recsys retrieval`` Typer sub-app
 """

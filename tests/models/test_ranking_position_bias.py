@@ -7,7 +7,7 @@ score; clicks ~ Bernoulli(pos ** -1 * relevance). A ranker trained on raw clicks
 Both are judged by NDCG@10 against the TRUE relevance on 200 random 30-item candidate sets.
 Observed (seeds 0-2 of this set-up): corrected 0.965-0.976, uncorrected 0.920-0.933, random 0.47.
 
-The second part covers the demo-world experiment (:mod:`models.position_bias`): the memory-bounded
+The second part covers the demo-world experiment (:mod:`experiments.position_bias`): the memory-bounded
 input pipeline, the vectorised NDCG, the counterfactual re-log, and the whole experiment on a lake laid
 out like the Spark job's ranking set (with the synthetic log's known relevance injected).
 """
@@ -24,8 +24,7 @@ import pytest
 
 import common  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 from common.paths import DataPaths
-from models.evaluation.metrics import ndcg_at_k
-from models.position_bias import (
+from experiments.position_bias import (
     load_ranking_set,
     main,
     position_bias_experiment,
@@ -34,6 +33,7 @@ from models.position_bias import (
     roc_auc,
     slate_ndcg,
 )
+from models.evaluation.metrics import ndcg_at_k
 from models.ranking.config import RankerConfig
 from models.ranking.data import as_dataset, batched_dataset
 from models.ranking.synthetic import PROMO, RELEVANCE, log_impressions, make_world
@@ -83,7 +83,7 @@ def test_position_tower_beats_raw_clicks_on_true_relevance():
     assert promo_corr[True] < promo_corr[False]
 
 
-# ---- the demo-world experiment (models.position_bias) and its memory-bounded input pipeline -------
+# ---- the demo-world experiment (experiments.position_bias) and its memory-bounded input pipeline -------
 
 
 def _rss_bytes() -> int:

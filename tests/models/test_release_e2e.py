@@ -153,7 +153,7 @@ def test_the_orders_are_judged_on_a_seeded_sample_of_the_held_out_users(built, t
 
 
 def test_the_nightly_evaluation_reads_a_seeded_sample_of_held_out_users_with_their_whole_history(built) -> None:
-    from models.lake_samples import evaluation_interactions
+    from models.evaluation.lake_samples import evaluation_interactions
 
     _, registry, interactions = built
     paths = DataPaths(registry.root.parent / "data")
@@ -168,7 +168,7 @@ def test_the_nightly_evaluation_reads_a_seeded_sample_of_held_out_users_with_the
 
 
 def test_the_index_check_queries_come_from_a_sample_of_recent_users(built) -> None:
-    from models.lake_samples import index_check_histories
+    from models.evaluation.lake_samples import index_check_histories
     from models.retrieval.data import latest_histories
 
     _, registry, interactions = built
@@ -183,7 +183,7 @@ def test_the_index_check_queries_come_from_a_sample_of_recent_users(built) -> No
 
 def test_batched_candidate_search_equals_one_query_at_a_time(built) -> None:
     from common.registry import RETRIEVAL_DIR
-    from models.candidates import batched_search
+    from models.retrieval.candidates import batched_search
     from models.retrieval.export import load_retrievers
 
     _, registry, _ = built

@@ -41,7 +41,7 @@ def test_ranker_frame_types_nullable_columns() -> None:
 
 
 def test_slate_ndcg_against_true_relevance() -> None:
-    from models.position_bias import slate_ndcg
+    from experiments.position_bias import slate_ndcg
 
     frame = pd.DataFrame({"request_id": ["a", "a", "b", "b"]})
     gains = np.array([1.0, 0.0, 0.0, 0.5])
@@ -50,7 +50,7 @@ def test_slate_ndcg_against_true_relevance() -> None:
 
 
 def test_history_rows_follow_the_user_history_view() -> None:
-    from models.candidate_ranker import history_rows
+    from models.ranking.candidate_ranker import history_rows
 
     t = [datetime(2025, 3, 1, h, tzinfo=UTC) for h in (1, 2, 3)]
     before = pd.DataFrame({"user_id": ["u", "u", "u"], "item_id": ["a", "b", "a"],
@@ -66,7 +66,7 @@ def test_history_rows_follow_the_user_history_view() -> None:
 
 
 def test_ranked_lists_order_by_score_and_complete_from_the_fallback() -> None:
-    from models.candidate_ranker import ranked_lists
+    from models.ranking.candidate_ranker import ranked_lists
 
     frame = pd.DataFrame({"user_id": ["u1", "u1", "u1", "u2"], "item_id": ["a", "b", "c", "d"]})
     out = ranked_lists(frame, np.array([0.1, 0.9, 0.5, 0.3]), np.array(["u1", "u2"], dtype=object),
@@ -75,10 +75,10 @@ def test_ranked_lists_order_by_score_and_complete_from_the_fallback() -> None:
 
 
 def test_candidate_recall_counts_each_relevant_item_once() -> None:
-    from models.candidates import CandidateSet
     from models.evaluation.data import ItemVocabulary, user_item_matrix
+    from models.evaluation.pipeline import candidate_recall
     from models.evaluation.split import HeldOutTruth
-    from models.pipeline_eval import candidate_recall
+    from models.retrieval.candidates import CandidateSet
 
     items = ItemVocabulary(np.array(["a", "b", "c", "d"], dtype=object))
     users = np.array(["u1", "u2"], dtype=object)
@@ -162,7 +162,7 @@ def _write_source(paths, view: str, rows: list[dict]) -> None:
 
 
 def test_ranking_inputs_are_what_serving_would_have_read_at_the_moment(data_paths) -> None:
-    from models.offline_features import history_of, ranking_inputs
+    from models.ranking.offline_features import history_of, ranking_inputs
 
     as_of = pd.Timestamp("2025-03-10", tz="UTC")  # a Monday, midnight
     day, next_day = as_of, as_of + pd.Timedelta(days=1)  # snapshot cutoffs: the 9th's and the 10th's
@@ -200,7 +200,7 @@ def test_ranking_inputs_are_what_serving_would_have_read_at_the_moment(data_path
 
 def test_last_devices_are_read_from_the_lake_before_the_moment(data_paths) -> None:
     from common.lake import write_events
-    from models.offline_features import last_devices
+    from models.ranking.offline_features import last_devices
 
     times = pd.to_datetime(["2025-03-09 10:00", "2025-03-09 12:00", "2025-03-10 08:00", "2025-03-09 09:00"], utc=True)
     events = pd.DataFrame({"event_id": ["e1", "e2", "e3", "e4"], "domain": "retail",

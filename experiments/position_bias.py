@@ -13,7 +13,7 @@ taken before anything is converted, and the NDCG is vectorised (no per-request P
 ranker's input pipeline (:func:`models.ranking.data.batched_dataset`) keeps no per-row shuffle buffer;
 that buffer was what pushed this experiment to ~20 GB RSS on the demo world.
 
-    python -m models.position_bias --data-dir /path/to/data --domain retail --out retail.json
+    python -m experiments.position_bias --data-dir /path/to/data --domain retail --out retail.json
 
 Observed on the demo world (every request, stacked DCN, seeds 42 / 7): retail corrected 0.857 / 0.854 vs
 uncorrected 0.859 / 0.853; banking 0.862 / 0.849 vs 0.863 / 0.866 -- no gain beyond the training-seed
@@ -284,7 +284,7 @@ def peak_rss_gb() -> float:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m models.position_bias",
+        prog="python -m experiments.position_bias",
         description="Position-bias experiment on a synthetic world: train the same DCN ranker with and without "
                     "the position tower on the same ranking set, and print/write NDCG@10 of the held-out "
                     "slates against the world's TRUE relevance (plus logged and random order, validation AUCs, "

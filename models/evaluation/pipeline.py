@@ -11,13 +11,13 @@ Protocol (one global time cut, never random; :func:`models.evaluation.split.spli
 - Baselines: :func:`models.evaluation.evaluate.run_baselines` on the same split (tuned on validation).
 - Retrievers: the release's own serving path (ScaNN indexes, popularity tables), each ranking the whole
   catalog minus the user's past items, completed with the popularity fallback when short
-  (:mod:`models.candidates`).
+  (:mod:`models.retrieval.candidates`).
 - New items: a share of the content retriever's places goes to items launched from ``new_items.days``
   before the stage's cut to the end of the period it is scored on (:mod:`models.retrieval.new_items`).
 - Merged candidates: the union of the retrievers' top-K; its recall is reported separately.
 - Popularity window/half-life: tuned on the validation window (:func:`tune_popularity`).
 - Ranker: trained on candidates of retrievers A for the validation-window users, labels = their
-  validation-window positives (:mod:`models.candidate_ranker`); early stopping on a user hold-out of
+  validation-window positives (:mod:`models.ranking.candidate_ranker`); early stopping on a user hold-out of
   that set. The test period is only ever scored. ``merged:two_tower_order`` orders the same merged
   candidates by two-tower cosine (the retrieval-only order the ranker must beat).
 """
@@ -35,14 +35,19 @@ import pandas as pd
 
 from common.domains import domain as domain_config
 from common.epoch import epoch_seconds
-from models.candidate_ranker import CandidateFeatures, candidate_ranker_config, positive_pairs, ranked_lists
-from models.candidates import CandidateSet, NewItemWindow, evaluation_histories, retrieve
 from models.evaluation.baselines import BASELINES
 from models.evaluation.data import DomainData
 from models.evaluation.evaluate import EvaluationContext, evaluation_slices, run_baselines
 from models.evaluation.metrics import gather, ideal_gains, ndcg_at_k
 from models.evaluation.split import HeldOutTruth, TemporalSplit, build_ground_truth, split_by_time_fraction
+from models.ranking.candidate_ranker import (
+    CandidateFeatures,
+    candidate_ranker_config,
+    positive_pairs,
+    ranked_lists,
+)
 from models.release import profile_columns, segment_column
+from models.retrieval.candidates import CandidateSet, NewItemWindow, evaluation_histories, retrieve
 from models.retrieval.new_items import DAY_SECONDS, NewItemIndex, NewItemSlots
 from models.retrieval.pipeline import RetrievalSettings
 from models.retrieval.popularity import PopularityConfig, PopularityTable

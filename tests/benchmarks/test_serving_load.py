@@ -212,29 +212,3 @@ def test_unknown_profile_attributes_are_read_as_unknown(small_world) -> None:
     assert (context.age, context.dti, context.has_arrears) == (None, None, None)
     nobody = reader.user_features("r_u999999")  # no row at all: dtype defaults, flagged as not found
     assert not any(nobody.found.values()) and nobody.values["dti"] == 0.0
-
-
-def test_the_heap_is_frozen_after_a_load_and_collectable_again_after_a_swap() -> None:
-    """The serving fix this benchmark found (``serving.gc_freeze``): no 280 ms full collection per ~1,000
-    requests. Lives here beside the measurement; it touches only the process's GC state, restored."""
-    import gc
-    import time
-
-    from serving.gc_freeze import HeapFreezer
-
-    heap = HeapFreezer(grace_seconds=0.05)
-    try:
-        heap.release_loaded(replaced=False)
-        assert gc.get_freeze_count() > 0
-        heap.release_loaded(replaced=True)  # the old release must become collectable ...
-        assert gc.get_freeze_count() == 0
-        deadline = time.monotonic() + 5.0
-        while gc.get_freeze_count() == 0 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert gc.get_freeze_count() > 0  # ... and after the grace the heap is frozen again
-        heap.release_loaded(replaced=True)
-        heap.close()  # closing cancels the pending re-freeze and unfreezes
-        time.sleep(0.1)
-        assert gc.get_freeze_count() == 0
-    finally:
-        heap.close()

@@ -63,11 +63,12 @@ from serving.intake import (
 )
 from serving.metrics import ServingMetrics
 from serving.online import CIRCUIT_STATES, CircuitBreaker, GuardedFeatureReader, LazyFeatureReader
-from serving.pipeline import DeadlineExceeded, NotReady, Pipeline, Request
+from serving.pipeline import Pipeline, Request
 from serving.protocols import FeatureReader
 from serving.release_loader import ReleaseLoader
 from serving.releases import ReleaseManager
 from serving.settings import ServingSettings
+from serving.stages import DeadlineExceeded, NotReady
 from serving.stream import GroupCommitWriter, IncomingStreams
 
 ROUTES = {"/v1/recommendations", "/v1/events", "/healthz", "/readyz", "/metrics"}

@@ -39,10 +39,9 @@ switch boosts, diversity and exploration off).
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -73,6 +72,7 @@ from serving.release_loader import Release
 from serving.releases import ReleaseManager
 from serving.reranking import Candidates, RetrieverScores, SlateItem, reorder, rerank
 from serving.settings import ServingSettings
+from serving.stages import BoundedPool, DeadlineExceeded, NotReady, PoolFull, StageFailed, left_ms
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -91,45 +91,6 @@ def with_streamed_activity(user: UserFeatures | None) -> UserFeatures | None:
         return user
     merged = with_recent_activity(history_row(user), user.values)
     return replace(user, values={**user.values, **merged}, found={**user.found, USER_HISTORY.name: True})
-
-
-class NotReady(Exception):
-    """No release is loaded for the requested domain and the lake has nothing to serve it from."""
-
-
-class StageFailed(Exception):
-    """A stage raised or ran over its budget (the pipeline degrades; never surfaces to clients)."""
-
-
-class DeadlineExceeded(Exception):
-    """The request's end-to-end deadline passed before any of its work started (the API answers 503)."""
-
-
-class PoolFull(Exception):
-    """Every worker of the pipeline's pool is busy and its queue is full."""
-
-
-class BoundedPool:
-    """A thread pool whose queue is bounded: :meth:`submit` raises :class:`PoolFull` at once when
-    ``workers + queue`` calls are already running or waiting (a cancelled call frees its place)."""
-
-    def __init__(self, workers: int, queue: int, name: str = "pipeline") -> None:
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
-        self._places = threading.BoundedSemaphore(workers + queue)
-
-    def submit(self, fn: Callable[[], T]) -> Future[T]:
-        if not self._places.acquire(blocking=False):
-            raise PoolFull
-        try:
-            future = self._pool.submit(fn)
-        except BaseException:
-            self._places.release()
-            raise
-        future.add_done_callback(lambda _: self._places.release())
-        return future
-
-    def shutdown(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 @dataclass(frozen=True)
@@ -214,7 +175,7 @@ class Pipeline:
     def _bounded(self, domain: str, stage: str, budget_ms: float, deadline: float, fn: Callable[[], T]) -> T:
         """Run ``fn`` on the worker pool; past ``budget_ms`` or the request's ``deadline`` give up on it (it
         finishes in the background)."""
-        budget_ms = min(budget_ms, _left_ms(deadline))
+        budget_ms = min(budget_ms, left_ms(deadline))
         if budget_ms <= 0:
             self.metrics.stage_failures.labels(domain, stage, "deadline").inc()
             raise StageFailed(f"{stage}: no time left before the request's deadline")
@@ -286,7 +247,7 @@ class Pipeline:
 
         if path == COLD_START and not release.ranks_cold_users:
             pass  # a bootstrapped ranker never saw a user without history: the retrievers' order stands
-        elif path not in (POPULARITY_FALLBACK, LEGACY_SEGMENT) and _left_ms(deadline) <= 0:
+        elif path not in (POPULARITY_FALLBACK, LEGACY_SEGMENT) and left_ms(deadline) <= 0:
             self.metrics.stage_failures.labels(domain, "ranking", "deadline").inc()
             path = RETRIEVAL_ORDER
         elif path not in (POPULARITY_FALLBACK, LEGACY_SEGMENT):
@@ -376,7 +337,7 @@ class Pipeline:
         running: dict[str, Future[Retrieved]] = {}
         for name, call in calls.items():
             try:
-                if _left_ms(deadline) <= 0:
+                if left_ms(deadline) <= 0:
                     self.metrics.stage_failures.labels(request.domain, f"retrieve_{name}", "deadline").inc()
                     continue
                 running[name] = self._submit(request.domain, f"retrieve_{name}", call)
@@ -389,9 +350,9 @@ class Pipeline:
             self.metrics.stage_failures.labels(request.domain, "retrieve_popular", "error").inc()
             log.warning("%s retrieve_popular failed: %s: %s", request.domain, type(err).__name__, err)
         for name, future in running.items():
-            left_ms = max(_left_ms(deadline), 1.0)
+            remaining_ms = max(left_ms(deadline), 1.0)
             try:
-                results[name] = self._wait(request.domain, f"retrieve_{name}", left_ms, future)
+                results[name] = self._wait(request.domain, f"retrieve_{name}", remaining_ms, future)
             except StageFailed:
                 continue
         return {name: results[name] for name in (*calls, "popular") if name in results}
@@ -433,8 +394,3 @@ class Pipeline:
             return None
         order = np.lexsort((np.arange(len(rows)), -scores))
         return Candidates(rows[order], scores[order], reorder(candidates.provenance, order))
-
-
-def _left_ms(deadline: float) -> float:
-    """Milliseconds until ``deadline`` (``time.perf_counter()`` seconds); negative once it passed."""
-    return (deadline - time.perf_counter()) * 1000.0

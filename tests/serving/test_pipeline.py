@@ -20,9 +20,7 @@ from serving.pipeline import (
     FULL,
     POPULARITY_FALLBACK,
     RETRIEVAL_ORDER,
-    BoundedPool,
     Pipeline,
-    PoolFull,
     Request,
     Result,
 )
@@ -37,6 +35,7 @@ from serving.settings import (
     ServingSettings,
     load_settings,
 )
+from serving.stages import BoundedPool, PoolFull
 
 # Generous budgets keep the happy path deterministic on a loaded 2-core CI box; the fault tests
 # check that a stage over ITS budget is abandoned and the answer still comes in time.

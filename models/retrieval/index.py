@@ -8,6 +8,13 @@ Defaults were tuned for recall@100 >= 0.95 against exact search: measured 0.99 o
 two-tower and content embeddings (9k items, 95 leaves, 21 searched) and 0.976 on 1M clustered
 vectors (1,000 leaves, 50 searched; ``benchmarks/scann_index.py``).
 
+The defaults are a starting point, not a promise: how well a tree's leaves fit real queries depends on
+the embeddings (measured: the s100k world's retail two-tower, 11,540 items, 107 leaves, 19 searched,
+recall@100 0.876). A release therefore widens its indexes' search budget until a sample of its users'
+real queries reaches the recall floor (:func:`widen_budget`, run by the release's index check): more
+leaves first, then more exactly rescored candidates. The budget lives in ``index.json`` and applies
+at query time, so the ScaNN assets are not rebuilt.
+
 Brute-force fallback: below ``brute_force_below`` items (10,000 by default) the index is a ScaNN exact
 brute-force scan. There the scan budget of a top-100 query (20 x 100 = 2,000 items) is a large share
 of the corpus, so a tree prunes little and quantisation loses recall -- measured on the demo world's
@@ -24,7 +31,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -113,6 +120,18 @@ class EmbeddingIndex:
         rows, scores = self.searcher.search(np.asarray(query, dtype="float32").ravel(), k, reorder, leaves)
         return self.ids[np.asarray(rows, dtype="int64")].tolist(), np.asarray(scores, dtype="float32")
 
+    def with_config(self, config: IndexConfig) -> EmbeddingIndex:
+        """The same searcher with another query budget (``scan_per_neighbour``, ``search_fraction``,
+        ``reorder_factor`` apply at query time)."""
+        return EmbeddingIndex(self.searcher, self.ids, self.kind, self.leaves, config)
+
+    def write_config(self, directory: Path) -> None:
+        """Rewrite ``index.json`` of an index serialized in ``directory`` with this index's budget."""
+        meta_file = Path(directory) / "index.json"
+        meta = json.loads(meta_file.read_text())
+        meta["config"] = asdict(self.config)
+        meta_file.write_text(json.dumps(meta, indent=2))
+
     def serialize(self, directory: Path) -> None:
         directory = Path(directory).resolve()
         directory.mkdir(parents=True, exist_ok=True)  # ScaNN needs the directory to exist
@@ -153,3 +172,31 @@ def recall_vs_exact(index: EmbeddingIndex, embeddings: np.ndarray, queries: np.n
     exact_ids = index.ids[exact_rows]
     hits = [len(set(a) & set(b)) / len(a) for a, b in zip(exact_ids.tolist(), found.tolist(), strict=True)]
     return float(np.mean(hits))
+
+
+MAX_REORDER_FACTOR = 64
+
+
+def widen_budget(index: EmbeddingIndex, embeddings: np.ndarray, queries: np.ndarray, k: int,
+                 target: float) -> tuple[EmbeddingIndex, list[dict[str, float]]]:
+    """The index with the smallest query budget on this ladder whose recall@``k`` on ``queries`` reaches
+    ``target``: twice the scanned items per step until every leaf is searched, then twice the items
+    rescored exactly, up to :data:`MAX_REORDER_FACTOR` x ``k``. Returns the widest one tried when none
+    reaches it, and the trail of (budget, recall) steps. A brute-force index is returned as it is."""
+    current, trail = index, []
+    while True:
+        recall = recall_vs_exact(current, embeddings, queries, k)
+        _, reorder, leaves = current.budget(k)
+        trail.append({"leaves_searched": leaves, "leaves": current.leaves, "rescored": reorder,
+                      "recall": round(recall, 4)})
+        config = current.config
+        if recall >= target or current.kind != "tree_ah":
+            return current, trail
+        if leaves < current.leaves:
+            config = replace(config, scan_per_neighbour=config.scan_per_neighbour * 2,
+                             search_fraction=min(1.0, config.search_fraction * 2))
+        elif config.reorder_factor < MAX_REORDER_FACTOR and reorder < len(current):
+            config = replace(config, reorder_factor=config.reorder_factor * 2)
+        else:
+            return current, trail
+        current = current.with_config(config)

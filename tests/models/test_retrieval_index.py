@@ -10,7 +10,7 @@ import pytest
 
 import common  # noqa: F401
 from benchmarks.scann_index import clustered_embeddings
-from models.retrieval.index import EmbeddingIndex, IndexConfig, exact_search, recall_vs_exact
+from models.retrieval.index import EmbeddingIndex, IndexConfig, exact_search, recall_vs_exact, widen_budget
 
 TREE = IndexConfig(brute_force_below=1_000)  # the default search settings over a tree (4,000 items)
 
@@ -78,3 +78,40 @@ def test_scores_are_dot_products(clustered: tuple[np.ndarray, np.ndarray]) -> No
 def test_build_rejects_mismatched_ids() -> None:
     with pytest.raises(ValueError, match="one id per row"):
         EmbeddingIndex.build(np.zeros((3, 4), dtype="float32"), ["a", "b"])
+
+
+def test_a_tight_budget_is_widened_until_real_queries_reach_the_floor(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    items = rng.standard_normal((4_000, 16)).astype("float32")  # no clusters: the leaves fit queries badly
+    items /= np.linalg.norm(items, axis=1, keepdims=True)
+    queries = rng.standard_normal((80, 16)).astype("float32")
+    tight = IndexConfig(brute_force_below=1_000, search_fraction=0.01, scan_per_neighbour=2, reorder_factor=1)
+    index = EmbeddingIndex.build(items, _ids(len(items)), tight)
+    built = recall_vs_exact(index, items, queries, k=100)
+    assert built < 0.9  # the case the release check used to refuse
+
+    widened, trail = widen_budget(index, items, queries, 100, target=0.96)
+    assert trail[0]["recall"] == pytest.approx(built, abs=1e-4) and trail[-1]["recall"] >= 0.96
+    assert recall_vs_exact(widened, items, queries, k=100) >= 0.96
+    assert [step["leaves_searched"] for step in trail] == sorted(step["leaves_searched"] for step in trail)
+    assert widened.budget(100) != index.budget(100) and widened.searcher is index.searcher  # not rebuilt
+
+    index.serialize(tmp_path / "index")
+    widened.write_config(tmp_path / "index")
+    loaded = EmbeddingIndex.load(tmp_path / "index")
+    assert loaded.config == widened.config and loaded.budget(100) == widened.budget(100)
+
+
+def test_widening_stops_at_the_widest_budget_and_leaves_brute_force_alone() -> None:
+    rng = np.random.default_rng(4)
+    items = rng.standard_normal((300, 8)).astype("float32")
+    queries = rng.standard_normal((10, 8)).astype("float32")
+    exact = EmbeddingIndex.build(items, _ids(300))
+    same, trail = widen_budget(exact, items, queries, 10, target=1.01)  # unreachable target
+    assert same is exact and len(trail) == 1 and trail[0]["recall"] == 1.0
+    tree = EmbeddingIndex.build(items, _ids(300), IndexConfig(brute_force_below=100, search_fraction=0.05,
+                                                              scan_per_neighbour=1, reorder_factor=1))
+    widest, trail = widen_budget(tree, items, queries, 10, target=1.01)
+    _, reorder, leaves = widest.budget(10)
+    assert leaves == widest.leaves and (widest.config.reorder_factor == 64 or reorder == len(widest))
+    assert len(trail) > 1

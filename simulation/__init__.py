@@ -3,6 +3,5 @@ and event logs with a known ground truth, for two domains (retail, banking).
 
 Entry points: :func:`simulation.generate.generate` (and the ``generate`` command in
 :mod:`simulation.cli`), :class:`simulation.truth.GroundTruth` (``GroundTruth.load(paths, domain)``),
-:func:`simulation.behavior.respond` (users' answers to arbitrary slates) and
-:mod:`simulation.oracle` (expected outcomes of slates, the truly best items).
+and :func:`simulation.behavior.respond` (users' answers to arbitrary slates).
 """

@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.stats import poisson
 
 from simulation.events import EventBuffer, Rows
 from simulation.truth import GroundTruth
@@ -64,11 +63,6 @@ def _seconds(rng: np.random.Generator, bounds: tuple[int, int], n: int) -> np.nd
 def _quantity_rate(truth: GroundTruth, items: np.ndarray) -> np.ndarray:
     """Cheap items are bought in bigger quantities: quantity = 1 + min(Poisson(rate), MAX_QUANTITY - 1)."""
     return np.where(truth.price_term[items] < -0.4, QUANTITY_RATE_CHEAP, QUANTITY_RATE)
-
-
-def expected_quantity(truth: GroundTruth, items: np.ndarray) -> np.ndarray:
-    rate = _quantity_rate(truth, items)
-    return 1.0 + sum(poisson.sf(j - 1, rate) for j in range(1, MAX_QUANTITY))
 
 
 def _retail_funnel(truth: GroundTruth, buf: EventBuffer, viewed: Rows, rng: np.random.Generator) -> None:

@@ -1,4 +1,4 @@
-"""The ground truth: persistence, hand-checked formulas, lending rules and the oracle."""
+"""The ground truth: persistence, hand-checked formulas, lending rules."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from simulation.eligibility import BankingRules
-from simulation.oracle import best_items, expected_outcomes
 from simulation.truth import GroundTruth, sigmoid
 
 
@@ -72,21 +71,3 @@ def test_approval_probability_is_zero_exactly_when_ineligible(tiny_world):
     approval = truth.approval_probability(users, items)
     assert (approval[~eligible] == 0).all() and (approval[eligible] > 0.3).all()
     assert 0.2 < eligible.mean() < 0.9
-
-
-def test_expected_outcomes_and_best_items(tiny_world):
-    truth = tiny_world.truth("retail")
-    user, slate = truth.user_ids[3], list(truth.item_ids[20:30])
-    outcome = expected_outcomes(truth, [user], [slate]).iloc[0]
-    exam = np.arange(1, 11) ** -truth.params["eta"]
-    rel = truth.relevance([user] * 10, slate)
-    assert outcome["expected_clicks"] == pytest.approx(float(exam @ rel))
-    buy = rel * truth.purchase_probability([user] * 10, slate)
-    assert outcome["expected_conversions"] == pytest.approx(float(exam @ buy))
-    assert outcome["expected_value"] >= float(exam @ (buy * truth.price[20:30])) - 1e-9
-    best = best_items(truth, [user], k=5)[0]
-    everything = truth.relevance([user] * len(truth.item_ids), truth.item_ids)
-    np.testing.assert_array_equal(best, truth.item_ids[np.argsort(-everything, kind="stable")[:5]])
-    bank = tiny_world.truth("banking")
-    top = best_items(bank, bank.user_ids[:30], k=3, objective="conversion")
-    assert bank.eligible(np.repeat(bank.user_ids[:30], 3).reshape(30, 3), top).all()

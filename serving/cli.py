@@ -24,14 +24,16 @@ from pathlib import Path
 
 import typer
 
+from common.settings import variable
+
 app = typer.Typer(name="serving", help="The online recommendation service (FastAPI + uvicorn).", no_args_is_help=True)
 
 # One per core of this 2-core machine. At 3x capacity (python -m benchmarks.overload --workers N, 20 s,
 # admission 4): 1 worker admitted 134 req/s (p99 53 ms), 2 workers 187 req/s (p99 53 ms), 3 workers
 # 206 req/s but p99 140 ms (more GIL-bound processes than cores).
 DEFAULT_WORKERS = 2
-DOMAINS_ENV = "RECSYS_SERVING_DOMAINS"  # the parent's --domains, for the workers (comma-separated)
-LOG_LEVEL_ENV = "RECSYS_SERVING_LOG_LEVEL"
+DOMAINS_ENV = variable("serving_domains")  # the parent's --domains, for the workers (comma-separated)
+LOG_LEVEL_ENV = variable("serving_log_level")
 
 
 class Front(StrEnum):
@@ -72,8 +74,8 @@ def serve(
     domains: list[str] = typer.Option(
         None, "--domains", "-d", help="domain to serve (repeatable; default: every writable domain)"
     ),
-    workers: int = typer.Option(DEFAULT_WORKERS, min=1, help="uvicorn worker processes sharing the port "
-                                "(about one core each; /metrics sums them)"),
+    workers: int = typer.Option(DEFAULT_WORKERS, min=1, help="uvicorn worker processes (about one core each; "
+                                "/metrics sums them)"),
     front: Front = typer.Option(Front.auto, help="nginx: refuse the excess in nginx before Python sees it "
                                 "(serving/front.py); none: the workers share the port; auto: nginx if installed"),
     log_level: str = typer.Option("info", help="uvicorn/application log level"),

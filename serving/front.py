@@ -21,7 +21,6 @@ service with exit code 1.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -37,7 +36,7 @@ from common.supervisor import ChildSpec
 SHED_LOG_ENV = variable("serving_shed_log")  # the front's shed log, for the workers' /metrics
 SHED_LINE = b"1\n"  # what the front appends per refused request (log_format shed)
 UPSTREAM_KEEPALIVE_SECONDS = 4  # under uvicorn's 5 s keep-alive: nginx never reuses a connection uvicorn closed
-# nginx runs under SCHED_FIFO at this priority when the service may (root): on a machine whose cores the
+# nginx runs under SCHED_FIFO at this priority when the service may (realtime_permitted): on a machine whose cores the
 # Python workers keep busy, a normal-priority nginx waits its turn for ~10 ms at p99 before it can refuse
 # (measured: 503 p99 8.3 ms at 3x capacity, 1.1 ms with the front and the load generator real-time). It
 # mostly sleeps in epoll, and the kernel's real-time throttling bounds what a runaway one could take.
@@ -178,9 +177,15 @@ def front_children(plan: FrontPlan, nginx: str, log_level: str, env: Mapping[str
                                 env)]
 
 
+@cache
 def realtime_permitted() -> bool:
-    """Whether this process may start children under SCHED_FIFO (as root, with ``chrt`` at hand)."""
-    return os.geteuid() == 0 and shutil.which("chrt") is not None
+    """Whether this process may start children under SCHED_FIFO: ``chrt`` is at hand and a trial of it
+    succeeds (root in a container may still lack CAP_SYS_NICE; nginx then runs at normal priority)."""
+    chrt = shutil.which("chrt")
+    if chrt is None:
+        return False
+    trial = subprocess.run([chrt, "--fifo", str(FRONT_RT_PRIORITY), "true"], capture_output=True)
+    return trial.returncode == 0
 
 
 def shed_count(shed_log: Path) -> int:

@@ -168,8 +168,12 @@ def recall_vs_exact(index: EmbeddingIndex, embeddings: np.ndarray, queries: np.n
     """Mean share of the exact top-``k`` (numpy over ``embeddings``, rows aligned with the index ids)
     that the index returns in its own top-``k``."""
     exact_rows, _ = exact_search(embeddings, queries, k)
+    return _recall(index, index.ids[exact_rows], queries, k)
+
+
+def _recall(index: EmbeddingIndex, exact_ids: np.ndarray, queries: np.ndarray, k: int) -> float:
+    """Mean share of ``exact_ids`` (the exact top-``k`` per query) found in the index's top-``k``."""
     found, _ = index.search(queries, k)
-    exact_ids = index.ids[exact_rows]
     hits = [len(set(a) & set(b)) / len(a) for a, b in zip(exact_ids.tolist(), found.tolist(), strict=True)]
     return float(np.mean(hits))
 
@@ -184,8 +188,9 @@ def widen_budget(index: EmbeddingIndex, embeddings: np.ndarray, queries: np.ndar
     rescored exactly, up to :data:`MAX_REORDER_FACTOR` x ``k``. Returns the widest one tried when none
     reaches it, and the trail of (budget, recall) steps. A brute-force index is returned as it is."""
     current, trail = index, []
+    exact_ids = index.ids[exact_search(embeddings, queries, k)[0]]  # the same truth for every step
     while True:
-        recall = recall_vs_exact(current, embeddings, queries, k)
+        recall = _recall(current, exact_ids, queries, k)
         _, reorder, leaves = current.budget(k)
         trail.append({"leaves_searched": leaves, "leaves": current.leaves, "rescored": reorder,
                       "recall": round(recall, 4)})

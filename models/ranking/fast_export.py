@@ -1,9 +1,13 @@
-"""The fast export: the trained serving tower re-implemented in NumPy from its weights.
+"""The fast export: the trained serving tower run in NumPy, generated from its layers and weights.
 
 ``weights.npz`` holds, in float32: the numeric normalisation (mean and scale = max(sqrt(var), eps)),
 each categorical feature's vocabulary (index i+1 for the i-th token, 0 for unknown tokens, as
-``StringLookup``) and embedding table, the cross layers (``W`` or low-rank ``U``, ``V``, and ``b``),
-the deep layers and the heads. Scoring is a handful of matrix products; it needs no TensorFlow,
+``StringLookup``) and embedding table, and the weights of the cross layers, the deep layers and the
+heads. ``ranker.json`` lists those layers as :mod:`models.numpy_layers` read them from the trained
+Keras layers (kind, activation, options), and scoring wires them with the same function as training
+(:func:`models.ranking.forward.dcn_logits`): a change of layers or wiring is made once, in the model.
+The feature encoding (``x0``) is the one part written twice; :mod:`models.ranking.scoring`'s parity
+check compares the two on every export. Scoring is a handful of matrix products; it needs no TensorFlow,
 which keeps the serving process light. BLAS runs single-threaded per call by default: a request's
 matrices are small, and a multi-threaded BLAS on busy cores (a serving replica handles concurrent
 requests) spin-waits and multiplies the tail latency. Chosen over TFLite dynamic-range quantisation by
@@ -17,12 +21,14 @@ import zipfile
 from collections.abc import Mapping
 from itertools import repeat
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
-from models.ranking.config import OOV_INDEX
+from models.numpy_layers import ACTIVATIONS, UnsupportedLayer, build, build_all, describe
+from models.ranking.config import OOV_INDEX, RankerConfig
+from models.ranking.forward import dcn_logits, serving_outputs
 from models.ranking.scoring import ExportError, Scorer, read_meta, write_meta
 
 if TYPE_CHECKING:
@@ -48,30 +54,12 @@ def export_numpy(trained: TrainedRanker, path: str | Path) -> Path:
     for name in config.categorical:
         arrays[f"vocab.{name}"] = np.array(encoder.lookups[name].get_vocabulary()[1:], dtype=str)
         arrays[f"emb.{name}"] = encoder.embeddings[name].embeddings.numpy()
-    for i, layer in enumerate(scorer.cross):
-        weights = layer.get_weights()
-        keys = ("w", "b") if config.projection_dim is None else ("u", "v", "b")
-        arrays.update({f"cross.{i}.{k}": w for k, w in zip(keys, weights, strict=True)})
-    for i, layer in enumerate(scorer.deep):
-        arrays[f"deep.{i}.w"], arrays[f"deep.{i}.b"] = layer.get_weights()
-    arrays["head.click.w"], arrays["head.click.b"] = scorer.click_head.get_weights()
-    if scorer.conversion_head is not None:
-        arrays["head.conversion.w"], arrays["head.conversion.b"] = scorer.conversion_head.get_weights()
+    layers = {"cross": [describe(layer, f"cross.{i}", arrays) for i, layer in enumerate(scorer.cross)],
+              "deep": [describe(layer, f"deep.{i}", arrays) for i, layer in enumerate(scorer.deep)],
+              "heads": {name: describe(layer, f"head.{name}", arrays) for name, layer in scorer.heads.items()}}
     np.savez(path / WEIGHTS_FILE, **arrays)
-    write_meta(path, FORMAT, config)
+    write_meta(path, FORMAT, config, {"layers": layers})
     return path
-
-
-def cross_layer(x0: np.ndarray, x: np.ndarray, kernels: list[np.ndarray], bias: np.ndarray) -> np.ndarray:
-    """DCN-v2 cross: ``x0 * (x W + b) + x``; ``kernels`` is ``[W]`` (Keras layout, in x out) or ``[U, V]``."""
-    projected = x
-    for kernel in kernels:
-        projected = projected @ kernel
-    return x0 * (projected + bias) + x
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return np.exp(-np.logaddexp(0.0, -z)).astype(np.float32)
 
 
 class NumpyScorer(Scorer):
@@ -84,7 +72,7 @@ class NumpyScorer(Scorer):
         path = Path(path)
         self._blas_threads = blas_threads
         self._threadpools = ThreadpoolController()
-        _, self.config = read_meta(path, FORMAT)
+        meta, self.config = read_meta(path, FORMAT)
         try:
             with np.load(path / WEIGHTS_FILE, allow_pickle=False) as npz:
                 self._w = {k: npz[k] for k in npz.files}
@@ -94,13 +82,13 @@ class NumpyScorer(Scorer):
         self._log1p = np.array([n in set(c.log1p) for n in c.numeric], dtype=bool)
         self._vocab = {n: {t: i + 1 for i, t in enumerate(self._get(f"vocab.{n}").tolist())} for n in c.categorical}
         self._width = len(c.numeric) + len(c.categorical) * c.embedding_dim
-        n_cross, n_deep = c.cross_layers, len(c.deep_layers)
-        cross_keys = ("w",) if c.projection_dim is None else ("u", "v")
-        self._cross = [(*(self._get(f"cross.{i}.{k}") for k in cross_keys), self._get(f"cross.{i}.b"))
-                       for i in range(n_cross)]
-        self._deep = [(self._get(f"deep.{i}.w"), self._get(f"deep.{i}.b")) for i in range(n_deep)]
-        heads = ["click", *(["conversion"] if c.conversion_head else [])]
-        self._heads = {h: (self._get(f"head.{h}.w"), self._get(f"head.{h}.b")) for h in heads}
+        layers = meta.get("layers") or _layers_before_specs(c)
+        try:
+            self._cross = build_all(layers["cross"], self._w)
+            self._deep = build_all(layers["deep"], self._w)
+            self._heads = {name: build(spec, self._w) for name, spec in layers["heads"].items()}
+        except (KeyError, TypeError, UnsupportedLayer) as exc:
+            raise ExportError(f"{path}: fast ranker export's layers cannot be built: {type(exc).__name__}: {exc}") from exc
         self._check_shapes(path)
 
     def _get(self, key: str) -> np.ndarray:
@@ -147,21 +135,10 @@ class NumpyScorer(Scorer):
         return x0
 
     def _from_x0(self, x0: np.ndarray) -> dict[str, np.ndarray]:
-        crossed = x0
-        for *kernels, bias in self._cross:
-            crossed = cross_layer(x0, crossed, kernels, bias)
-        stacked = self.config.structure == "stacked"
-        deep = crossed if stacked else x0
-        for kernel, bias in self._deep:
-            deep = np.maximum(deep @ kernel + bias, 0.0)
-        hidden = deep if stacked else np.concatenate([crossed, deep], axis=1)
-        logits = {h: (hidden @ w + b).reshape(-1) for h, (w, b) in self._heads.items()}
-        p_click = _sigmoid(logits["click"])
-        out = {"p_click": p_click}
-        if "conversion" in logits:
-            out["p_conversion"] = p_click * _sigmoid(logits["conversion"])
-        out["score"] = out["p_conversion"] if self.config.rank_by == "conversion" else p_click
-        return out
+        heads = {name: (lambda hidden, head=head: head(hidden).reshape(-1)) for name, head in self._heads.items()}
+        logits = dcn_logits(x0, self._cross, self._deep, heads, self.config.structure,
+                            lambda a, b: np.concatenate([a, b], axis=1))
+        return serving_outputs(logits, self.config.rank_by, ACTIVATIONS["sigmoid"])
 
     def _predict(self, features: Mapping[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
         x0 = self._x0(features, n)
@@ -169,3 +146,13 @@ class NumpyScorer(Scorer):
             return self._from_x0(x0)
         with self._threadpools.limit(limits=self._blas_threads, user_api="blas"):
             return self._from_x0(x0)
+
+
+def _layers_before_specs(config: RankerConfig) -> dict[str, Any]:
+    """The layer specs of an export written before ``ranker.json`` listed them (same array names)."""
+    cross = {"kind": "cross", "activation": "linear", "use_bias": True,
+             "low_rank": config.projection_dim is not None, "diag_scale": 0.0}
+    return {"cross": [{**cross, "key": f"cross.{i}"} for i in range(config.cross_layers)],
+            "deep": [{"kind": "dense", "key": f"deep.{i}", "activation": "relu"} for i in range(len(config.deep_layers))],
+            "heads": {h: {"kind": "dense", "key": f"head.{h}", "activation": "linear"}
+                      for h in ["click", *(["conversion"] if config.conversion_head else [])]}}

@@ -9,6 +9,8 @@ Cross layers (``tfrs.layers.dcn.Cross``: ``x_{l+1} = x0 * (W x_l + b) + x_l``, f
 * STACKED: ``x0 -> cross layers -> deep layers -> heads``.
 * PARALLEL: ``concat(cross layers(x0), deep layers(x0)) -> heads``.
 
+The wiring is :func:`models.ranking.forward.dcn_logits`, shared with the NumPy serving export.
+
 The click head gives the logit ``f(x)``. The optional conversion head gives ``h(x)`` and is trained
 ESMM-style over all impressions: ``P(click and convert | x) = sigmoid(f) * sigmoid(h)``, so the
 conversion factor is learned on the entire impression space and not only on the clicked rows.
@@ -39,18 +41,14 @@ from __future__ import annotations
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
+from models.ranking import forward
 from models.ranking.config import CLICK_LABEL, CONVERSION_LABEL, POSITION, RankerConfig, Structure
 from models.ranking.encoder import FeatureEncoder, PreprocessingStats
 
 
 def serving_outputs(logits: dict[str, tf.Tensor], rank_by: str) -> dict[str, tf.Tensor]:
-    """Probabilities served: ``p_click``, ``p_conversion`` (P(click and convert)) and the ranking ``score``."""
-    p_click = tf.sigmoid(logits["click"])
-    out = {"p_click": p_click}
-    if "conversion" in logits:
-        out["p_conversion"] = p_click * tf.sigmoid(logits["conversion"])
-    out["score"] = out["p_conversion"] if rank_by == "conversion" else p_click
-    return out
+    """Probabilities served (:func:`models.ranking.forward.serving_outputs` in TensorFlow)."""
+    return forward.serving_outputs(logits, rank_by, tf.sigmoid)
 
 
 SUM = tf.keras.losses.Reduction.SUM  # see compute_loss
@@ -71,19 +69,16 @@ class DCNScorer(tf.keras.Model):
         self.click_head = tf.keras.layers.Dense(1, name="click_head")
         self.conversion_head = tf.keras.layers.Dense(1, name="conversion_head") if config.conversion_head else None
 
+    @property
+    def heads(self) -> dict[str, tf.keras.layers.Dense]:
+        return {"click": self.click_head, **({} if self.conversion_head is None else {"conversion": self.conversion_head})}
+
     def call(self, features: dict[str, tf.Tensor], training: bool = False) -> dict[str, tf.Tensor]:
-        x0 = self.encoder(features)
-        crossed = x0
-        for layer in self.cross:
-            crossed = layer(x0, crossed)
-        deep = crossed if self.structure == "stacked" else x0
-        for layer in self.deep:
-            deep = layer(deep)
-        hidden = deep if self.structure == "stacked" else tf.concat([crossed, deep], axis=1)
-        out = {"click": tf.squeeze(self.click_head(hidden), axis=1)}
-        if self.conversion_head is not None:
-            out["conversion"] = tf.squeeze(self.conversion_head(hidden), axis=1)
-        return out
+        return forward.dcn_logits(
+            self.encoder(features), self.cross, self.deep,
+            {name: (lambda hidden, head=head: tf.squeeze(head(hidden), axis=1)) for name, head in self.heads.items()},
+            self.structure, lambda a, b: tf.concat([a, b], axis=1),
+        )
 
 
 class PositionTower(tf.keras.Model):

@@ -1,4 +1,4 @@
-"""The fast query tower: the two-tower ``QueryTower`` re-implemented in NumPy from its weights.
+"""The fast query tower: the two-tower ``QueryTower`` run in NumPy from its weights.
 
 Serving embeds one user per request. The SavedModel signature does that in 0.5-1.1 ms (most of it
 TensorFlow's per-call overhead for a handful of tiny ops); these few dict look-ups and two small
@@ -9,7 +9,7 @@ written and again when it is loaded (:func:`check_parity`), and one that disagre
 Files (``query_tower_fast/`` of a retrieval bundle, see ``models.retrieval.export``)::
 
     weights.npz         float32: history/taxonomy-level/profile embedding tables, the numeric
-                        normalisation (mean, scale = max(sqrt(variance), epsilon)), the two Dense layers
+                        normalisation (mean, scale = max(sqrt(variance), epsilon)), the trunk's layers
     user_embedding.npy  float32 [users + 1, d]: the user id embedding table (row 0: unknown users)
     user_ids.npy        the user ids, sorted (fixed-width unicode); user_rows.npy: each one's table row
     vocabularies.json   the other string look-ups (index i+1 for the i-th token, 0 = out of vocabulary,
@@ -24,7 +24,11 @@ Exactly what the tower computes (``models.retrieval.two_tower.QueryTower``): use
 each non-empty history id -> id embedding + the embeddings of its three taxonomy prefixes (unknown ids
 and prefixes take row 0; ``""`` slots are masked out), averaged over the non-empty slots (zeros when
 there are none); numeric profile values normalised, NaN -> 0; categorical ``"column=value"`` tokens ->
-embeddings, concatenated; then ``relu(x W1 + b1) W2 + b2``, scaled to unit length.
+embeddings, concatenated; then the tower's trunk (``QueryTower.mlp``), scaled to unit length. The
+trunk is not written here: the export lists its layers as :mod:`models.numpy_layers` reads them from
+the trained Keras layers, and the loader generates the NumPy layers from that list, so a change of the
+trunk's depth, widths or activations is made once, in the model. The input assembly above is written
+twice (it is where the speed comes from: one pre-summed history table), and checked by :func:`check_parity`.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
+from models.numpy_layers import NumpyDense, build_all, describe
 from models.retrieval.data import PAD
 
 if TYPE_CHECKING:
@@ -59,6 +64,9 @@ L2_EPSILON = 1e-12  # tf.math.l2_normalize's floor on the squared norm
 # 512x1024 one spins a second thread), and the limit costs as much as the whole default tower (83x128 +
 # 128x64: 11-37 us to toggle numpy's and scipy's OpenBLAS, against 20-65 us for the embedding).
 BLAS_LIMIT_MIN_WEIGHTS = 65_536
+# The trunk of an export written before vocabularies.json listed its layers (same array names).
+LAYERS_BEFORE_SPECS = ({"kind": "dense", "key": "hidden", "activation": "relu"},
+                       {"kind": "dense", "key": "out", "activation": "linear"})
 
 
 class FastQueryError(RuntimeError):
@@ -93,8 +101,7 @@ def export_fast_query(tower: QueryTower, spec: UserFeatureSpec, history_length: 
         arrays["numeric_scale"] = np.maximum(std, np.float32(1e-7)).astype(np.float32)  # keras epsilon()
     if tower.num_categorical:
         arrays["profile_embedding"] = tower.profile_embedding.embeddings.numpy()
-    arrays["hidden.w"], arrays["hidden.b"] = tower.hidden.get_weights()
-    arrays["out.w"], arrays["out.b"] = tower.out.get_weights()
+    layers = [describe(layer, f"mlp.{i}", arrays) for i, layer in enumerate(tower.mlp)]
     np.savez(path / WEIGHTS_FILE, **{k: np.asarray(v, np.float32) for k, v in arrays.items()})
     users = np.asarray(_vocabulary(tower.user_lookup), dtype=str)
     order = np.argsort(users, kind="stable")
@@ -117,6 +124,7 @@ def export_fast_query(tower: QueryTower, spec: UserFeatureSpec, history_length: 
         "levels": [_vocabulary(lookup) for lookup in tower.level_lookups],
         "profile_tokens": _vocabulary(tower.profile_lookup) if tower.num_categorical else [],
         "taxonomy": {"item_ids": taxonomy_keys or [], "levels": taxonomy_levels},
+        "layers": layers,
     }
     (path / VOCABULARIES_FILE).write_text(json.dumps(vocabularies))
     return path
@@ -162,28 +170,30 @@ class FastQueryTower:
         self._oov_history_row = len(self._history_table) - 1
         if self.numeric:
             self._mean, self._scale = w["numeric_mean"], w["numeric_scale"]
-        self._hidden_w, self._hidden_b = w["hidden.w"], w["hidden.b"]
-        self._out_w, self._out_b = w["out.w"], w["out.b"]
+        specs = meta.get("layers", LAYERS_BEFORE_SPECS)
+        if any(spec["kind"] != "dense" for spec in specs) or not specs:
+            raise ValueError(f"the trunk must be Dense layers, found {[spec['kind'] for spec in specs]}")
+        self._mlp: list[NumpyDense] = build_all(specs, w)
         id_dim, profile_dim = self._user_table.shape[1], self._profile_table.shape[1]
         self._slices = _concat_layout(id_dim, len(self.numeric), len(self.categorical) * profile_dim)
         expected = {
             "user_embedding": (len(self._users) + 1, id_dim),
             "history table": (self._history_table.shape[0], id_dim),
-            "hidden.w": (self._slices["end"], self._hidden_b.shape[0]),
-            "out.w": (self._hidden_b.shape[0], self._out_b.shape[0]),
+            **{f"trunk layer {i}": (rows, layer.kernel.shape[1]) for i, (rows, layer) in enumerate(
+                zip([self._slices["end"], *(layer.kernel.shape[1] for layer in self._mlp[:-1])], self._mlp, strict=True))},
         }
         if self.numeric:
             expected["numeric_mean"] = expected["numeric_scale"] = (len(self.numeric),)
         if self.categorical:
             expected["profile_embedding"] = (len(self._profile) + 1, profile_dim)
         actual = {"user_embedding": self._user_table.shape, "history table": self._history_table.shape,
-                  "hidden.w": self._hidden_w.shape, "out.w": self._out_w.shape,
+                  **{f"trunk layer {i}": layer.kernel.shape for i, layer in enumerate(self._mlp)},
                   **{k: w[k].shape for k in ("numeric_mean", "numeric_scale", "profile_embedding") if k in expected}}
         bad = {k: (actual[k], shape) for k, shape in expected.items() if tuple(actual[k]) != shape}
         if bad:
             raise ValueError(f"shapes (found, expected) {bad}")
-        self.dim = int(self._out_b.shape[0])
-        if self._blas_threads is not None and max(self._hidden_w.size, self._out_w.size) >= BLAS_LIMIT_MIN_WEIGHTS:
+        self.dim = int(self._mlp[-1].kernel.shape[1])
+        if self._blas_threads is not None and max(layer.weights for layer in self._mlp) >= BLAS_LIMIT_MIN_WEIGHTS:
             self._threadpools = ThreadpoolController()
 
     def embed_one(self, user_id: str, history: Sequence[str], numeric: Sequence[float] | np.ndarray,
@@ -226,9 +236,9 @@ class FastQueryTower:
         return self._history_table.take(rows, axis=0).sum(axis=0) / np.float32(len(rows))
 
     def _dense(self, x: np.ndarray) -> np.ndarray:
-        hidden = np.maximum(x @ self._hidden_w + self._hidden_b, np.float32(0.0))
-        out = hidden @ self._out_w + self._out_b
-        return (out / np.sqrt(max(float(out @ out), L2_EPSILON))).astype(np.float32)
+        for layer in self._mlp:
+            x = layer(x)
+        return (x / np.sqrt(max(float(x @ x), L2_EPSILON))).astype(np.float32)
 
 
 class UserRows:

@@ -101,8 +101,8 @@ class QueryTower(tf.keras.Model):
         if self.num_categorical:
             self.profile_lookup = string_lookup(profile_tokens)
             self.profile_embedding = tf.keras.layers.Embedding(self.profile_lookup.vocabulary_size(), PROFILE_DIM)
-        self.hidden = tf.keras.layers.Dense(config.hidden, activation="relu")
-        self.out = tf.keras.layers.Dense(config.embedding_dim)
+        # the trunk over the concatenated parts; the fast export generates its NumPy version from these layers
+        self.mlp = [tf.keras.layers.Dense(config.hidden, activation="relu"), tf.keras.layers.Dense(config.embedding_dim)]
 
     def preprocess(self, inputs: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         history = inputs["history"]
@@ -127,7 +127,10 @@ class QueryTower(tf.keras.Model):
             parts.append(ids["numeric"])
         if self.num_categorical:
             parts.append(tf.reshape(self.profile_embedding(ids["profile"]), [-1, self.num_categorical * PROFILE_DIM]))
-        return l2_normalize(self.out(self.hidden(tf.concat(parts, axis=1))))
+        x = tf.concat(parts, axis=1)
+        for layer in self.mlp:
+            x = layer(x)
+        return l2_normalize(x)
 
     def call(self, inputs: Mapping[str, tf.Tensor], training: bool = False) -> tf.Tensor:
         return self.encode(self.preprocess(inputs), training)

@@ -165,3 +165,29 @@ def test_inconsistent_exports_are_refused_even_with_valid_checksums(exported, tm
     _rewrite_meta(saved, "saved_model", trained.config)
     with pytest.raises(ExportError, match="cannot be loaded"):
         load_scorer(copy, "saved_model")
+
+
+def test_an_export_without_its_layer_list_scores_the_same(exported, tmp_path):
+    """Fast exports written before ``ranker.json`` listed the layers load with the layers they had."""
+    trained, out, candidates = exported
+    copy = _broken_copy(out, tmp_path)
+    _rewrite_meta(copy / "fast", "numpy", trained.config)  # no "layers" key
+    features = feature_arrays(candidates, trained.config)
+    np.testing.assert_array_equal(load_scorer(copy, "fast").score(features), load_scorer(out, "fast").score(features))
+
+
+def test_a_changed_deep_stack_needs_no_change_to_the_fast_export(exported, tmp_path):
+    """The NumPy layers are generated from the Keras ones: other activations export and score as they are."""
+    from models.ranking.fast_export import export_numpy
+
+    trained, _, candidates = exported
+    scorer, original = trained.model.scorer, trained.model.scorer.deep
+    widths = trained.config.deep_layers  # the heads keep their input width
+    scorer.deep = [tf.keras.layers.Dense(widths[0], activation="tanh"), tf.keras.layers.Dense(widths[1], activation="swish")]
+    try:
+        reference = trained.predict(candidates)  # builds the new layers
+        fast = load_scorer(export_numpy(trained, tmp_path / "fast").parent, "fast")
+    finally:
+        scorer.deep = original
+    np.testing.assert_allclose(fast.predict(feature_arrays(candidates, trained.config))["score"], reference["score"],
+                               atol=1e-5)

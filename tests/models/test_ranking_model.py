@@ -1,4 +1,4 @@
-"""DCN ranker: the cross layer by hand, the config, the encoder, and training on tiny data."""
+"""DCN ranker: the cross layer (Keras and its generated NumPy version) by hand, the config, the encoder, and training on tiny data."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ import tensorflow_recommenders as tfrs  # isort: skip
 
 from common.cross_features import CROSS_FEATURES
 from common.features import ALL_VIEWS
+from models.numpy_layers import build, describe
 from models.ranking.config import HEAVY_TAILED, RankerConfig
 from models.ranking.data import holdout_split
 from models.ranking.encoder import FeatureEncoder, PreprocessingStats
-from models.ranking.fast_export import cross_layer
 from models.ranking.synthetic import log_impressions, make_world
 from models.ranking.train import train_ranker
 
@@ -35,8 +35,10 @@ def test_cross_layer_matches_hand_computed_values():
     layer.set_weights([W.T, B])
     np.testing.assert_allclose(layer(X0).numpy(), X1)
     np.testing.assert_allclose(layer(X0, X1).numpy(), X2)
-    np.testing.assert_allclose(cross_layer(X0, X0, [W.T], B), X1)
-    np.testing.assert_allclose(cross_layer(X0, X1, [W.T], B), X2)
+    arrays: dict[str, np.ndarray] = {}
+    generated = build(describe(layer, "cross", arrays), arrays)
+    np.testing.assert_allclose(generated(X0, X0), X1)
+    np.testing.assert_allclose(generated(X0, X1), X2)
 
 
 def test_low_rank_cross_layer_matches_hand_computed_values():
@@ -47,7 +49,8 @@ def test_low_rank_cross_layer_matches_hand_computed_values():
     layer(X0)
     layer.set_weights([u, v, B])
     np.testing.assert_allclose(layer(X0).numpy(), expected)
-    np.testing.assert_allclose(cross_layer(X0, X0, [u, v], B), expected)
+    arrays: dict[str, np.ndarray] = {}
+    np.testing.assert_allclose(build(describe(layer, "cross", arrays), arrays)(X0, X0), expected)
 
 
 def test_default_feature_lists_come_from_the_feature_module():

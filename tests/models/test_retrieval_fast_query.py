@@ -28,11 +28,14 @@ from models.retrieval.export import (
     load_retrievers,
 )
 from models.retrieval.fast_query import (
+    LAYERS_BEFORE_SPECS,
     PARITY_TOLERANCE,
+    VOCABULARIES_FILE,
     WEIGHTS_FILE,
     FastQueryError,
     FastQueryTower,
     check_parity,
+    export_fast_query,
     parity_probes,
 )
 from models.retrieval.popularity import PopularityTable
@@ -154,7 +157,10 @@ def test_a_bundle_without_the_fast_tower_loads_with_the_saved_model(trained, tmp
 
 
 def _rewrite_weights(bundle: Path, change) -> None:
-    path = bundle / FAST_QUERY_DIR / WEIGHTS_FILE
+    _rewrite_weights_at(bundle / FAST_QUERY_DIR / WEIGHTS_FILE, change)
+
+
+def _rewrite_weights_at(path: Path, change) -> None:
     with np.load(path) as npz:
         arrays = {k: npz[k] for k in npz.files}
     change(arrays)
@@ -167,7 +173,7 @@ def test_a_fast_tower_that_disagrees_with_the_saved_model_is_refused(trained, tm
     shutil.copytree(bundle, drifted)
 
     def nudge(arrays: dict[str, np.ndarray]) -> None:  # a subtly wrong export: one layer off by 1%
-        arrays["hidden.w"] = arrays["hidden.w"] * np.float32(1.01)
+        arrays["mlp.0.w"] = arrays["mlp.0.w"] * np.float32(1.01)
 
     _rewrite_weights(drifted, nudge)
     with pytest.raises(FastQueryError, match="disagrees with the SavedModel"):
@@ -187,13 +193,53 @@ def test_a_broken_fast_tower_does_not_load(trained, tmp_path: Path, damage: str)
     if damage == "truncated":
         weights.write_bytes(weights.read_bytes()[:200])
     elif damage == "missing_array":
-        _rewrite_weights(broken, lambda arrays: arrays.pop("out.b"))
+        _rewrite_weights(broken, lambda arrays: arrays.pop("mlp.1.b"))
     elif damage == "wrong_shape":
-        _rewrite_weights(broken, lambda arrays: arrays.update({"hidden.w": arrays["hidden.w"][:-1]}))
+        _rewrite_weights(broken, lambda arrays: arrays.update({"mlp.0.w": arrays["mlp.0.w"][:-1]}))
     else:
         (broken / FAST_QUERY_DIR / "vocabularies.json").unlink()
     with pytest.raises(FastQueryError):
         load_retrievers(broken)
+
+
+def test_a_changed_trunk_needs_no_change_to_the_fast_tower(trained, tmp_path: Path) -> None:
+    """The NumPy trunk is generated from the Keras layers: a deeper trunk with other activations exports
+    and serves as it is, without a line of the fast tower changed."""
+    import tensorflow as tf
+
+    two_tower, _, _ = trained
+    tower, original = two_tower.query_tower, two_tower.query_tower.mlp
+    dim = two_tower.config.embedding_dim
+    tower.mlp = [tf.keras.layers.Dense(24, activation="tanh"), tf.keras.layers.Dense(12, activation="swish"),
+                 tf.keras.layers.Dense(dim, use_bias=False)]
+    spec, cases = two_tower.user_spec, _cases(two_tower)
+    columns = (*spec.numeric, *spec.categorical)
+    try:
+        keras = {name: two_tower.query_embeddings([u], [h], pd.DataFrame([{"user_id": u, **{c: p.get(c) for c in columns}}])
+                                                  .astype({c: float for c in spec.numeric}))[0]
+                 for name, (u, h, p) in cases.items()}  # also builds the new layers
+        fast = FastQueryTower(export_fast_query(tower, two_tower.user_spec, two_tower.config.history_length,
+                                                tmp_path / "fast"))
+    finally:
+        tower.mlp = original
+    for name, (user_id, history, profile) in cases.items():
+        numeric, categorical = spec.encode_one(profile)
+        assert np.max(np.abs(fast.embed_one(user_id, history, numeric[0], categorical[0]) - keras[name])) <= MAX_DIFF, name
+
+
+def test_a_fast_tower_exported_before_its_layer_list_still_loads(trained, tmp_path: Path) -> None:
+    """Exports written before ``vocabularies.json`` listed the trunk named its two layers hidden/out."""
+    two_tower, bundle, _ = trained
+    old = tmp_path / "old"
+    shutil.copytree(bundle / FAST_QUERY_DIR, old)
+    renamed = {"mlp.0": LAYERS_BEFORE_SPECS[0]["key"], "mlp.1": LAYERS_BEFORE_SPECS[1]["key"]}
+    _rewrite_weights_at(old / WEIGHTS_FILE, lambda arrays: arrays.update(
+        {renamed[k.rsplit(".", 1)[0]] + "." + k.rsplit(".", 1)[1]: arrays.pop(k) for k in list(arrays) if k.startswith("mlp.")}))
+    meta = json.loads((old / VOCABULARIES_FILE).read_text())
+    del meta["layers"]
+    (old / VOCABULARIES_FILE).write_text(json.dumps(meta))
+    saved = SavedModelQueryTower(bundle / QUERY_TOWER_DIR, two_tower.config.history_length)
+    assert check_parity(saved, FastQueryTower(old))["max_abs_diff"] <= MAX_DIFF
 
 
 def test_parity_probes_cover_every_input_path(trained) -> None:

@@ -84,7 +84,6 @@ def run(
                                                    "this long (their events are in the lake); 0 keeps them all."),
 ) -> None:
     """Run the streaming job until stopped (Ctrl-C / SIGTERM finish the current batch first)."""
-    import common  # noqa: F401  (TF_USE_LEGACY_KERAS before anything imports TensorFlow)
 
     _configure_logging()
     paths = _paths(data_dir)

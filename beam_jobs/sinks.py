@@ -27,8 +27,9 @@ from beam_jobs.checkpoint import Batch, CheckpointStore
 from beam_jobs.records import DEAD_LETTER_SOURCE, METRICS_NAMESPACE, FeatureUpdate, FreshnessSample, Rejected
 from common.deadletter import DeadLetterWriter
 from common.lake import write_events
+from common.lake_schemas import EVENT_ARROW_SCHEMA, to_arrow
 from common.paths import DataPaths
-from common.schemas import EVENT_ARROW_SCHEMA, Event, to_arrow
+from common.schemas import Event
 
 
 def scratch_dir(paths: DataPaths) -> Path:

@@ -17,7 +17,6 @@ import sys
 import time
 from pathlib import Path
 
-import common  # noqa: F401  (legacy Keras before TensorFlow)
 from common.paths import REPO_ROOT
 
 OUT = REPO_ROOT / "reports" / "bench" / "closed_loop.json"

@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-import common  # noqa: F401  (environment defaults before anything heavy loads)
 from benchmarks import report
 from common.features import BATCH_VIEWS, EVENT_TIMESTAMP, ITEM_ID, USER_ID
 from common.paths import REPO_ROOT, DataPaths

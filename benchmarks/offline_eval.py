@@ -21,7 +21,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import common  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 from common.paths import REPO_ROOT, DataPaths
 
 OUT_FILE = REPO_ROOT / "reports" / "bench" / "offline_eval.json"

@@ -52,11 +52,11 @@ from benchmarks.load_clients import (
 from benchmarks.open_loop import Outcome, open_loop_schedule, percentiles_ms, run_open_loop
 from benchmarks.process_steps import MB, TreeMonitor
 from benchmarks.prom_samples import metric_delta, parse_metrics, select
-from benchmarks.serving_load import (
+from benchmarks.serving_requests import (
     CANDIDATES_PER_RETRIEVER,
-    _scrape_settled,
     known_users,
     request_bodies,
+    scrape_settled,
     write_settings,
 )
 from loop.service import ServiceProcess, free_port
@@ -158,16 +158,13 @@ def run(options: Options, data_root: Path, artifacts_root: Path, work: Path) -> 
     from common.lake import read_catalog
     from common.paths import DataPaths
 
-    work.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(options.seed)
-    serving_file, experiments_file = write_settings(work, options.candidates_per_retriever)
+    serving_file, env = write_settings(work, options.candidates_per_retriever, data_root, artifacts_root)
     if options.admission is not None:  # a bound other than config/serving.yaml's (to tune it)
         from loop.service import write_variant
 
         write_variant(serving_file, {}, {"admission": {"recommendations": options.admission}}, base=serving_file)
-    env = {"RECSYS_DATA_DIR": str(data_root), "RECSYS_ARTIFACTS_DIR": str(artifacts_root),
-           "RECSYS_EXPERIMENTS_FILE": str(experiments_file), "RECSYS_SERVING_FILE": str(serving_file),
-           "RECSYS_API_KEY": API_KEY}
+    env.update({"RECSYS_SERVING_FILE": str(serving_file), "RECSYS_API_KEY": API_KEY})
     users = known_users(data_root, "retail")
     items = read_catalog(DataPaths(data_root), "retail")["item_id"].astype(str).tolist()
     bodies = request_bodies(users, 20_000, "retail", domain_config("retail").id_prefix, options.unknown_share, rng)
@@ -198,7 +195,7 @@ def run(options: Options, data_root: Path, artifacts_root: Path, work: Path) -> 
                 outcomes, _ = pool.submit(run_open_loop, [url], chosen, offsets.tolist(), options.timeout_s).result()
             level = summarize_level(outcomes, multiple, rate, options.seconds)
             with httpx.Client(timeout=30.0) as http:  # once the service counted every answer the client got
-                (after,) = _scrape_settled(http, [service.url], [before], sum(o.status.isdigit() for o in outcomes))
+                (after,) = scrape_settled(http, [service.url], [before], sum(o.status.isdigit() for o in outcomes))
             level["server"] = server_counts(metric_delta(before, after))
             level["rss_peak_mb"] = round(memory.peak_tree / MB, 1)
             level["processes_peak"] = memory.peak_processes

@@ -238,7 +238,6 @@ def release_facts(artifacts: Path, domain: str, version: str, published: bool) -
 
 
 def evaluate_retrievers(evaluation: Evaluation, artifacts: Path, version: str, step: Step) -> None:
-    import common  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
     from common.registry import RETRIEVAL_DIR
     from models.retrieval.candidates import RETRIEVERS, retrieve
     from models.retrieval.export import load_retrievers

@@ -50,7 +50,6 @@ from typing import Any
 import httpx
 import numpy as np
 
-import common  # noqa: F401  (TF_USE_LEGACY_KERAS before anything imports TensorFlow)
 from benchmarks.load_clients import (
     API_KEY,
     EventPoster,
@@ -62,7 +61,7 @@ from benchmarks.load_clients import (
 from benchmarks.open_loop import Outcome, percentiles_ms
 from benchmarks.overload import ROUTE
 from benchmarks.process_steps import TreeMonitor
-from benchmarks.serving_load import known_users, request_bodies
+from benchmarks.serving_requests import known_users, request_bodies
 from benchmarks.stream_restarts import incoming_backlog, lake_check, wait_drained, wrong_item_counters
 from common.paths import REPO_ROOT, DataPaths
 from common.supervisor import ChildSpec, Supervisor

@@ -22,7 +22,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-import common  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 from benchmarks import report
 from common.paths import REPO_ROOT
 

@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-import common  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 from benchmarks import report
 from common.paths import REPO_ROOT
 
@@ -40,8 +39,7 @@ OUT_FILE = REPO_ROOT / "reports" / "bench" / "ranker.json"
 
 def _tflite_scorer(trained: TrainedRanker) -> Callable[[Mapping[str, np.ndarray]], np.ndarray]:
     """The serving function converted to TFLite with dynamic-range quantisation (weights int8)."""
-    import tensorflow as tf
-
+    from models.keras2 import tf
     from models.ranking.export import serving_input_signature
     from models.ranking.model import serving_outputs
 

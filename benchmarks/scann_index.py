@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 
-import common  # noqa: F401  (environment defaults before anything heavy loads)
 from benchmarks import report
 from common.paths import REPO_ROOT
 

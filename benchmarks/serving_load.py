@@ -46,7 +46,6 @@ from typing import Any
 
 import httpx
 import numpy as np
-import orjson
 
 from benchmarks.open_loop import Outcome, open_loop_schedule, percentiles_ms, run_open_loop
 from benchmarks.prom_samples import (
@@ -54,8 +53,16 @@ from benchmarks.prom_samples import (
     add_samples,
     histogram_summary,
     metric_delta,
-    parse_metrics,
     select,
+)
+from benchmarks.serving_requests import (
+    CANDIDATES_PER_RETRIEVER,
+    K,
+    known_users,
+    request_bodies,
+    scrape,
+    scrape_settled,
+    write_settings,
 )
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -64,33 +71,12 @@ RATES = (50, 100, 150, 200)
 SECONDS = 20.0
 TARGET_RATE, TARGET_P99_MS, TARGET_CANDIDATES = 150, 50.0, 500
 DEGRADED = ("retrieval_order", "popularity_fallback")
-DEVICES, DEVICE_SHARE = ("web", "ios", "android"), (0.45, 0.30, 0.25)
 STAGES = ("user_features", "retrieval", "item_features", "ranking", "reranking", "total")
-K = 10
 # Serving processes. Each is GIL-bound (~7 ms of CPU per request), and round-robin gives each its own
 # queue: with two a burst queues behind one process while the other core idles. Four on two cores let
 # the OS share both cores among the queues. Measured side by side at 150 req/s on a quiet machine:
 # p99 44.4 / 31.9 ms with four vs 60.3 ms with two (about 0.8 GB of memory per process).
 WORKERS = 4
-# 3 x 200 (the serving default) merge to ~480 distinct candidates on the scratch world, 3 x 250 to ~500
-CANDIDATES_PER_RETRIEVER = 250
-
-# ---- the open-loop schedule and the requests ----------------------------------------------------
-
-
-def request_bodies(known_users: Sequence[str], n: int, domain: str, prefix: str, unknown_share: float,
-                   rng: np.random.Generator) -> list[bytes]:
-    """``n`` JSON bodies: mostly users of the world, ``unknown_share`` of never-seen ids, k=10."""
-    unknown = rng.random(n) < unknown_share
-    picks = rng.integers(0, len(known_users), n)
-    devices = rng.choice(len(DEVICES), size=n, p=DEVICE_SHARE)
-    bodies = []
-    for i in range(n):
-        user = f"{prefix}u_new{rng.integers(10**8)}" if unknown[i] else known_users[picks[i]]
-        context = {"device": DEVICES[devices[i]], "session_id": f"s-{user}-{i // 20}"}
-        bodies.append(orjson.dumps({"user_id": user, "domain": domain, "k": K, "context": context}))
-    return bodies
-
 
 # ---- summaries ----------------------------------------------------------------------------------
 
@@ -171,43 +157,6 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _scrape(client: httpx.Client, urls: Sequence[str]) -> list[Samples]:
-    return [parse_metrics(client.get(f"{url}/metrics").text) for url in urls]
-
-
-def _answered(delta: Samples) -> float:
-    """Recommendation requests the service answered: by its workers, and refused by its nginx front."""
-    return sum(v for name in ("recsys_requests_total", "recsys_proxy_shed_total")
-               for _, v in select(delta, name, route="/v1/recommendations"))
-
-
-def _scrape_settled(client: httpx.Client, urls: Sequence[str], before: list[Samples], answered: int,
-                    timeout_s: float = 10.0) -> list[Samples]:
-    """The scrape after a run, once every answer the client got is counted by the servers.
-
-    A request is counted when its handling ends, which can be just after its answer reaches the client;
-    the last answers can arrive before their count is in.
-    """
-    deadline = time.monotonic() + timeout_s
-    while True:
-        after = _scrape(client, urls)
-        counted = sum(_answered(metric_delta(b, a)) for b, a in zip(before, after, strict=True))
-        if counted >= answered or time.monotonic() > deadline:
-            return after
-        time.sleep(0.05)
-
-
-def write_settings(work: Path, candidates_per_retriever: int) -> tuple[Path, Path]:
-    """The serving variant (``config/serving.yaml`` with ``candidates_per_retriever``) and an experiments
-    file without experiments (every user gets the full pipeline)."""
-    from loop.service import write_variant
-
-    serving = write_variant(work / "serving.yaml", {}, {"candidates_per_retriever": candidates_per_retriever})
-    experiments = work / "experiments.yaml"
-    experiments.write_text("experiments: {}\n")
-    return serving, experiments
-
-
 @dataclass
 class Service:
     urls: list[str]  # base URLs, one per worker process
@@ -238,11 +187,11 @@ def measure_rate(service: Service, domain: str, rate: float, seconds: float, bod
     probe = speed_probe_ms()
     with httpx.Client(timeout=30.0) as http:
         load_before = os.getloadavg()
-        before = _scrape(http, service.urls)
+        before = scrape(http, service.urls)
         cpu_before = [_cpu_seconds(p) for p in service.pids]
         outcomes, generator_cpu = pool.submit(run_open_loop, urls, chosen, offsets.tolist(), timeout_s).result()
         server_cpu = sum(_cpu_seconds(p) for p in service.pids) - sum(cpu_before)
-        after = _scrape_settled(http, service.urls, before, sum(o.status.isdigit() for o in outcomes))
+        after = scrape_settled(http, service.urls, before, sum(o.status.isdigit() for o in outcomes))
     result = summarize_outcomes(outcomes, rate, seconds)
     result["server"] = server_summary(add_samples(metric_delta(b, a) for b, a in zip(before, after, strict=True)),
                                       domain)
@@ -292,26 +241,12 @@ class Options:
     seed: int = 0
 
 
-def known_users(data_root: Path, domain: str) -> list[str]:
-    """The domain's user ids from the lake's users table."""
-    from common.lake import read_users
-    from common.paths import DataPaths
-
-    users = read_users(DataPaths(data_root), domain)["user_id"].astype(str).tolist()
-    if not users:
-        raise RuntimeError(f"no {domain} users under {data_root}: nothing to request recommendations for")
-    return users
-
-
 def run(options: Options, data_root: Path, artifacts_root: Path, work: Path) -> dict[str, Any]:
     """Start the service on the data root, warm it up, then one bounded run per rate; the report."""
     from common.domains import domain as domain_config
 
-    work.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(options.seed)
-    serving_file, experiments_file = write_settings(work, options.candidates_per_retriever)
-    env = {"RECSYS_DATA_DIR": str(data_root), "RECSYS_ARTIFACTS_DIR": str(artifacts_root),
-           "RECSYS_EXPERIMENTS_FILE": str(experiments_file)}
+    serving_file, env = write_settings(work, options.candidates_per_retriever, data_root, artifacts_root)
     users = known_users(data_root, options.domain)
     bodies = request_bodies(users, 20_000, options.domain, domain_config(options.domain).id_prefix,
                             options.unknown_share, rng)

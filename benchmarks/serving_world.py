@@ -28,7 +28,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-import common  # noqa: F401  (TF_USE_LEGACY_KERAS before anything imports TensorFlow)
 from common.cross_features import cross_features
 from common.epoch import epoch_seconds
 from common.features import (

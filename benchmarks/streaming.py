@@ -29,7 +29,6 @@ from typing import Any
 import numpy as np
 import orjson
 
-import common  # noqa: F401  (TF_USE_LEGACY_KERAS before anything imports TensorFlow)
 from benchmarks import report
 from common.paths import REPO_ROOT, DataPaths
 

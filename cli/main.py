@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-import common  # noqa: F401  (sets TF_USE_LEGACY_KERAS before anything imports TensorFlow)
+import common  # noqa: F401  (prometheus_client before feast: see common/__init__.py)
 from beam_jobs.cli import app as stream_app
 from cli.domain import app as domain_app
 from cli.run import run

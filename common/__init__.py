@@ -1,15 +1,10 @@
 """Shared contracts of the platform: schemas, domain config, paths, feature names, artifact registry.
 
-Importing this package sets ``TF_USE_LEGACY_KERAS=1`` -- the one place it is set -- so that
-every module that later imports TensorFlow (TFRS needs Keras 2) gets the legacy Keras.
-Every package of the platform imports ``common`` before it imports TensorFlow (or feast: see below).
+Importing this package sets no environment variable (TensorFlow's Keras 2 switch is set where
+TensorFlow is imported: :mod:`models.keras2`). It does import ``prometheus_client`` first: feast,
+when imported before it, switches prometheus_client to its multiprocess mode for the whole process
+(same-named metrics of different registries then share values), and nearly every module imports
+``common`` before it reaches feast.
 """
 
-import os
-
-# Before anything imports feast: feast, when imported first, switches prometheus_client to its
-# multiprocess mode for the whole process (same-named metrics of different registries then share values).
-import prometheus_client  # noqa: E402,F401  isort: skip
-
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import prometheus_client  # noqa: F401

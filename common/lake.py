@@ -15,8 +15,8 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+from common.lake_schemas import CATALOG_ARROW_SCHEMA, EVENT_ARROW_SCHEMA, USER_ARROW_SCHEMA
 from common.paths import DataPaths
-from common.schemas import CATALOG_ARROW_SCHEMA, EVENT_ARROW_SCHEMA, USER_ARROW_SCHEMA
 
 _PARTITIONING = ds.partitioning(pa.schema([("domain", pa.string()), ("date", pa.string())]), flavor="hive")
 

@@ -30,16 +30,14 @@ whole entry (a crash mid-append) is logged and skipped, so history and rollback 
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import logging
 import os
 import re
 import shutil
-import subprocess
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -47,10 +45,10 @@ from typing import Any
 import orjson
 
 from common.appends import append_lines, fsync_dir
-from common.paths import REPO_ROOT, artifacts_root
+from common.manifest import MANIFEST, FileEntry, Manifest, code_revision, release_files, sha256_of
+from common.paths import artifacts_root
 
 log = logging.getLogger(__name__)
-MANIFEST = "manifest.json"
 RETRIEVAL_DIR = "retrieval"
 RANKER_DIR = "ranker"
 CATALOG_FILE = "catalog.parquet"
@@ -82,46 +80,6 @@ class PromotionRefused(RegistryError):
 
 
 @dataclass(frozen=True)
-class FileEntry:
-    sha256: str
-    size: int
-
-
-@dataclass(frozen=True)
-class Manifest:
-    version: str
-    domain: str
-    created_at: str
-    code_revision: str
-    training_window: tuple[str, str] | None
-    metrics: dict[str, Any]
-    files: dict[str, FileEntry]
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> bytes:
-        return orjson.dumps(asdict(self), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY)
-
-    @classmethod
-    def from_json(cls, data: bytes) -> Manifest:
-        """Parse a manifest; raises ``ValueError`` when it is not a well-formed manifest."""
-        try:
-            raw = orjson.loads(data)
-            window = raw["training_window"]
-            return cls(
-                version=str(raw["version"]),
-                domain=str(raw["domain"]),
-                created_at=str(raw["created_at"]),
-                code_revision=str(raw["code_revision"]),
-                training_window=None if window is None else (str(window[0]), str(window[1])),
-                metrics=dict(raw["metrics"]),
-                files={str(k): FileEntry(str(v["sha256"]), int(v["size"])) for k, v in raw["files"].items()},
-                extra=dict(raw.get("extra") or {}),
-            )
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, IndexError, AttributeError) as err:
-            raise ValueError(f"malformed manifest: {type(err).__name__}: {err}") from err
-
-
-@dataclass(frozen=True)
 class VerificationResult:
     domain: str
     version: str
@@ -130,31 +88,6 @@ class VerificationResult:
     @property
     def ok(self) -> bool:
         return not self.problems
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _scan(release: Path) -> dict[str, Path]:
-    """Every file of a release by its relative POSIX path, except the manifest itself."""
-    files = {p.relative_to(release).as_posix(): p for p in release.rglob("*") if p.is_file()}
-    files.pop(MANIFEST, None)
-    return dict(sorted(files.items()))
-
-
-def _code_revision() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10, check=True
-        )
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return out.stdout.strip() or "unknown"
 
 
 def _utc_now() -> str:
@@ -233,12 +166,12 @@ class ArtifactRegistry:
             raise RegistryError(f"no staged release {domain}/{version} (call stage() first)")
         if target.exists():
             raise RegistryError(f"release {domain}/{version} already exists")
-        files = {name: FileEntry(sha256_of(p), p.stat().st_size) for name, p in _scan(staging).items()}
+        files = {name: FileEntry(sha256_of(p), p.stat().st_size) for name, p in release_files(staging).items()}
         manifest = Manifest(
             version=version,
             domain=domain,
             created_at=_utc_now(),
-            code_revision=_code_revision(),
+            code_revision=code_revision(),
             training_window=None if training_window is None else (str(training_window[0]), str(training_window[1])),
             metrics=dict(metrics),
             files=files,
@@ -286,7 +219,7 @@ class ArtifactRegistry:
         problems: list[str] = []
         if (manifest.domain, manifest.version) != (domain, version):
             problems.append(f"manifest names {manifest.domain}/{manifest.version}, not {domain}/{version}")
-        present = _scan(release)
+        present = release_files(release)
         for name, entry in manifest.files.items():
             path = present.get(name)
             if path is None:

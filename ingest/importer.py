@@ -33,18 +33,9 @@ from pydantic import BaseModel
 from common.deadletter import DeadLetterWriter
 from common.domains import domains
 from common.lake import write_catalog, write_events, write_users
+from common.lake_schemas import CATALOG_ARROW_SCHEMA, EVENT_ARROW_SCHEMA, USER_ARROW_SCHEMA, to_arrow
 from common.paths import DataPaths
-from common.schemas import (
-    CATALOG_ARROW_SCHEMA,
-    EVENT_ARROW_SCHEMA,
-    USER_ARROW_SCHEMA,
-    Reason,
-    Rejection,
-    to_arrow,
-    validate_catalog_item,
-    validate_event,
-    validate_user,
-)
+from common.schemas import Reason, Rejection, validate_catalog_item, validate_event, validate_user
 from ingest.readers import EXTRA_CELLS, read_rows
 
 Validator = Callable[[Any], tuple[BaseModel | None, Rejection | None]]

@@ -30,7 +30,6 @@ ReportDir = Annotated[Path, typer.Option("--report-dir", help="Where ab/health/o
 def _run(profile: str, days: int, retrain: str, training_days: int, retrain_every: int, max_requests: int | None, time_limit: float | None,
          variants: list[str], ope: bool, candidate_share: float, url: str | None, work_dir: Path, report_dir: Path,
          seed: int, world_seed: int) -> None:
-    import common  # noqa: F401  (legacy Keras before TensorFlow)
     from loop.simulate import LoopSettings
     from loop.study import VARIANTS, StudySettings, run_study
 

@@ -198,7 +198,6 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     import uvicorn
 
-    import common  # noqa: F401  (legacy Keras before TensorFlow)
     from serving.app import create_app
     from serving.settings import load_settings
 

@@ -15,7 +15,6 @@ from typing import Annotated
 
 import typer
 
-import common  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 from common.paths import REPO_ROOT, DataPaths
 
 app = typer.Typer(help="Training launchers, release builder and offline evaluation of the models.",
@@ -78,7 +77,7 @@ def evaluate_command(domain: Domain, release: Release,
                      end: Annotated[datetime, typer.Option(formats=["%Y-%m-%d"], help="Last held-out day.")],
                      data_dir: DataDir = None) -> None:
     """Offline metrics of a release on held-out days of the lake (written to its summary/evaluation.json)."""
-    from models.release import evaluate_on_days
+    from models.evaluation.release_evaluation import evaluate_on_days
 
     typer.echo(json.dumps(evaluate_on_days(domain, release, start.date(), end.date(), _paths(data_dir)), indent=1))
 

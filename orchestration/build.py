@@ -12,12 +12,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
+from common.manifest import Manifest
 from common.paths import DataPaths
-from common.registry import ArtifactRegistry, Manifest
+from common.registry import ArtifactRegistry
+from models.evaluation.release_evaluation import evaluate_on_days
 from models.release import (
     ReleaseCheckFailed,
     check_release_indexes,
-    evaluate_on_days,
     finalize_release,
     stage_release,
     training_window,

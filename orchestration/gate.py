@@ -9,7 +9,7 @@ verification and the floors apply. Metrics the live release does not report are 
 
 Whatever the live release does, a release must also beat its own parts: its RANKED order (the ranker
 over the merged candidates) must score at least the NDCG@10 of its best single retriever on the same
-held-out users (:func:`ranked_vs_retrievers`; ``models.release.evaluate_release`` computes both), up to
+held-out users (:func:`ranked_vs_retrievers`; ``models.evaluation.release_evaluation.evaluate_release`` computes both), up to
 the policy's ``ranked_tolerance`` (a share of the retriever's value, default 0; 1 switches it off). A
 ranker that loses to one of its inputs makes every slate worse than not ranking at all.
 """

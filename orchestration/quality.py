@@ -25,8 +25,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
+from common.lake_schemas import EVENT_ARROW_SCHEMA
 from common.paths import DataPaths
-from common.schemas import EVENT_ARROW_SCHEMA
 from orchestration.settings import QualityRules
 
 REQUIRED_COLUMNS = ("event_id", "user_id", "item_id", "event_type", "timestamp")

@@ -68,7 +68,7 @@ def _evaluate_live(registry: ArtifactRegistry, domain: str, version: str, intera
     """Metrics of the live release on the holdout, computed on links to its files (a finalized release is
     never written to); its recorded metrics if it cannot be re-evaluated (an old or damaged release)."""
     from common.registry import CATALOG_FILE, RANKER_DIR, RETRIEVAL_DIR, SUMMARY_DIR
-    from models.release import evaluate_release
+    from models.evaluation.release_evaluation import evaluate_release
 
     release = registry.release_path(domain, version)
     with tempfile.TemporaryDirectory(prefix=f"recsys-live-{domain}-") as tmp:
@@ -90,7 +90,8 @@ def evaluate(domain: str, version: str, ds: str, window: list[str]) -> dict[str,
     """Evaluate the staged release on the day ``D``, finalize it (manifest with its metrics), and evaluate
     the live release on the same day. A retry after the release was finalized reads its manifest."""
     from models.evaluation.lake_samples import evaluation_interactions
-    from models.release import evaluate_release, finalize_release
+    from models.evaluation.release_evaluation import evaluate_release
+    from models.release import finalize_release
 
     registry = ArtifactRegistry()
     day = date.fromisoformat(ds)

@@ -29,8 +29,9 @@ import numpy as np
 import pandas as pd
 
 from common.lake import read_catalog
+from common.manifest import Manifest
 from common.paths import DataPaths
-from common.registry import CATALOG_FILE, RANKER_DIR, RETRIEVAL_DIR, ArtifactRegistry, Manifest, RegistryError
+from common.registry import CATALOG_FILE, RANKER_DIR, RETRIEVAL_DIR, ArtifactRegistry, RegistryError
 from models.retrieval.new_items import NewItemIndex
 from serving.catalog import CatalogIndex
 from serving.features import ItemFeatureCache, ranker_batch, servable_features

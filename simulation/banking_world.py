@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from common.eligibility import Applicants, ProductRules
 from simulation.banking_products import AGE_BANDS, NEED_BY_AGE, PRODUCT_TYPES, PRODUCTS, ProductSpec
 from simulation.eligibility import BankingRules
 from simulation.profiles import DomainSize
@@ -93,16 +94,10 @@ def _catalog(days: int, start_us: int, rng: np.random.Generator) -> tuple[pd.Dat
 
 
 def _rules(users: dict[str, np.ndarray], catalog: pd.DataFrame, excluded_by: np.ndarray) -> BankingRules:
-    def as_float(col: str) -> np.ndarray:
-        return catalog[col].astype("float64").to_numpy(na_value=np.nan)
-
-    return BankingRules(
-        age=users["age"].astype(np.float64), income=users["income"], credit_score=users["credit_score"].astype(np.float64),
-        dti=users["dti"], has_arrears=users["has_arrears"],
-        min_age=as_float("min_age"), max_age=as_float("max_age"), min_income=as_float("min_income"),
-        min_credit_score=as_float("min_credit_score"), max_dti=as_float("max_dti"),
-        requires_no_arrears=catalog["requires_no_arrears"].to_numpy(dtype=bool), excluded_by=excluded_by,
-    )
+    applicants = Applicants(age=users["age"].astype(np.float64), income=users["income"],
+                            credit_score=users["credit_score"].astype(np.float64), dti=users["dti"],
+                            has_arrears=users["has_arrears"])
+    return BankingRules(applicants, ProductRules.from_catalog(catalog), excluded_by)
 
 
 def _customers(n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:

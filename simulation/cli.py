@@ -7,7 +7,6 @@ from pathlib import Path
 
 import typer
 
-import common  # noqa: F401  (TF_USE_LEGACY_KERAS before anything imports TensorFlow)
 from common.paths import DataPaths
 from simulation.generate import GenerationSummary, generate
 from simulation.profiles import PROFILES, get_profile

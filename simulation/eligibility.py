@@ -10,46 +10,34 @@ products that exclude it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 
 import numpy as np
 
 from common.eligibility import Applicants, ProductRules, holds_an_excluder, passes, rule_failures
 
-USER_FIELDS = ("age", "income", "credit_score", "dti", "has_arrears")
-RULE_FIELDS = ("min_age", "max_age", "min_income", "min_credit_score", "max_dti", "requires_no_arrears")
 
-
-@dataclass
+@dataclass(frozen=True)
 class BankingRules:
-    """Per-user attributes, per-product rules and the exclusion matrix.
+    """Every user's attributes, every product's rules and the exclusion matrix.
 
     ``excluded_by[p, q]`` is True when holding product ``q`` rules out product ``p``.
     """
 
-    age: np.ndarray
-    income: np.ndarray
-    credit_score: np.ndarray
-    dti: np.ndarray
-    has_arrears: np.ndarray
-    min_age: np.ndarray
-    max_age: np.ndarray
-    min_income: np.ndarray
-    min_credit_score: np.ndarray
-    max_dti: np.ndarray
-    requires_no_arrears: np.ndarray
+    applicants: Applicants
+    products: ProductRules
     excluded_by: np.ndarray
 
     def arrays(self) -> dict[str, np.ndarray]:
-        return {name: getattr(self, name) for name in (*USER_FIELDS, *RULE_FIELDS, "excluded_by")}
+        """Flat name -> array (the attributes', the rules' and ``excluded_by``), for saving; see :meth:`from_arrays`."""
+        return {**{f.name: getattr(self.applicants, f.name) for f in fields(Applicants)},
+                **{f.name: getattr(self.products, f.name) for f in fields(ProductRules)}, "excluded_by": self.excluded_by}
 
-    @property
-    def applicants(self) -> Applicants:
-        return Applicants(**{name: getattr(self, name) for name in USER_FIELDS})
-
-    @property
-    def products(self) -> ProductRules:
-        return ProductRules(**{name: getattr(self, name) for name in RULE_FIELDS})
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> BankingRules:
+        return cls(Applicants(**{f.name: arrays[f.name] for f in fields(Applicants)}),
+                   ProductRules(**{f.name: arrays[f.name] for f in fields(ProductRules)}), arrays["excluded_by"])
 
     def profile_rules_pass(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Rules on the applicant's profile only (age, income, credit score, DTI, arrears)."""

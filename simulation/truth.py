@@ -138,8 +138,8 @@ class GroundTruth:
 
     def approval_probability_idx(self, u: np.ndarray, i: np.ndarray) -> np.ndarray:
         rules = self._rules()
-        floor = np.where(np.isnan(rules.min_credit_score[i]), 300.0, rules.min_credit_score[i])
-        margin = (rules.credit_score[u] - floor) / self.params["approve_scale"]
+        floor = np.where(np.isnan(rules.products.min_credit_score[i]), 300.0, rules.products.min_credit_score[i])
+        margin = (rules.applicants.credit_score[u] - floor) / self.params["approve_scale"]
         return sigmoid(self.params["approve0"] + margin) * self.eligible_idx(u, i)
 
     def decline_probability_idx(self, u: np.ndarray, i: np.ndarray) -> np.ndarray:
@@ -219,7 +219,7 @@ class GroundTruth:
         with np.load(folder / TRUTH_FILE, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
         bank = {k[len(_BANK_PREFIX):]: arrays.pop(k) for k in list(arrays) if k.startswith(_BANK_PREFIX)}
-        rules = BankingRules(**bank) if bank else None
+        rules = BankingRules.from_arrays(bank) if bank else None
         return cls(domain=meta["domain"], params=meta["params"], rules=rules, **arrays)
 
 

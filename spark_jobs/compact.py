@@ -31,8 +31,9 @@ from pyspark.sql.pandas.types import from_arrow_schema
 from pyspark.sql.types import TimestampType
 
 from common.deadletter import DeadLetterWriter
+from common.lake_schemas import EVENT_ARROW_SCHEMA
 from common.paths import DataPaths
-from common.schemas import EVENT_ARROW_SCHEMA, Rejection, validate_event
+from common.schemas import Rejection, validate_event
 from spark_jobs.jobs import data_paths, day_end, days_between, job_parser, parse_date, run_main, step
 from spark_jobs.lake_io import DATE, EVENT_SCHEMA, LAKE_EVENT_SCHEMA, partition_dirs, read_raw_events
 from spark_jobs.session import job_session

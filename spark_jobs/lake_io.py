@@ -27,8 +27,8 @@ from pyspark.sql.types import (
 )
 
 from common.features import CREATED, EVENT_TIMESTAMP, FeatureViewSpec
+from common.lake_schemas import CATALOG_ARROW_SCHEMA, EVENT_ARROW_SCHEMA, USER_ARROW_SCHEMA
 from common.paths import DataPaths
-from common.schemas import CATALOG_ARROW_SCHEMA, EVENT_ARROW_SCHEMA, USER_ARROW_SCHEMA
 from spark_jobs.jobs import day_end, day_start
 
 DATE = "date"  # the lake's date partition column (YYYY-MM-DD)

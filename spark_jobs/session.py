@@ -17,7 +17,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import common  # noqa: F401
 from common.settings import env
 
 if TYPE_CHECKING:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-import common  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+import common  # noqa: F401  (prometheus_client before feast: see common/__init__.py)
 from common.paths import DataPaths
 
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")

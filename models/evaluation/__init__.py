@@ -12,5 +12,6 @@ Modules (import them directly; this package imports nothing heavy on its own):
 - ``report``     Markdown table and PNG plots of such a table
 - ``pipeline``   the whole served pipeline (retrievers -> ranker) evaluated offline on a temporal split
 - ``lake_samples`` the bounded lake reads of a release's checks (sampled users, pushed-down filters)
+- ``release_evaluation`` a staged release's retrievers and ranked order on held-out days (its evaluate stage)
 - ``cli``        the ``recsys eval`` Typer sub-app
 """

@@ -54,7 +54,7 @@ def evaluation_interactions(
     paths: DataPaths, domain: str, holdout_start: pd.Timestamp, holdout_end: pd.Timestamp,
     users: int = EVAL_USERS, seed: int = 0,
 ) -> pd.DataFrame:
-    """What :func:`evaluate_release` needs of the lake for the holdout ``[holdout_start, holdout_end]``:
+    """What :func:`models.evaluation.release_evaluation.evaluate_release` needs of the lake for the holdout ``[holdout_start, holdout_end]``:
     every interaction, up to the holdout's end, of a seeded sample of at most ``users`` of the users with
     a positive interaction in the holdout. The frame's ``attrs["held_out_users"]`` is how many there were.
     The evaluation's popularity base (novelty, serendipity's expected lists) is then these users' history."""

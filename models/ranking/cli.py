@@ -9,7 +9,6 @@ from typing import Annotated
 import pandas as pd
 import typer
 
-import common  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 from models.ranking.config import RankerConfig
 
 app = typer.Typer(help="DCN-v2 ranker: train with position-bias correction, export, check exports.",

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 
 from common.features import EVENT_TIMESTAMP
+from models.keras2 import tf
 from models.ranking.config import CLICK_LABEL, CONVERSION_LABEL, POSITION, RankerConfig
 
 TrainingData = pd.DataFrame | tf.data.Dataset

@@ -19,8 +19,8 @@ from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
-import tensorflow as tf
 
+from models.keras2 import tf
 from models.ranking.config import RankerConfig
 
 SCALE_FLOOR_RELATIVE = 1e-3  # a feature's scale is at least 0.1% of its magnitude (|mean|) ...

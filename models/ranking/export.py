@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import tensorflow as tf
 
+from models.keras2 import tf
 from models.ranking.config import RankerConfig
 from models.ranking.fast_export import NumpyScorer, export_numpy
 from models.ranking.model import serving_outputs

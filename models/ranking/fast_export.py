@@ -40,7 +40,7 @@ WEIGHTS_FILE = "weights.npz"
 
 def export_numpy(trained: TrainedRanker, path: str | Path) -> Path:
     """Write the fast export of ``trained``'s serving tower to ``path`` (a new directory)."""
-    import tensorflow as tf  # export time only: scoring never needs TensorFlow
+    from models.keras2 import tf  # export time only: scoring never needs TensorFlow
 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=False)

@@ -38,9 +38,7 @@ position tower.
 
 from __future__ import annotations
 
-import tensorflow as tf
-import tensorflow_recommenders as tfrs
-
+from models.keras2 import tf, tfrs
 from models.ranking import forward
 from models.ranking.config import CLICK_LABEL, CONVERSION_LABEL, POSITION, RankerConfig, Structure
 from models.ranking.encoder import FeatureEncoder, PreprocessingStats

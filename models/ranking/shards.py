@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
-import tensorflow as tf
 
+from models.keras2 import tf
 from models.ranking.config import CLICK_LABEL, CONVERSION_LABEL, POSITION, RankerConfig
 from models.ranking.data import frame_to_tensors, required_columns
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 
+from models.keras2 import tf
 from models.ranking.config import STRUCTURES, RankerConfig, Structure
 from models.ranking.data import TrainingData, as_dataset, batched_dataset, feature_arrays
 from models.ranking.encoder import PreprocessingStats, fit_preprocessing

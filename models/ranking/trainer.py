@@ -32,8 +32,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import common  # noqa: F401 - sets TF_USE_LEGACY_KERAS before TensorFlow is imported
-
 TRAINED_FILE = "trained.json"
 
 
@@ -51,7 +49,7 @@ def train_from_shards(shards_dir: Path, config_json: dict[str, Any], out: Path, 
                       verbose: bool = True) -> dict[str, Any]:
     """Train and export as the module docstring says; returns what ``trained.json`` holds."""
     workers, index = cluster()
-    import tensorflow as tf
+    from models.keras2 import tf
 
     # the strategy first: it sets up the collective runtime before any other TensorFlow op
     strategy = tf.distribute.MultiWorkerMirroredStrategy() if workers > 1 else None
@@ -113,8 +111,7 @@ def train_from_shards(shards_dir: Path, config_json: dict[str, Any], out: Path, 
 
 def validation_metrics(model: Any, data: Any, config: Any) -> dict[str, float]:
     """The ranker's validation figures (training mode: with the position tower) over every batch of ``data``."""
-    import tensorflow as tf
-
+    from models.keras2 import tf
     from models.ranking.config import CLICK_LABEL, CONVERSION_LABEL
 
     metrics = {"auc": tf.keras.metrics.AUC(from_logits=True),

@@ -11,8 +11,6 @@ from pathlib import Path
 import pandas as pd
 import typer
 
-import common  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
-
 app = typer.Typer(
     name="retrieval",
     help="Candidate generation: two-tower, content tower, popularity, ScaNN indexes.",

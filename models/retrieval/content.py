@@ -21,9 +21,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
-import tensorflow as tf
-import tensorflow_recommenders as tfrs
 
+from models.keras2 import tf, tfrs
 from models.retrieval.data import (
     CATEGORY_LEVELS,
     HISTORY_LENGTH,

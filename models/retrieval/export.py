@@ -34,8 +34,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 
+from models.keras2 import tf
 from models.retrieval.content import ContentTower, category_centroids, content_query
 from models.retrieval.data import UserFeatureSpec, pad_histories
 from models.retrieval.fast_query import FORMAT as FAST_QUERY_FORMAT

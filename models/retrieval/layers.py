@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-import tensorflow as tf
 
+from models.keras2 import tf
 from models.retrieval.data import CATEGORY_LEVELS, PAD
 
 MAX_TOKENS = 20_000  # text vocabulary (title + description), most frequent tokens

@@ -27,9 +27,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
-import tensorflow as tf
-import tensorflow_recommenders as tfrs
 
+from models.keras2 import tf, tfrs
 from models.retrieval.data import (
     HISTORY_LENGTH,
     PAD,

@@ -16,7 +16,6 @@ import orjson
 import pandas as pd
 import pytest
 
-import common  # noqa: F401  (TF_USE_LEGACY_KERAS before anything imports TensorFlow)
 from common.lake import write_catalog
 from common.paths import DataPaths
 

@@ -19,11 +19,11 @@ from benchmarks.prom_samples import add_samples, histogram_summary, metric_delta
 from benchmarks.serving_load import (
     Options,
     meets_target,
-    request_bodies,
     run,
     server_summary,
     summarize_outcomes,
 )
+from benchmarks.serving_requests import request_bodies
 from serving.metrics import ServingMetrics
 
 # ---- the open-loop schedule and the requests ----------------------------------------------------

@@ -172,7 +172,7 @@ def test_the_catalog_parsers_agree_with_the_simulators_rules(bank) -> None:
     truth_rules = bank.truth.rules
     parsed = ProductRules.from_catalog(bank.catalog)
     for name, values in vars(parsed).items():
-        np.testing.assert_array_equal(values, getattr(truth_rules, name), err_msg=name)
+        np.testing.assert_array_equal(values, getattr(truth_rules.products, name), err_msg=name)
     item_ids = list(bank.catalog["item_id"])
     matrix = exclusion_matrix(parse_excludes(bank.catalog["excludes"]), item_ids, len(item_ids))
     np.testing.assert_array_equal(matrix, truth_rules.excluded_by)
@@ -192,9 +192,9 @@ def test_serving_and_the_simulator_agree_on_every_user(bank) -> None:
     n_users, n_items = len(users), len(truth.item_ids)
     # Blank out a tenth of each attribute: the simulator holds NaN, serving None.
     unknown = {f: rng.random(n_users) < 0.1 for f in ("age", "income", "credit_score", "dti", "has_arrears")}
-    blanked = BankingRules(**{
+    blanked = BankingRules.from_arrays({
         **rules.arrays(),
-        **{f: np.where(unknown[f], NAN, getattr(rules, f).astype(np.float64)) for f in unknown},
+        **{f: np.where(unknown[f], NAN, getattr(rules.applicants, f).astype(np.float64)) for f in unknown},
     })
     held = truth.held_initial
     expected = blanked.eligible(held, np.arange(n_users)[:, None], np.arange(n_items)[None, :])

@@ -27,8 +27,9 @@ import pytest
 import yaml
 
 from common.lake import read_events, write_events
+from common.manifest import MANIFEST
 from common.paths import DataPaths
-from common.registry import MANIFEST, ArtifactRegistry
+from common.registry import ArtifactRegistry
 from orchestration.runner import RunReport, run_dag
 from orchestration.settings import DEFAULT_FILE
 

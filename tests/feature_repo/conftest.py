@@ -14,7 +14,6 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-import common  # noqa: F401  (TF_USE_LEGACY_KERAS before anything imports TensorFlow)
 from common.features import BATCH_VIEWS, USER_ID, FeatureViewSpec
 from common.paths import DataPaths
 from feature_repo.redis_server import local_redis

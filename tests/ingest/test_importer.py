@@ -11,8 +11,9 @@ import pytest
 
 from common.deadletter import read_dead_letters
 from common.lake import read_catalog, read_events, read_users, write_catalog
+from common.lake_schemas import CATALOG_ARROW_SCHEMA
 from common.paths import DataPaths
-from common.schemas import CATALOG_ARROW_SCHEMA, Reason
+from common.schemas import Reason
 from ingest.importer import import_files
 from ingest.readers import type_cell
 

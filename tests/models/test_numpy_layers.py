@@ -5,11 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import common  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
-
-import tensorflow as tf  # isort: skip
-import tensorflow_recommenders as tfrs  # isort: skip
-
+from models.keras2 import tf, tfrs
 from models.numpy_layers import ACTIVATIONS, UnsupportedLayer, build, describe
 
 RNG = np.random.default_rng(0)

@@ -8,10 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import common  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
-
-import tensorflow as tf  # isort: skip
-
+from models.keras2 import tf
 from models.ranking.config import POSITION, RankerConfig
 from models.ranking.data import feature_arrays
 from models.ranking.export import SIGNATURE, export_ranker, load_scorer

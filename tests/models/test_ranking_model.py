@@ -6,13 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import common  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
-
-import tensorflow as tf  # isort: skip
-import tensorflow_recommenders as tfrs  # isort: skip
-
 from common.cross_features import CROSS_FEATURES
 from common.features import ALL_VIEWS
+from models.keras2 import tf, tfrs
 from models.numpy_layers import build, describe
 from models.ranking.config import HEAVY_TAILED, RankerConfig
 from models.ranking.data import holdout_split

@@ -22,7 +22,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import common  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 from common.paths import DataPaths
 from experiments.position_bias import (
     load_ranking_set,

@@ -16,7 +16,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import common  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 from models.ranking.config import RankerConfig
 from models.ranking.synthetic import log_impressions, make_world
 
@@ -58,8 +57,7 @@ def test_a_constant_and_a_near_constant_feature_leave_the_exports_in_agreement(t
 
 
 def test_fit_preprocessing_floors_the_scale_of_constant_features() -> None:
-    import tensorflow as tf
-
+    from models.keras2 import tf
     from models.ranking.encoder import fit_preprocessing, floored_variance
 
     values = {"zero": np.zeros(64, np.float32), "big": np.full(64, 5000.0, np.float32),

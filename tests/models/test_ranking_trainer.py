@@ -8,7 +8,6 @@ from dataclasses import asdict
 import numpy as np
 import pytest
 
-import common  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 from models.ranking.config import RankerConfig
 from models.ranking.data import feature_arrays
 from models.ranking.export import load_scorer

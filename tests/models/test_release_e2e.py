@@ -137,7 +137,7 @@ def test_the_evaluation_judges_each_retriever_and_the_ranked_order(built) -> Non
 
 def test_the_orders_are_judged_on_a_seeded_sample_of_the_held_out_users(built, tmp_path) -> None:
     from common.registry import CATALOG_FILE, RANKER_DIR, RETRIEVAL_DIR
-    from models.release import evaluate_release
+    from models.evaluation.release_evaluation import evaluate_release
 
     _, registry, interactions = built
     release = registry.release_path("retail", "v1")

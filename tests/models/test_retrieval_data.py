@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-import common  # noqa: F401
 from models.retrieval.data import (
     UserFeatureSpec,
     category_levels,

@@ -17,7 +17,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import common  # noqa: F401  (legacy Keras before TensorFlow)
 from models.retrieval.content import ContentConfig, train_content_tower
 from models.retrieval.export import (
     BUNDLE_FILE,
@@ -205,7 +204,7 @@ def test_a_broken_fast_tower_does_not_load(trained, tmp_path: Path, damage: str)
 def test_a_changed_trunk_needs_no_change_to_the_fast_tower(trained, tmp_path: Path) -> None:
     """The NumPy trunk is generated from the Keras layers: a deeper trunk with other activations exports
     and serves as it is, without a line of the fast tower changed."""
-    import tensorflow as tf
+    from models.keras2 import tf
 
     two_tower, _, _ = trained
     tower, original = two_tower.query_tower, two_tower.query_tower.mlp

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import common  # noqa: F401
 from benchmarks.scann_index import clustered_embeddings
 from models.retrieval.index import EmbeddingIndex, IndexConfig, exact_search, recall_vs_exact, widen_budget
 

@@ -18,7 +18,6 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-import common  # noqa: F401
 from models.retrieval.cli import app
 from models.retrieval.content import ContentConfig, ContentTower, train_content_tower
 from models.retrieval.data import latest_histories

@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import common  # noqa: F401
 from models.retrieval.popularity import GLOBAL, PopularityConfig, PopularityTable, segments_from
 
 AS_OF = pd.Timestamp("2024-01-31 00:00", tz="UTC")

@@ -203,7 +203,6 @@ def _fill_store(paths: DataPaths, catalog: pd.DataFrame, users: pd.DataFrame, in
 @pytest.fixture(scope="session")
 def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     """Built once: ~48 items, 24 users, real trained retrievers and ranker, a filled online store."""
-    import common  # noqa: F401  (legacy Keras before TensorFlow)
 
     root = tmp_path_factory.mktemp("serving_world")
     rng = np.random.default_rng(7)

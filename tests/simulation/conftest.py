@@ -11,8 +11,8 @@ import pyarrow.dataset as ds
 import pytest
 
 from common.lake import read_catalog, read_events, read_users
+from common.lake_schemas import EVENT_ARROW_SCHEMA
 from common.paths import DataPaths
-from common.schemas import EVENT_ARROW_SCHEMA
 from simulation.generate import GenerationSummary, generate
 from simulation.incoming import incoming_file
 from simulation.truth import GroundTruth

@@ -46,7 +46,7 @@ def test_purchases_make_an_item_owned(tiny_world):
 
 def test_banking_rules_on_a_hand_built_case():
     nan = np.nan
-    rules = BankingRules(
+    rules = BankingRules.from_arrays(dict(
         age=np.array([20.0, 40.0]), income=np.array([15_000.0, 80_000.0]), credit_score=np.array([600.0, 750.0]),
         dti=np.array([0.2, 0.5]), has_arrears=np.array([False, True]),
         # products: 0 open to all, 1 = premium card (income 50k, score 700, no arrears), 2 = excluded by 0
@@ -54,7 +54,7 @@ def test_banking_rules_on_a_hand_built_case():
         min_income=np.array([nan, 50_000.0, nan]), min_credit_score=np.array([nan, 700.0, nan]),
         max_dti=np.array([nan, 0.6, nan]), requires_no_arrears=np.array([False, True, False]),
         excluded_by=np.array([[False, False, False], [False, False, False], [True, False, False]]),
-    )
+    ))
     held = np.array([[False, False, False], [True, False, False]])
     users, items = np.array([[0], [1]]), np.array([[0, 1, 2]])
     expected = np.array([[True, False, True],    # young, low income: not the premium card

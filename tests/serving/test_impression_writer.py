@@ -85,6 +85,31 @@ def stalled(streams: IncomingStreams, domain: str) -> Iterator[None]:
         lock.release()
 
 
+class Call:
+    """``fn()`` run in a thread, with what a test needs to say whether it is blocked: :attr:`returned`
+    is set when ``fn`` returned (the thread has surely started before the constructor returns)."""
+
+    BLOCKED_S = 0.3  # how long a call must stay unreturned to count as waiting
+
+    def __init__(self, fn: Callable[[], object]) -> None:
+        started, self.returned, self.result = threading.Event(), threading.Event(), None
+
+        def run() -> None:
+            started.set()
+            self.result = fn()
+            self.returned.set()
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+        assert started.wait(10)
+
+    def is_waiting(self) -> bool:
+        return not self.returned.wait(self.BLOCKED_S)
+
+    def finishes(self, timeout: float = 30.0) -> bool:
+        return self.returned.wait(timeout)
+
+
 @pytest.fixture
 def fsyncs(monkeypatch: pytest.MonkeyPatch) -> Counter[int]:
     """Counts the real ``os.fsync`` calls per file descriptor (it still syncs)."""
@@ -192,13 +217,10 @@ def test_close_writes_everything_accepted_and_refuses_what_comes_after(streams: 
     with stalled(streams, "retail"):
         for i in range(50):
             writer.submit(_batch("retail", f"b{i}"))
-        closing = threading.Thread(target=writer.close)
-        closing.start()
-        time.sleep(0.1)
-        assert closing.is_alive()  # close waits for the stalled writer ...
+        closing = Call(writer.close)
+        assert closing.is_waiting() and not _lines(streams.paths, "retail")  # close waits for the stalled writer ...
         assert not writer.submit(_batch("retail", "after close"))
-    closing.join(timeout=10)
-    assert not closing.is_alive()  # ... and returns once everything accepted is on disk
+    assert closing.finishes() and closing.result  # ... and returns once everything accepted is on disk
     assert len(_lines(streams.paths, "retail")) == 150 and tally.written == {"retail": 150}
     assert tally.lost == {"retail": 6} and tally.reasons == {"not_running": 6}  # "before start", "after close"
     writer.start()  # an app started again gets a new writer thread
@@ -244,12 +266,10 @@ def test_requests_do_not_wait_for_a_stalled_disk_and_a_clean_stop_loses_nothing(
         with stalled(services.streams, "retail"):
             served = [_recommend(client, f"r_u{i:02d}") for i in range(12)]  # answered while nothing is written
             assert delta("recsys_impressions_logged_total", domain="retail") == 5  # only the first request's
-            stop = threading.Thread(target=client.__exit__, args=(None, None, None))
-            stop.start()  # the app stops while the disk is still stalled ...
-            time.sleep(0.5)
-            assert stop.is_alive()  # ... and waits for the writer
-        stop.join(timeout=30)  # the disk recovered: the writer drains the queue and the app stops
-        stopped = not stop.is_alive()
+            stop = Call(lambda: client.__exit__(None, None, None))  # the app stops while the disk is stalled ...
+            assert stop.is_waiting()  # ... and waits for the writer, which has written nothing since
+            assert len(_lines(DataPaths(settings.data_root), "retail")) == 5
+        stopped = stop.finishes()  # the disk recovered: the writer drains the queue and the app stops
         assert stopped
     finally:
         if not stopped:
@@ -295,14 +315,9 @@ def test_events_posted_after_a_slate_reach_the_stream_after_its_impressions(
         click = {"event_id": "click-1", "domain": "retail", "user_id": "r_u02", "item_id": slate["items"][0]["item_id"],
                  "event_type": "click", "timestamp": datetime.now(UTC).isoformat(), "request_id": slate["request_id"],
                  "position": 1}
-        answers: list[int] = []
-        post = threading.Thread(target=lambda: answers.append(client.post(
-            "/v1/events", json={"events": [click]}, headers={"X-API-Key": KEY}).status_code))
-        post.start()
-        time.sleep(0.3)
-        assert post.is_alive()  # the click waits for the impressions of the slate it is about
+        post = Call(lambda: client.post("/v1/events", json={"events": [click]}, headers={"X-API-Key": KEY}).status_code)
+        assert post.is_waiting()  # the click waits for the impressions of the slate it is about
         slow.set()
-        post.join(timeout=10)
-        assert answers == [200]
+        assert post.finishes() and post.result == 200
     lines = _lines(DataPaths(settings.data_root), "retail")
     assert [e["event_type"] for e in lines] == ["impression"] * 5 + ["click"]

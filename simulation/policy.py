@@ -2,9 +2,14 @@
 
 It is what a pre-ML shop would run: per demographic segment, a popularity score per item (clicks
 and conversions seen in that segment, decayed daily, plus a share of global popularity, seeded
-from the shop's pre-history). A slate is a Plackett-Luce sample (without replacement, in draw
-order) of the segment's candidate pool, proportional to popularity ** sharpness; then each slot is,
-with probability ``explore_rate``, replaced by an item drawn uniformly from the available catalog.
+from the shop's pre-history). A slate's items are a Plackett-Luce sample (without replacement) of the
+segment's candidate pool, proportional to popularity ** sharpness, shown best score first (as a
+ranking system shows them: ``order="score"``; ``order="sampled"`` keeps the draw order, which is
+nearly independent of the items); then each slot is, with probability ``explore_rate``, replaced by
+an item drawn uniformly from the available catalog, which stays in that slot. Ordering by its own
+score is what makes the log carry the position bias real logs carry: the items the policy believed
+in (and that, through the segment's popularity, are more often relevant) sit in the slots that are
+examined most, so position and relevance are confounded.
 It knows nothing about stock or banking eligibility. What it used for every impression is
 recorded (exploration flag and the item's popularity share in the segment) beside the truth.
 """
@@ -12,6 +17,7 @@ recorded (exploration flag and the item's popularity share in the segment) besid
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -29,8 +35,9 @@ class PolicyConfig:
     decay: float = 0.9  # daily decay of the popularity counts
     prior_mass: float = 30.0  # pseudo-interactions per item from the pre-history
     conversion_weight: float = 4.0  # a purchase / approval counts this many clicks
+    order: Literal["score", "sampled"] = "score"  # slot order: the segment score, or the sampling order
 
-    def as_dict(self) -> dict[str, float]:
+    def as_dict(self) -> dict[str, float | str]:
         return asdict(self)
 
 
@@ -76,6 +83,16 @@ def _plackett_luce(prob: np.ndarray, segments: np.ndarray, k: int, rng: np.rando
     return out
 
 
+def by_score_keeping_explored(columns: np.ndarray, scores: np.ndarray, explored: np.ndarray) -> np.ndarray:
+    """Each row's non-explored entries re-ordered by ``scores``, best first, into the non-explored slots
+    (in slot order); explored entries stay in their slots. Ties keep the sampling order."""
+    slots = np.argsort(explored, axis=1, kind="stable")  # non-explored slots first, in slot order
+    best_first = np.argsort(np.where(explored, np.inf, -scores), axis=1, kind="stable")  # explored last, in order
+    out = np.empty_like(columns)
+    np.put_along_axis(out, slots, np.take_along_axis(columns, best_first, axis=1), axis=1)
+    return out
+
+
 class LoggingPolicy:
     def __init__(self, truth: GroundTruth, start_us: int, config: PolicyConfig | None = None) -> None:
         self.config = config or PolicyConfig()
@@ -108,7 +125,11 @@ class LoggingPolicy:
         earlier = np.tril((random_cols[:, :, None] == random_cols[:, None, :]) & explore[:, None, :], k=-1).any(axis=2)
         explore &= ~clash & ~earlier
         columns = np.where(explore, random_cols, columns)
-        share = scores[segments[:, None], columns] / scores.sum(axis=1)[segments][:, None]
+        slot_scores = scores[segments[:, None], columns]
+        if cfg.order == "score":
+            columns = by_score_keeping_explored(columns, slot_scores, explore)
+            slot_scores = scores[segments[:, None], columns]
+        share = slot_scores / scores.sum(axis=1)[segments][:, None]
         return SlateBatch(items=candidates[columns], explored=explore, popularity_share=share)
 
     def update(self, segments: np.ndarray, items: np.ndarray, weights: np.ndarray) -> None:

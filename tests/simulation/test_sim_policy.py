@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
-from simulation.policy import LoggingPolicy, PolicyConfig, _plackett_luce
+from simulation.policy import LoggingPolicy, PolicyConfig, _plackett_luce, by_score_keeping_explored
 
 
 def test_plackett_luce_matches_hand_computed_slot_probabilities():
@@ -34,3 +35,42 @@ def test_slates_use_available_items_and_explore_at_the_configured_rate(tiny_worl
     popular = batch.items[~batch.explored]
     counts = np.bincount(popular.ravel(), minlength=len(truth.item_ids))[:150]
     assert np.sort(counts)[-15:].sum() > 0.25 * counts.sum()  # concentrated on the popular head
+
+
+def test_by_score_keeps_explored_slots_and_orders_the_rest_best_first():
+    columns = np.array([[10, 11, 12, 13], [20, 21, 22, 23]])
+    scores = np.array([[0.1, 0.9, 0.5, 0.7], [0.3, 0.3, 0.8, 0.1]])
+    explored = np.array([[False, True, False, False], [False, False, False, False]])
+    out = by_score_keeping_explored(columns, scores, explored)
+    np.testing.assert_array_equal(out[0], [13, 11, 12, 10])  # 11 stays in slot 2; 13 (0.7) > 12 (0.5) > 10 (0.1)
+    np.testing.assert_array_equal(out[1], [22, 20, 21, 23])  # ties keep the sampling order
+
+
+def test_slates_are_ordered_by_the_policys_score_and_sampled_order_is_not(tiny_world):
+    truth = tiny_world.truth("retail")
+    start_us = int(truth.launched_us.min())
+    available = np.ones(len(truth.item_ids), dtype=bool)
+    segments = np.repeat(np.arange(len(truth.segment_names)), 200)
+    share_by_slot = {}
+    for order in ("score", "sampled"):
+        policy = LoggingPolicy(truth, start_us + 10**12, PolicyConfig(explore_rate=0.0, order=order))
+        batch = policy.slates(segments, available, 10, np.random.default_rng(0))
+        share_by_slot[order] = batch.popularity_share.mean(axis=0)
+        if order == "score":
+            assert (np.diff(batch.popularity_share, axis=1) <= 0).all()  # every slate best first
+    steepness = {order: shares[0] / shares[-1] for order, shares in share_by_slot.items()}
+    assert steepness["score"] > 2 * steepness["sampled"], steepness  # the draw order is far flatter
+
+
+def test_the_worlds_own_log_confounds_position_with_relevance(tiny_world):
+    """In the generated log the slots examined most hold the items that are more often relevant: the
+    confounding the ranker's position tower is there to remove."""
+    for domain in ("retail", "banking"):
+        truth = tiny_world.truth(domain)
+        shown = tiny_world.all_events(domain).query("event_type == 'impression'")
+        shown = shown[~shown["request_id"].str.startswith("organic")] if "request_id" in shown else shown
+        relevance = truth.relevance(shown["user_id"].to_numpy(), shown["item_id"].to_numpy())
+        by_position = pd.Series(relevance).groupby(shown["position"].to_numpy()).mean()
+        assert by_position.iloc[0] > by_position.iloc[-1], (domain, by_position.round(4).tolist())
+        rho = np.corrcoef(shown["position"].rank(), pd.Series(relevance).rank())[0, 1]
+        assert rho < -0.02, (domain, rho)

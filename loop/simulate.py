@@ -141,6 +141,7 @@ def serve_day(client: ServiceClient, truth: GroundTruth, day: date, slate_size: 
     """One domain's simulated day against the service: ``(slates, events, intake counts)``; ``post=False``
     keeps the events out of the service (a replica of a day, e.g. for the off-policy check)."""
     weekend, slates_per_session, organic = TRAFFIC[truth.domain]
+    truth.advance_to(epoch_us(day))  # needs as of the day (banking life events)
     plan = plan_day(truth, epoch_us(day), weekend, slates_per_session, organic, rng)
     chosen = sample_sessions(plan, max_requests, rng)
     users = truth.user_ids[plan.request_user[chosen]]

@@ -143,6 +143,7 @@ PRODUCTS: tuple[ProductSpec, ...] = (
 
 # Yearly need for each product type by age band (rows: 18-24, 25-34, 35-49, 50-64, 65+).
 AGE_BANDS = ("18-24", "25-34", "35-49", "50-64", "65+")
+AGE_SHARE = (0.14, 0.24, 0.27, 0.2, 0.15)  # of customers
 NEED_BY_AGE = (
     (1.0, 0.3, 0.0, 0.5, 0.3),
     (0.8, 0.8, 0.9, 0.5, 0.6),

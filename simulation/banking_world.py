@@ -1,6 +1,8 @@
 """The banking world: customers with financial profiles and life-stage needs, 40 regulated products.
 
-User latent = (need per product type, scaled | premium appetite from income | noise); product
+User latent = (need per product type, scaled | premium appetite from income | noise); a customer's
+need is their age band's, plus the shifts of their life events (:mod:`simulation.life_events`: half
+the need variance lies inside segments, most of it from life events), plus noise; product
 latent = (one-hot product type | premium tier | noise), so affinity is "do I need this kind of
 product, at this tier". Initial holdings are drawn from what each customer likes AND is eligible
 for, respecting exclusions, so the starting state is consistent with the lending rules.
@@ -12,8 +14,16 @@ import numpy as np
 import pandas as pd
 
 from common.eligibility import Applicants, ProductRules
-from simulation.banking_products import AGE_BANDS, NEED_BY_AGE, PRODUCT_TYPES, PRODUCTS, ProductSpec
+from simulation.banking_products import (
+    AGE_BANDS,
+    AGE_SHARE,
+    NEED_BY_AGE,
+    PRODUCT_TYPES,
+    PRODUCTS,
+    ProductSpec,
+)
 from simulation.eligibility import BankingRules
+from simulation.life_events import SHIFTS, calibration, draw_life_events
 from simulation.profiles import DomainSize
 from simulation.truth import GroundTruth
 from simulation.world import (
@@ -36,7 +46,6 @@ BANKING_PARAMS: dict[str, float] = {
     "apply0": -3.0, "apply1": 0.5,  # P(apply | view) = sigmoid(apply0 + apply1 * affinity), 0 if held
     "approve0": 0.5, "approve_scale": 50.0,  # P(approve | eligible) = sigmoid(approve0 + score margin / scale)
 }
-AGE_SHARE = (0.14, 0.24, 0.27, 0.2, 0.15)
 AGE_RANGE = ((18, 25), (25, 35), (35, 50), (50, 65), (65, 86))
 INCOME_MEDIAN_BY_AGE = (18_000, 34_000, 45_000, 42_000, 26_000)
 INCOME_BAND_EDGES = (30_000, 60_000)
@@ -140,9 +149,13 @@ def build_banking_world(size: DomainSize, days: int, start_us: int, rng: np.rand
     n = size.users + size.new_users_per_day * days
     cust = _customers(n, rng)
     type_index = np.array([PRODUCT_TYPES.index(p.product_type) for p in PRODUCTS])
-    need = np.array(NEED_BY_AGE)[cust["age_band"]] + rng.normal(0, 0.35, size=(n, len(PRODUCT_TYPES)))
+    shift_scale, need_noise = calibration(days)
+    life = draw_life_events(n, start_us, days, rng)
+    need = np.array(NEED_BY_AGE)[cust["age_band"]] + rng.normal(0, need_noise, size=(n, len(PRODUCT_TYPES)))
     premium = 0.8 * cust["z_income"] + rng.normal(0, 0.3, size=n)
     user_vec = np.hstack([BANKING_PARAMS["need_scale"] * need, premium[:, None], 0.4 * rng.normal(size=(n, NOISE_DIMS))])
+    life_shift = np.zeros((len(SHIFTS), user_vec.shape[1]))
+    life_shift[:, : len(PRODUCT_TYPES)] = BANKING_PARAMS["need_scale"] * shift_scale * SHIFTS
     tier = np.array([p.tier for p in PRODUCTS])
     item_vec = np.hstack([np.eye(len(PRODUCT_TYPES))[type_index], 2 * (tier - 0.5)[:, None],
                           0.4 * rng.normal(size=(len(PRODUCTS), NOISE_DIMS))])
@@ -170,7 +183,13 @@ def build_banking_world(size: DomainSize, days: int, start_us: int, rng: np.rand
         held_initial=np.zeros((n, len(PRODUCTS)), dtype=bool),
         held=np.zeros((n, len(PRODUCTS)), dtype=bool),
         rules=_rules(cust, catalog, excluded_by),
+        user_vec_base=user_vec.astype(np.float32),
+        life_user=life.user,
+        life_kind=life.kind,
+        life_at_us=life.at_us,
+        life_shift=life_shift.astype(np.float32),
     )
+    truth.advance_to(start_us)
     truth.held_initial = _initial_holdings(truth, start_us, rng)
     users = pd.DataFrame({
         "user_id": truth.user_ids,

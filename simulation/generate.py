@@ -104,6 +104,7 @@ def _simulate_day(world: World, policy: LoggingPolicy, profile: Profile, day_us:
     """One simulated day: its events (time-ordered) and the policy's record of every slate slot."""
     truth = world.truth
     weekend, slates_per_session, organic = TRAFFIC[truth.domain]
+    truth.advance_to(day_us)  # needs as of the day (banking life events)
     plan = plan_day(truth, day_us, weekend, slates_per_session, organic, rng)
     available = truth.launched_us < day_us
     segments = truth.user_segment[plan.request_user]

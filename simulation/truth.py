@@ -76,6 +76,12 @@ class GroundTruth:
     held_initial: np.ndarray  # banking: (users, items) products held at the start
     held: np.ndarray  # banking: products held now
     rules: BankingRules | None = None
+    # banking: needs before life events, and the events (simulation.life_events); user_vec follows them
+    user_vec_base: np.ndarray | None = None
+    life_user: np.ndarray | None = None  # (events,) user index
+    life_kind: np.ndarray | None = None  # (events,) kind index
+    life_at_us: np.ndarray | None = None  # (events,) when
+    life_shift: np.ndarray | None = None  # (kinds, latent dims): what each kind adds to user_vec
     _user_index: pd.Index | None = field(default=None, init=False, repr=False)
     _item_index: pd.Index | None = field(default=None, init=False, repr=False)
 
@@ -94,6 +100,16 @@ class GroundTruth:
     def _pair(self, user_ids: Any, item_ids: Any) -> tuple[np.ndarray, np.ndarray]:
         u, i = np.broadcast_arrays(self.user_index(user_ids), self.item_index(item_ids))
         return u, i
+
+    def advance_to(self, now_us: int) -> None:
+        """Set ``user_vec`` to the needs as of ``now_us``: the base vectors plus the shifts of the life
+        events that have happened by then (a world without life events is left as it is)."""
+        if self.user_vec_base is None or self.life_at_us is None:
+            return
+        vec = self.user_vec_base.astype(np.float64)
+        happened = self.life_at_us < now_us
+        np.add.at(vec, self.life_user[happened], self.life_shift[self.life_kind[happened]])
+        self.user_vec = vec.astype(np.float32)
 
     # ------------------------------------------------------------------ behaviour on indices
 

@@ -231,3 +231,22 @@ def test_a_legacy_slate_without_the_users_features_says_it_is_degraded(served, b
     assert plain["degraded"] is True
     client, _ = served
     assert _recommend(client, by_arm["legacy"][0], 5)["degraded"] is False  # the same user, the store up
+
+
+def test_the_shipped_attribution_experiment_switches_only_the_boosts_off() -> None:
+    """config/experiments-attribution.yaml: control, treatment and a no-boost arm that differs from the
+    treatment by the margin and newness lifts alone (issue 17's attribution of the lift)."""
+    from common.paths import REPO_ROOT
+    from experiments.assignment import load_experiments
+
+    experiments = load_experiments(REPO_ROOT / "config" / "experiments-attribution.yaml")
+    base = load_settings(domains=["retail", "banking"]).rules
+    for domain in ("retail", "banking"):
+        experiment = experiments[domain]
+        assert experiment.control == "control" and set(experiment.arms) == {"control", "treatment", "no_boost"}
+        rules = {name: arm_rules(base[domain], spec.variant, spec.rerank_overrides)
+                 for name, spec in experiment.arms.items()}
+        assert rules["treatment"] == base[domain] and base[domain].boost.margin_lift > 0
+        assert rules["no_boost"].boost.margin_lift == 0 and rules["no_boost"].boost.new_lift == 0
+        assert rules["no_boost"].model_copy(update={"boost": rules["treatment"].boost}) == rules["treatment"]
+        assert experiment.arms["no_boost"].variant == FULL_PIPELINE

@@ -86,8 +86,9 @@ def build_batch(p: beam.Pipeline, settings: BatchSettings) -> None:
     unique | "Lake" >> WriteLake(settings.data_root, batch=this_batch)
     catalog = p | "CatalogRoot" >> beam.Create([settings.data_root]) | "LoadCatalog" >> beam.Map(load_stream_catalog)
     seed = settings.target if settings.seed_users else None
-    users = unique | "UserActivity" >> UserActivityBatch(db, catalog, seed)
-    items = unique | "ItemStats" >> ItemStatsBatch(db, this_batch, catalog, settings.future_tolerance_seconds)
+    item_events = unique | "ItemEvents" >> beam.Filter(lambda e: e.is_item_event)  # account events: lake only
+    users = item_events | "UserActivity" >> UserActivityBatch(db, catalog, seed)
+    items = item_events | "ItemStats" >> ItemStatsBatch(db, this_batch, catalog, settings.future_tolerance_seconds)
     updates = (users, items) | "Updates" >> beam.Flatten()
     updates | "StageState" >> beam.ParDo(StageUpdates(db), this_batch)
     (

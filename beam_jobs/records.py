@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from common.domains import domain as domain_config
 from common.schemas import Event, Rejection
 
 DEAD_LETTER_SOURCE = "streaming"  # dead_letter/streaming/...
@@ -45,6 +46,12 @@ class StreamEvent:
     def ts(self) -> float:
         """Event time in epoch seconds."""
         return self.event.timestamp.timestamp()
+
+    @property
+    def is_item_event(self) -> bool:
+        """False for an account event (card spend, salary, transfer: its item_id is a counterparty, not an
+        item), which the user-activity and item-stats state leave out."""
+        return self.event.event_type not in domain_config(self.event.domain).account_events
 
 
 @dataclass(frozen=True)

@@ -139,17 +139,18 @@ def build_unbounded(lines: beam.PCollection, catalog: beam.PCollection, settings
     )
     unique | "Lake" >> WriteLake(settings.data_root, window_seconds=settings.lake_window_seconds)
     seed = settings.target if settings.seed_users else None
+    item_events = unique | "ItemEvents" >> beam.Filter(lambda e: e.is_item_event)  # account events: lake only
     users = (
-        unique
+        item_events
         | "ByUser" >> beam.Map(_by("user_id")).with_output_types(tuple[str, StreamEvent])
         | "UserActivity" >> beam.ParDo(UserActivityFn(settings.flush_seconds, seed, settings.clock), side)
     )
     item_inputs = (
-        unique | "Hourly" >> HourlyItemCounts(
+        item_events | "Hourly" >> HourlyItemCounts(
             streaming=True, early_firing_seconds=settings.flush_seconds,
             future_tolerance=settings.future_tolerance_seconds,
         ),
-        unique | "Sales" >> beam.FlatMap(sales_of),
+        item_events | "Sales" >> beam.FlatMap(sales_of),
     ) | "ItemInputs" >> beam.Flatten()
     items = item_inputs | "ItemStats" >> beam.ParDo(
         ItemStatsFn(settings.flush_seconds, settings.clock), side

@@ -32,7 +32,15 @@ class DomainConfig:
     repurchase_allowed: bool = False
     logs_impressions: bool = True  # False: no impression log (a business bootstrapping from purchases/views)
     eligibility: bool = False  # the catalog carries eligibility rules (min_age, min_income, ...) serving enforces
+    # events about the customer's account (card spend, salary, transfers) whose item_id names a counterparty,
+    # not a catalog item: item-based jobs leave them out, the account features read them (common.account_events)
+    account_events: tuple[str, ...] = ()
     extra: dict = field(default_factory=dict)
+
+    @property
+    def item_event_types(self) -> tuple[str, ...]:
+        """The event types whose ``item_id`` is a catalog item (every one but the account events)."""
+        return tuple(t for t in self.event_types if t not in self.account_events)
 
     def problems(self, others: Mapping[str, DomainConfig] = {}) -> list[str]:  # noqa: B006 (read only)
         """What is wrong with this declaration (alone, and beside the ``others`` already declared)."""
@@ -55,6 +63,13 @@ class DomainConfig:
             out.append("positive event weights must be positive numbers")
         if self.conversion_event not in self.event_types:
             out.append(f"conversion_event {self.conversion_event!r} is not among the domain's event_types")
+        from common.account_events import ACCOUNT_EVENTS
+
+        if not set(self.account_events) <= set(self.event_types) & set(ACCOUNT_EVENTS):
+            out.append(f"account_events {list(self.account_events)} must be among the domain's event_types and "
+                       f"of {list(ACCOUNT_EVENTS)}")
+        if set(self.account_events) & ({*self.positive_events, self.conversion_event}):
+            out.append("account events are not interactions with items: they cannot be positive or the conversion")
         if self.logs_impressions and "impression" not in self.event_types:
             out.append("logs_impressions is true but 'impression' is not among the event_types")
         for other in others.values():
@@ -67,6 +82,9 @@ class DomainConfig:
     def as_yaml_spec(self) -> dict[str, Any]:
         spec = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("name", "extra")}
         spec["event_types"] = list(self.event_types)
+        spec["account_events"] = list(self.account_events)
+        if not spec["account_events"]:
+            del spec["account_events"]
         return {**spec, **self.extra}
 
 
@@ -89,6 +107,7 @@ def _load(path: str) -> dict[str, DomainConfig]:
         spec = dict(spec)
         extra = {k: spec.pop(k) for k in list(spec) if k not in known}
         spec["event_types"] = tuple(spec["event_types"])
+        spec["account_events"] = tuple(spec.get("account_events") or ())
         out[name] = DomainConfig(name=name, extra=extra, **spec)
     return out
 

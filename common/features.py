@@ -89,6 +89,13 @@ USER_PROFILE = FeatureViewSpec(
         FeatureField("applications_90d", "Int64", "banking: application starts in the last 90 days"),
         FeatureField("approvals_total", "Int64", "banking: approved applications, lifetime"),
         FeatureField("declines_total", "Int64", "declines (banking: refused applications; retail: dismissed items), lifetime"),
+        # account features (banking; 0 / NO_TIME_DAYS without account events): spark_jobs/account_features.py
+        FeatureField("card_spend_30d", "Float32", "amount paid by card in the last 30 days"),
+        FeatureField("spend_share_home_30d", "Float32", "share of the last 30 days' card payments at home merchants"),
+        FeatureField("spend_share_family_30d", "Float32", "share of the last 30 days' card payments at family merchants"),
+        FeatureField("spend_share_travel_30d", "Float32", "share of the last 30 days' card payments at travel merchants"),
+        FeatureField("large_transfers_90d", "Int64", "large outgoing transfers in the last 90 days"),
+        FeatureField("days_since_salary_change", "Float32", f"days since the salary credited changed ({NO_TIME_DAYS} if not)"),
     ),
 )
 

@@ -22,6 +22,7 @@ import numpy as np
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from common.account_events import ACCOUNT_EVENTS
 from common.domains import domains
 
 EVENT_TYPES = (
@@ -33,10 +34,11 @@ EVENT_TYPES = (
     "application_start",
     "application_approved",
     "decline",
+    *ACCOUNT_EVENTS,  # card_spend, salary_credit, transfer: item_id names a counterparty (common.account_events)
 )
 EventType = Literal[
     "impression", "view", "click", "add_to_cart", "purchase", "application_start",
-    "application_approved", "decline",
+    "application_approved", "decline", "card_spend", "salary_credit", "transfer",
 ]
 
 # Events older than this or further than MAX_FUTURE_SKEW ahead of the validator's clock are refused.

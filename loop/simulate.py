@@ -32,6 +32,7 @@ from common.paths import DataPaths
 from common.schemas import SERVER_FIELDS
 from loop.nightly import NightResult, RetrainMode, drain_stream, retrain
 from loop.service import ServiceClient, Slate
+from simulation.account_events import account_events
 from simulation.behavior import SlateContext, respond
 from simulation.generate import TRAFFIC
 from simulation.profiles import get_profile
@@ -113,6 +114,8 @@ def sample_sessions(plan: SessionPlan, max_requests: int | None, rng: np.random.
 def event_records(events: pd.DataFrame) -> list[dict[str, Any]]:
     """Contract-shaped JSON objects (ISO-8601 UTC times, missing fields left out) for ``POST /v1/events``;
     the fields only the service sets (the arm and propensity of the impressions it logs) are left out too."""
+    if events.empty:
+        return []
     frame = events.assign(timestamp=events["timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
     frame = frame.drop(columns=["day", *SERVER_FIELDS], errors="ignore")
     out = []
@@ -155,7 +158,8 @@ def serve_day(client: ServiceClient, truth: GroundTruth, day: date, slate_size: 
     events = respond(truth, users, [s.item_ids for s in served], context, rng, include_impressions=True)
     events = _attach_propensities(events, served).assign(day=day.isoformat())
     posted = events[events["event_type"] != "impression"]  # the service logged the impressions itself
-    intake = client.post_events(event_records(posted)) if post else {}
+    account = account_events(truth, epoch_us(day), rng)  # banking: card spend, salary, transfers (not in `events`)
+    intake = client.post_events(event_records(posted) + event_records(account)) if post else {}
     slates = pd.DataFrame({
         "request_id": context.request_ids, "user_id": users, "session_id": sessions, "device": devices,
         "timestamp": pd.to_datetime(plan.request_ts_us[chosen], unit="us", utc=True), "arm": context.arms,

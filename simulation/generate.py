@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from common.lake import write_catalog, write_events, write_users
 from common.paths import DataPaths
+from simulation.account_events import account_events, with_account_events
 from simulation.banking_world import build_banking_world
 from simulation.behavior import SlateContext, add_organic_views, add_slate_responses
 from simulation.events import EventBuffer
@@ -119,6 +120,7 @@ def _simulate_day(world: World, policy: LoggingPolicy, profile: Profile, day_us:
                       plan.session_start_us, plan.session_organic, popularity, rng)
     events = buf.frame()
     policy.update(*_positives(truth, events, policy.config.conversion_weight))
+    events = with_account_events(events, account_events(truth, day_us, rng))
     n, k = batch.items.shape
     record = pa.table({
         "request_id": np.repeat(plan.request_ids, k),

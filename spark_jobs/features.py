@@ -37,6 +37,7 @@ from common.features import (
 )
 from common.paths import DataPaths
 from spark_jobs import interactions as ix
+from spark_jobs.account_features import account_profile, split_account_events
 from spark_jobs.item_features import WINDOWS, item_daily, item_features, item_stats, item_totals
 from spark_jobs.jobs import data_paths, day_end, job_parser, parse_date, run_main, step
 from spark_jobs.lake_io import conform_view, read_catalog, read_compacted_events, read_users, write_view
@@ -72,6 +73,7 @@ def build_feature_views(events: DataFrame, catalog: DataFrame, users: DataFrame,
     """The pure core: every batch view for the sorted snapshot ``days`` (contiguous or not; the last is the
     run's logical date). Rows are entities x snapshots; no intermediate grows with the span of history."""
     check_gaps(days)
+    events, account = split_account_events(events)
     daily = ix.daily_interactions(events, catalog).cache()
     actions = daily.where(F.col("actions") > 0)
     changes = ix.bucket(actions, days).cache()
@@ -82,7 +84,8 @@ def build_feature_views(events: DataFrame, catalog: DataFrame, users: DataFrame,
     items = user_items(changes).cache()
     per_item = item_totals(ix.expand(per_item_day, days, max(WINDOWS))).cache()
     frames = {
-        USER_PROFILE.name: user_profile(totals, user_windows(actions, days), items, users, user_universe),
+        USER_PROFILE.name: user_profile(totals, user_windows(actions, days), items, users, user_universe,
+                                        account_profile(account, days)),
         USER_HISTORY.name: user_history(items, user_universe),
         USER_ACTIVITY.name: user_activity(
             totals, items, session_depth(ix.bucket(ix.daily_sessions(events), days)), user_universe

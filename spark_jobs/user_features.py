@@ -24,6 +24,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from common.features import HISTORY_LENGTH, RECENT_LENGTH, TOP_CATEGORIES, USER_ID
+from spark_jobs.account_features import ACCOUNT_FIELDS, with_account_defaults
 from spark_jobs.interactions import (
     AGE_DAYS,
     DAY,
@@ -137,11 +138,14 @@ def _category_affinity(items: DataFrame) -> DataFrame:
 
 
 def user_profile(
-    totals: DataFrame, windows: DataFrame, items: DataFrame, users: DataFrame, universe: DataFrame
+    totals: DataFrame, windows: DataFrame, items: DataFrame, users: DataFrame, universe: DataFrame,
+    account: DataFrame,
 ) -> DataFrame:
-    """``totals``/``items``: :func:`user_totals`/:func:`user_items`; ``windows``: :func:`user_windows`."""
+    """``totals``/``items``: :func:`user_totals`/:func:`user_items`; ``windows``: :func:`user_windows`;
+    ``account``: :func:`spark_jobs.account_features.account_profile`."""
     state = totals.join(_category_affinity(items), KEY, "left")
     profile = carry_forward(universe, USER_ID, state).join(windows, KEY, "left").join(users, USER_ID, "left")
+    profile = with_account_defaults(profile.join(account, KEY, "left"))
     counts = ("purchase_count_30d", "active_days_30d", "lifetime_events", "lifetime_purchases",
               "applications_90d", "approvals_total", "declines_total")
     for name in counts:
@@ -165,6 +169,7 @@ def user_profile(
         *_PROFILE_ATTRIBUTES,
         held.alias("products_held"),
         F.size(held).alias("num_products_held"),
+        *ACCOUNT_FIELDS,
     )
 
 

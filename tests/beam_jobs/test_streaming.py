@@ -141,7 +141,10 @@ def test_unbounded_graph_reaches_the_online_store_and_the_lake(feast_paths, even
     t0 = int(events.t0.timestamp())
     records = [events.record(1, "view", user="r_u7", item="r_i1"),
                events.record(2, "purchase", user="r_u7", item="r_i2", seconds=5, quantity=2),
-               events.record(2, "purchase", user="r_u7", item="r_i2", seconds=5, quantity=2)]  # duplicate
+               events.record(2, "purchase", user="r_u7", item="r_i2", seconds=5, quantity=2),  # duplicate
+               # an account event (common/account_events.py): to the lake, not into user or item state
+               events.record(3, "card_spend", user="b_u7", item="b_mcc_travel", seconds=7, domain="banking",
+                             session_id=None, value=120.0)]
     lines = [SourceLine("pubsub", -1, events.line(r), float(t0)) for r in records] + [
         SourceLine("pubsub", -1, b"{bad", float(t0))]
     stream = (
@@ -165,5 +168,8 @@ def test_unbounded_graph_reaches_the_online_store_and_the_lake(feast_paths, even
     assert list(items["popularity_1d"]) == [0, 0]  # pushed again when their hour left the window
     assert pytest.approx(items["ctr_1d"][1]) == 1 / 20
     assert sorted(read_events(feast_paths, "retail")["event_id"]) == ["e1", "e2"]
+    assert list(read_events(feast_paths, "banking")["event_id"]) == ["e3"]
+    assert not online.user_features("b_u7").values.get("recent_item_ids")
+    assert online.item_features(["b_mcc_travel"]).columns["popularity_1d"] in ([None], [0], [])
     codes = sorted(r["reason"]["code"] for r in read_dead_letters(feast_paths, "streaming"))
     assert codes == ["duplicate_event_id", "malformed_json"]

@@ -76,3 +76,22 @@ def test_recsys_domain_add_declares_or_exits_2_with_the_reason(domain_file: Path
     bad = runner.invoke(app, ["domain", "add", "shop", "--id-prefix", "b_"])
     assert bad.exit_code == 2 and "overlaps domain 'banking'" in bad.output
     assert "shop" not in domains()
+
+
+def test_account_events_are_declared_apart_from_the_item_events() -> None:
+    bank = domains()["banking"]
+    assert set(bank.account_events) == {"card_spend", "salary_credit", "transfer"}
+    assert set(bank.item_event_types) == set(bank.event_types) - set(bank.account_events)
+    assert not bank.problems() and domains()["retail"].item_event_types == domains()["retail"].event_types
+
+    def problems(**changes) -> list[str]:
+        spec = {"name": "shop", "description": "", "id_prefix": "s_", "read_only": False,
+                "event_types": ("impression", "view", "purchase", "card_spend"), "positive_events": {"view": 1.0},
+                "conversion_event": "purchase", **changes}
+        return DomainConfig(**spec).problems()
+
+    assert not problems(account_events=("card_spend",))
+    assert any("account_events" in p for p in problems(account_events=("salary_credit",)))  # not an event type
+    assert any("account_events" in p for p in problems(account_events=("view",)))  # not an account event
+    assert any("cannot be positive" in p for p in problems(account_events=("card_spend",),
+                                                            positive_events={"card_spend": 1.0}))

@@ -79,6 +79,13 @@ def world_events() -> pd.DataFrame:
             ev(15, "r_u1", "r_i4", "impression", ts(10, 14), "s3", request_id="q2", position=1, device="ios"),
             ev(16, "r_u1", "r_i4", "impression", ts(9, 14), "s2", request_id="q4", position=3),
             ev(17, "r_u1", "r_i2", "impression", ts(10, 10), "s5", request_id="q5", position=1, device="android"),
+            # account events (common/account_events.py): the account features read them, nothing else does
+            ev(18, "b_u1", "b_mcc_travel", "card_spend", ts(8, 10), None, device=None, value=250.0),
+            ev(19, "b_u1", "b_mcc_groceries", "card_spend", ts(9, 11), None, device=None, value=40.0),
+            ev(20, "b_u1", "b_mcc_travel", "card_spend", ts(10, 9), None, device=None, value=300.0),
+            ev(21, "b_u1", "b_acct_salary", "salary_credit", ts(1, 6), None, device=None, value=4000.0),
+            ev(22, "b_u1", "b_acct_salary", "salary_credit", ts(9, 6), None, device=None, value=4600.0),
+            ev(23, "b_u1", "b_xfer_out", "transfer", ts(9, 15), None, device=None, value=12_000.0),
         ]
     )
 

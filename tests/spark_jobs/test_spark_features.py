@@ -118,6 +118,25 @@ def test_user_profile_new_user_and_banking(views):
     assert views["user_profile"][("b_u1", C09)]["products_held"] == ["b_p0"]
 
 
+def test_account_features_and_nothing_else_read_the_account_events(views):
+    """b_u1's card payments, salary credits and transfer (conftest: events 18-23) reach the account
+    features of user_profile only: the item-based views and counts are as without them."""
+    bank = views["user_profile"][("b_u1", C10)]
+    assert bank["card_spend_30d"] == pytest.approx(590.0)
+    assert bank["spend_share_travel_30d"] == pytest.approx(2 / 3) and bank["spend_share_home_30d"] == 0.0
+    assert bank["large_transfers_90d"] == 1
+    assert bank["days_since_salary_change"] == pytest.approx(1.75)  # 4000 -> 4600 on 03-09 06:00
+    before = views["user_profile"][("b_u1", C09)]
+    assert before["card_spend_30d"] == pytest.approx(290.0) and before["spend_share_travel_30d"] == pytest.approx(0.5)
+    assert before["days_since_salary_change"] == pytest.approx(0.75)
+    retail = views["user_profile"][("r_u1", C10)]
+    assert (retail["card_spend_30d"], retail["large_transfers_90d"]) == (0.0, 0)
+    assert retail["days_since_salary_change"] == NO_TIME_DAYS
+    assert bank["lifetime_events"] == 2  # the application and the approval, not the account events
+    assert not [key for key in views["item_features"] if "mcc_" in key[0] or "acct_" in key[0] or "xfer_" in key[0]]
+    assert views["user_activity"][("b_u1", C10)]["recent_item_ids"] == ["b_p1"]
+
+
 def test_user_history(views):
     h = views["user_history"][("r_u1", C10)]
     assert h["hist_item_ids"] == ["r_i5", "r_i3", "r_i4", "r_i2", "r_i1"]

@@ -80,9 +80,6 @@ class LifeEventDraws:
     kind: np.ndarray  # int16
     at_us: np.ndarray  # int64 epoch microseconds
 
-    def before(self, until_us: int) -> np.ndarray:
-        return self.at_us < until_us
-
 
 def draw_life_events(n_users: int, start_us: int, period_days: int, rng: np.random.Generator) -> LifeEventDraws:
     """Poisson counts per customer and kind over the window, at uniform times within it."""
@@ -96,14 +93,6 @@ def draw_life_events(n_users: int, start_us: int, period_days: int, rng: np.rand
     at = first + rng.integers(0, span_days * US_PER_DAY, size=len(user))
     order = np.argsort(at, kind="stable")
     return LifeEventDraws(user[order].astype(np.int64), kind[order].astype(np.int16), at[order].astype(np.int64))
-
-
-def need_shift(draws: LifeEventDraws, n_users: int, scale: float, until_us: int) -> np.ndarray:
-    """``(users, product types)``: the summed need shifts of each customer's events before ``until_us``."""
-    shift = np.zeros((n_users, len(PRODUCT_TYPES)))
-    happened = draws.before(until_us)
-    np.add.at(shift, draws.user[happened], scale * SHIFTS[draws.kind[happened]])
-    return shift
 
 
 def within_segment_share(needs: np.ndarray, segments: np.ndarray) -> float:

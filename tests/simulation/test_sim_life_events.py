@@ -12,9 +12,9 @@ from simulation.banking_products import PRODUCT_TYPES
 from simulation.banking_world import BANKING_PARAMS, build_banking_world
 from simulation.life_events import (
     LIFE_EVENT_SHARE,
+    SHIFTS,
     WITHIN_SEGMENT_SHARE,
     calibration,
-    need_shift,
     within_segment_share,
 )
 from simulation.profiles import DomainSize
@@ -59,11 +59,12 @@ def test_life_events_are_independent_of_the_segment(world) -> None:
 def test_needs_follow_the_events_in_time(world) -> None:
     truth = world.truth
     scale, _ = calibration(DAYS)
-    n = len(truth.user_ids)
     for day in (0, 10, DAYS + 30):
         now = START_US + day * US_PER_DAY
         truth.advance_to(now)
-        expected = _needs_base(truth) + need_shift(_draws(truth), n, scale, now)
+        expected = _needs_base(truth)
+        happened = truth.life_at_us < now
+        np.add.at(expected, truth.life_user[happened], scale * SHIFTS[truth.life_kind[happened]])
         np.testing.assert_allclose(_needs(truth), expected, atol=1e-4)
     truth.advance_to(START_US)
     before = _needs(truth).copy()
@@ -76,8 +77,3 @@ def test_needs_follow_the_events_in_time(world) -> None:
 def _needs_base(truth) -> np.ndarray:
     return truth.user_vec_base[:, : len(PRODUCT_TYPES)].astype(np.float64) / BANKING_PARAMS["need_scale"]
 
-
-def _draws(truth):
-    from simulation.life_events import LifeEventDraws
-
-    return LifeEventDraws(truth.life_user, truth.life_kind, truth.life_at_us)

@@ -76,4 +76,3 @@ def test_needs_follow_the_events_in_time(world) -> None:
 
 def _needs_base(truth) -> np.ndarray:
     return truth.user_vec_base[:, : len(PRODUCT_TYPES)].astype(np.float64) / BANKING_PARAMS["need_scale"]
-

@@ -73,4 +73,4 @@ def test_the_worlds_own_log_confounds_position_with_relevance(tiny_world):
         by_position = pd.Series(relevance).groupby(shown["position"].to_numpy()).mean()
         assert by_position.iloc[0] > by_position.iloc[-1], (domain, by_position.round(4).tolist())
         rho = np.corrcoef(shown["position"].rank(), pd.Series(relevance).rank())[0, 1]
-        assert rho < -0.02, (domain, rho)
+        assert rho < -0.1, (domain, rho)  # -0.20 retail, -0.23 banking; the draw order: -0.008, -0.026

@@ -106,8 +106,8 @@ def _events(day: date, n: int, unknown: int = 0, null_users: int = 0) -> pa.Tabl
     return pa.Table.from_pylist(rows, schema=PARTITION_SCHEMA)
 
 
-def _write_day(paths: DataPaths, day: date, table: pa.Table) -> None:
-    directory = paths.compacted_events / "domain=retail" / f"date={day.isoformat()}"
+def _write_day(paths: DataPaths, day: date, table: pa.Table, domain: str = "retail") -> None:
+    directory = paths.compacted_events / f"domain={domain}" / f"date={day.isoformat()}"
     directory.mkdir(parents=True)
     pq.write_table(table, directory / "part-00000.parquet")
 
@@ -139,6 +139,19 @@ def test_day_stats_reads_the_partition_dead_letters_history_and_catalog(lake: Da
     assert stats.newest_event == datetime(2024, 3, 12, 23, 0, tzinfo=UTC)
     assert stats.schema is not None and stats.schema.equals(PARTITION_SCHEMA)
     assert _failed(stats) == {"nulls"}  # 2/11 unknown = 18% and 2/13 rejected = 15% are under 20%
+
+
+def test_account_events_are_not_events_on_unknown_items(data_paths: DataPaths) -> None:
+    """Banking's card payments, salary credits and transfers name counterparties, never catalog items."""
+    start = datetime(DAY.year, DAY.month, DAY.day, tzinfo=UTC)
+    rows = [{"event_id": f"a{i}", "user_id": "b_u1", "item_id": item, "event_type": kind,
+             "timestamp": start + timedelta(hours=i)}
+            for i, (item, kind) in enumerate([("b_mcc_travel", "card_spend"), ("b_acct_salary", "salary_credit"),
+                                              ("b_xfer_out", "transfer"), ("b_p1", "view"), ("b_p9", "view")])]
+    _write_day(data_paths, DAY, pa.Table.from_pylist(rows, schema=PARTITION_SCHEMA), "banking")
+    data_paths.catalog("banking").parent.mkdir(parents=True)
+    pq.write_table(pa.table({"item_id": ["b_p1"]}), data_paths.catalog("banking"))
+    assert day_stats(data_paths, "banking", DAY, RULES).unknown_items == 1  # b_p9 only
 
 
 def test_check_domain_on_a_missing_day(lake: DataPaths) -> None:

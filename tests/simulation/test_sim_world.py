@@ -22,7 +22,8 @@ def test_summary_matches_the_tiny_profile(tiny_world):
     assert retail.lake_events + retail.incoming_events == retail.events
     assert tiny_world.summary.domains["banking"].items == 40
     assert set(tiny_world.summary.domains["banking"].events_by_type) == {
-        "impression", "click", "view", "application_start", "application_approved", "decline"}
+        "impression", "click", "view", "application_start", "application_approved", "decline",
+        "card_spend", "salary_credit", "transfer"}
 
 
 def test_ids_carry_the_domain_prefixes(tiny_world):

@@ -27,6 +27,11 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 class DataPaths:
     root: Path
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.root, str | Path):
+            raise TypeError(f"DataPaths takes a path, got {type(self.root).__name__}")
+        object.__setattr__(self, "root", Path(self.root))  # a str root works too
+
     @classmethod
     def default(cls) -> DataPaths:
         from common.settings import env  # (common.settings takes REPO_ROOT from here)

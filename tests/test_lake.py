@@ -78,3 +78,13 @@ def test_dead_letters_keep_records_orjson_cannot_encode(data_paths):
     writer.write({"position": 2**70}, Rejection(Reason.WRONG_TYPE, "position", "too big"))
     (row,) = read_dead_letters(data_paths, "unit")
     assert row["record"] == {"position": str(2**70)}  # exact, as text (JSON readers would round it)
+
+
+def test_data_paths_take_a_string_root_and_refuse_a_non_path(tmp_path) -> None:
+    import pytest
+
+    from common.paths import DataPaths
+
+    assert DataPaths(str(tmp_path)).lake == tmp_path / "lake" == DataPaths(tmp_path).lake
+    with pytest.raises(TypeError, match="takes a path"):
+        DataPaths(None)  # type: ignore[arg-type]

@@ -51,7 +51,7 @@ class StreamEvent:
     def is_item_event(self) -> bool:
         """False for an account event (card spend, salary, transfer: its item_id is a counterparty, not an
         item), which the user-activity and item-stats state leave out."""
-        return self.event.event_type not in domain_config(self.event.domain).account_events
+        return self.event.event_type in domain_config(self.event.domain).item_event_types
 
 
 @dataclass(frozen=True)

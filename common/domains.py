@@ -11,7 +11,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ class DomainConfig:
     account_events: tuple[str, ...] = ()
     extra: dict = field(default_factory=dict)
 
-    @property
+    @cached_property  # read for every streamed event
     def item_event_types(self) -> tuple[str, ...]:
         """The event types whose ``item_id`` is a catalog item (every one but the account events)."""
         return tuple(t for t in self.event_types if t not in self.account_events)

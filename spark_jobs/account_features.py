@@ -59,21 +59,24 @@ def account_daily(account: DataFrame) -> DataFrame:
 
 
 def account_profile(account: DataFrame, days: Sequence[date]) -> DataFrame:
-    """Per (user, snapshot) with account events in the last ``NO_TIME_DAYS`` days: :data:`ACCOUNT_FIELDS`
-    (users without any get the defaults from :func:`with_account_defaults`)."""
-    expanded = expand(account_daily(account), days, int(NO_TIME_DAYS))
-    windowed = expanded.groupBy(*KEY).agg(
+    """Per (user, snapshot) with account events in its windows: :data:`ACCOUNT_FIELDS` (users without any
+    get the defaults from :func:`with_account_defaults`). Each daily row reaches only the snapshots of the
+    longest window that reads it: payments and transfers 90 days, salary changes ``NO_TIME_DAYS``."""
+    daily = account_daily(account)
+    moves = daily.where((F.col("card_payments") > 0) | (F.col("large_transfers") > 0))
+    windowed = expand(moves, days, TRANSFER_WINDOW).groupBy(*KEY).agg(
         F.sum(within(CARD_WINDOW, "card_payments")).alias("_payments"),
         F.sum(within(CARD_WINDOW, "card_amount")).alias("card_spend_30d"),
         *(F.sum(within(CARD_WINDOW, f"card_{name}")).alias(f"_{name}") for name in SHARES),
         F.sum(within(TRANSFER_WINDOW, "large_transfers")).alias("large_transfers_90d"),
-        F.max("salary_change_ts").alias("_salary_change_ts"),
     )
-    return windowed.select(
+    changes = daily.where(F.col("salary_change_ts").isNotNull()).select(USER_ID, DAY, "salary_change_ts")
+    latest = expand(changes, days, int(NO_TIME_DAYS)).groupBy(*KEY).agg(F.max("salary_change_ts").alias("_change_ts"))
+    return windowed.join(latest, KEY, "full").select(
         *KEY, "card_spend_30d",
         *(ratio(F.col(f"_{name}"), F.col("_payments")).alias(field) for name, field in SHARES.items()),
         "large_transfers_90d",
-        days_since(F.col("_salary_change_ts")).alias("days_since_salary_change"),
+        days_since(F.col("_change_ts")).alias("days_since_salary_change"),
     )
 
 

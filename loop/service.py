@@ -31,6 +31,7 @@ from common.settings import env as platform_env
 
 READY_TIMEOUT_S = 180.0
 EVENT_BATCH = 1000  # serving's max_events_per_batch
+RETRIES, MAX_RETRY_WAIT_S = 10, 5.0  # a shed request (503 + Retry-After) is sent again, this often at most
 
 
 def free_port() -> int:
@@ -75,15 +76,32 @@ class Slate:
 
 
 class ServiceClient:
-    """The two routes the simulated users call, over one keep-alive connection pool."""
+    """The two routes the simulated users call, over one keep-alive connection pool.
 
-    def __init__(self, base_url: str, api_key: str | None, timeout_s: float = 30.0) -> None:
+    A 503 with ``Retry-After`` (the service shed the request: over capacity, or it waited its whole
+    budget, e.g. while a new release was being loaded) is sent again after that many seconds, as a
+    well-behaved client does, at most :data:`RETRIES` times; ``retried`` counts them."""
+
+    def __init__(self, base_url: str, api_key: str | None, timeout_s: float = 30.0,
+                 transport: httpx.BaseTransport | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         headers = {"X-API-Key": api_key} if api_key else {}
-        self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout_s)
+        self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout_s, transport=transport)
+        self.retried = 0
 
     def close(self) -> None:
         self._http.close()
+
+    def _post(self, path: str, body: Mapping[str, Any]) -> httpx.Response:
+        for _ in range(RETRIES):
+            response = self._http.post(path, json=body)
+            retry_after = response.headers.get("Retry-After")
+            if response.status_code != 503 or retry_after is None:
+                break
+            self.retried += 1
+            time.sleep(min(float(retry_after), MAX_RETRY_WAIT_S))
+        response.raise_for_status()
+        return response
 
     def recommend(self, user_id: str, domain: str, k: int, device: str, session_id: str,
                   timestamp: str | None = None) -> Slate:
@@ -92,11 +110,9 @@ class ServiceClient:
         context = {"device": device, "session_id": session_id}
         if timestamp is not None:
             context["timestamp"] = timestamp
-        response = self._http.post("/v1/recommendations", json={
+        body = self._post("/v1/recommendations", {
             "user_id": user_id, "domain": domain, "k": k, "context": context,
-        })
-        response.raise_for_status()
-        body = response.json()
+        }).json()
         items = body["items"]
         return Slate(body["request_id"], [i["item_id"] for i in items], [float(i["propensity"]) for i in items],
                      [list(i["reasons"]) for i in items], body["arm"], body["release"], body["path"])
@@ -105,9 +121,7 @@ class ServiceClient:
         """Post in batches of :data:`EVENT_BATCH`; returns accepted / rejected totals and rejection reasons."""
         totals: dict[str, int] = {"accepted": 0, "rejected": 0}
         for start in range(0, len(events), EVENT_BATCH):
-            response = self._http.post("/v1/events", json={"events": list(events[start:start + EVENT_BATCH])})
-            response.raise_for_status()
-            body = response.json()
+            body = self._post("/v1/events", {"events": list(events[start:start + EVENT_BATCH])}).json()
             totals["accepted"] += body["accepted"]
             totals["rejected"] += body["rejected"]
             for reason, count in body["reasons"].items():

@@ -83,9 +83,10 @@ class LoopResult:
     nights: list[NightResult] = field(default_factory=list)
     truths: dict[str, GroundTruth] = field(default_factory=dict)  # the world's state after the last day
     seconds: float = 0.0
+    retried: int = 0  # requests the service shed (503 + Retry-After) and the client sent again
 
     def summary(self) -> dict[str, Any]:
-        return {"settings": self.settings.as_dict(), "seconds": round(self.seconds, 1),
+        return {"settings": self.settings.as_dict(), "seconds": round(self.seconds, 1), "retried": self.retried,
                 "days": [asdict(d) for d in self.days], "nights": [n.as_dict() for n in self.nights]}
 
 
@@ -214,6 +215,7 @@ def run_loop(settings: LoopSettings, client: ServiceClient, progress: bool = Tru
     result.events = {d: pd.concat(parts, ignore_index=True) for d, parts in events.items() if parts}
     result.slates = {d: pd.concat(parts, ignore_index=True) for d, parts in slates.items() if parts}
     result.seconds = time.perf_counter() - started
+    result.retried = client.retried
     return result
 
 

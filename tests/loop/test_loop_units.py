@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import httpx
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,7 +13,7 @@ from experiments.slates import SlateReference
 from loop.ab import user_totals
 from loop.health import long_tail_share
 from loop.ope import explored_slots, target_propensities
-from loop.service import write_variant
+from loop.service import ServiceClient, write_variant
 from loop.simulate import event_records, sample_sessions
 from serving.settings import DiversityRules, ExplorationRules, RerankRules
 from simulation.sessions import SessionPlan
@@ -127,3 +128,20 @@ def test_a_variant_file_overrides_every_domain_s_rules(tmp_path) -> None:
     for name in ("retail", "banking"):
         assert rules[name].exploration.share == 0.0 and rules[name].diversity.max_share == 1.0
     assert rules["retail"].exploration.min_position == 3 and rules["banking"].filters.eligibility is True
+
+
+def test_a_shed_request_is_sent_again_after_its_retry_after() -> None:
+    """503 + Retry-After (shed: over capacity, or a budget spent waiting while a release loads) is retried;
+    a 503 without it (nothing to serve) is an error at once."""
+    answers = iter([httpx.Response(503, headers={"Retry-After": "0"}, json={"error": "over capacity"}),
+                    httpx.Response(503, headers={"Retry-After": "0"}, json={"error": "over capacity"}),
+                    httpx.Response(200, json={"request_id": "q1", "items": [], "arm": "control", "release": "v1",
+                                              "path": "full"})])
+    client = ServiceClient("http://service", None, transport=httpx.MockTransport(lambda request: next(answers)))
+    assert client.recommend("r_u1", "retail", 8, "web", "s1").request_id == "q1"
+    assert client.retried == 2
+    down = ServiceClient("http://service", None, transport=httpx.MockTransport(
+        lambda request: httpx.Response(503, json={"error": "no release is loaded"})))
+    with pytest.raises(httpx.HTTPStatusError):
+        down.recommend("r_u1", "retail", 8, "web", "s1")
+    assert down.retried == 0

@@ -86,8 +86,8 @@ def build_batch(p: beam.Pipeline, settings: BatchSettings) -> None:
     unique | "Lake" >> WriteLake(settings.data_root, batch=this_batch)
     catalog = p | "CatalogRoot" >> beam.Create([settings.data_root]) | "LoadCatalog" >> beam.Map(load_stream_catalog)
     seed = settings.target if settings.seed_users else None
-    item_events = unique | "ItemEvents" >> beam.Filter(lambda e: e.is_item_event)  # account events: lake only
-    users = item_events | "UserActivity" >> UserActivityBatch(db, catalog, seed)
+    item_events = unique | "ItemEvents" >> beam.Filter(lambda e: e.is_item_event)  # account events: not item state
+    users = unique | "UserActivity" >> UserActivityBatch(db, catalog, seed)  # account events: its account state
     items = item_events | "ItemStats" >> ItemStatsBatch(db, this_batch, catalog, settings.future_tolerance_seconds)
     updates = (users, items) | "Updates" >> beam.Flatten()
     updates | "StageState" >> beam.ParDo(StageUpdates(db), this_batch)

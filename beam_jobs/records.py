@@ -50,7 +50,7 @@ class StreamEvent:
     @property
     def is_item_event(self) -> bool:
         """False for an account event (card spend, salary, transfer: its item_id is a counterparty, not an
-        item), which the user-activity and item-stats state leave out."""
+        item), which the item state leaves out and the user state keeps apart (its account fields)."""
         return self.event.event_type in domain_config(self.event.domain).item_event_types
 
 

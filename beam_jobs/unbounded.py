@@ -139,9 +139,9 @@ def build_unbounded(lines: beam.PCollection, catalog: beam.PCollection, settings
     )
     unique | "Lake" >> WriteLake(settings.data_root, window_seconds=settings.lake_window_seconds)
     seed = settings.target if settings.seed_users else None
-    item_events = unique | "ItemEvents" >> beam.Filter(lambda e: e.is_item_event)  # account events: lake only
+    item_events = unique | "ItemEvents" >> beam.Filter(lambda e: e.is_item_event)  # account events: not item state
     users = (
-        item_events
+        unique  # account events: the account state of user_activity
         | "ByUser" >> beam.Map(_by("user_id")).with_output_types(tuple[str, StreamEvent])
         | "UserActivity" >> beam.ParDo(UserActivityFn(settings.flush_seconds, seed, settings.clock), side)
     )

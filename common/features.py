@@ -132,6 +132,13 @@ USER_ACTIVITY = FeatureViewSpec(
         FeatureField("recent_item_ids", "Array(String)", f"the last {RECENT_LENGTH} items interacted with, newest first"),
         FeatureField("recent_category_keys", "Array(String)", "categories of recent interactions"),
         FeatureField("recent_category_counts", "Array(Int64)", "recent interactions per category"),
+        # account state (banking; 0 / [] without account events): spark_jobs/account_features.py, beam_jobs/user_state.py
+        FeatureField("salary_credit", "Float32", "amount of the last salary credit (0 if none)"),
+        FeatureField("salary_credit_ts", "Int64", "epoch seconds of the last salary credit (0 if none)"),
+        FeatureField("salary_change_ts", "Int64",
+                     "epoch seconds of the last salary credit that differed by more than 1% from the one before (0 if none)"),
+        FeatureField("large_transfer_ts", "Array(Int64)",
+                     "epoch seconds of the large outgoing transfers of the last 90 days, newest first"),
     ),
 )
 

@@ -50,6 +50,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from common.account_events import fresh_account_features
 from common.cross_features import with_recent_activity
 from common.features import USER_ACTIVITY, USER_HISTORY
 from common.online_features import MAX_ITEMS, UserFeatures
@@ -84,13 +85,15 @@ DEGRADED_PATHS = frozenset({RETRIEVAL_ORDER, POPULARITY_FALLBACK, LAKE_POPULARIT
 RRF_K = 60.0  # reciprocal-rank fusion constant
 
 
-def with_streamed_activity(user: UserFeatures | None) -> UserFeatures | None:
-    """The user as the ranker sees them: the nightly ``user_history`` (the source of the cross features)
-    with the streamed ``user_activity`` folded in, so what the user did since last night moves the slate."""
+def with_streamed_activity(user: UserFeatures | None, now_ts: float) -> UserFeatures | None:
+    """The user as the ranker sees them at ``now_ts``: the nightly ``user_history`` (the source of the cross
+    features) with the streamed ``user_activity`` folded in, so what the user did since last night moves
+    the slate, and the account features its account state keeps fresh (a salary change this morning)."""
     if user is None or not user.found.get(USER_ACTIVITY.name, False):
         return user
     merged = with_recent_activity(history_row(user), user.values)
-    return replace(user, values={**user.values, **merged}, found={**user.found, USER_HISTORY.name: True})
+    fresh = fresh_account_features(user.values, now_ts)
+    return replace(user, values={**user.values, **merged, **fresh}, found={**user.found, USER_HISTORY.name: True})
 
 
 @dataclass(frozen=True)
@@ -376,7 +379,7 @@ class Pipeline:
         wanted = {*release.scorer.config.numeric, *release.scorer.config.categorical}
         columns = {name: column[rows] for name, column in release.items.columns.items() if name in wanted}
         categories = list(release.catalog.categories[rows])
-        ranked_user = with_streamed_activity(user)
+        ranked_user = with_streamed_activity(user, now_ts)
 
         def score() -> np.ndarray:
             batch = ranker_batch(release.scorer.config, ranked_user, columns, release.catalog.ids(rows), categories, now_ts,

@@ -37,7 +37,7 @@ from common.features import (
 )
 from common.paths import DataPaths
 from spark_jobs import interactions as ix
-from spark_jobs.account_features import account_profile, split_account_events
+from spark_jobs.account_features import account_activity, account_daily, account_profile, split_account_events
 from spark_jobs.item_features import WINDOWS, item_daily, item_features, item_stats, item_totals
 from spark_jobs.jobs import data_paths, day_end, job_parser, parse_date, run_main, step
 from spark_jobs.lake_io import conform_view, read_catalog, read_compacted_events, read_users, write_view
@@ -83,12 +83,14 @@ def build_feature_views(events: DataFrame, catalog: DataFrame, users: DataFrame,
     totals = user_totals(changes).cache()
     items = user_items(changes).cache()
     per_item = item_totals(ix.expand(per_item_day, days, max(WINDOWS))).cache()
+    per_account_day = account_daily(account).cache()
     frames = {
         USER_PROFILE.name: user_profile(totals, user_windows(actions, days), items, users, user_universe,
-                                        account_profile(account, days)),
+                                        account_profile(per_account_day, days)),
         USER_HISTORY.name: user_history(items, user_universe),
         USER_ACTIVITY.name: user_activity(
-            totals, items, session_depth(ix.bucket(ix.daily_sessions(events), days)), user_universe
+            totals, items, session_depth(ix.bucket(ix.daily_sessions(events), days)), user_universe,
+            account_activity(per_account_day, days),
         ),
         ITEM_FEATURES.name: item_features(per_item, catalog, item_universe),
         ITEM_STATS.name: item_stats(per_item, catalog, item_universe),
@@ -96,7 +98,7 @@ def build_feature_views(events: DataFrame, catalog: DataFrame, users: DataFrame,
     created = day_end(days[-1])
     return FeatureViews(
         frames={spec.name: conform_view(ix.with_timestamps(frames[spec.name], created), spec) for spec in BATCH_VIEWS},
-        cached=(daily, changes, user_universe, item_universe, totals, items, per_item),
+        cached=(daily, changes, user_universe, item_universe, totals, items, per_item, per_account_day),
     )
 
 

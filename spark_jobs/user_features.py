@@ -24,7 +24,12 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from common.features import HISTORY_LENGTH, RECENT_LENGTH, TOP_CATEGORIES, USER_ID
-from spark_jobs.account_features import ACCOUNT_FIELDS, with_account_defaults
+from spark_jobs.account_features import (
+    ACCOUNT_ACTIVITY_FIELDS,
+    ACCOUNT_FIELDS,
+    with_account_defaults,
+    with_activity_defaults,
+)
 from spark_jobs.interactions import (
     AGE_DAYS,
     DAY,
@@ -204,9 +209,11 @@ def user_history(items: DataFrame, universe: DataFrame) -> DataFrame:
     return joined.select(*KEY, *(empty_if_null(F.col(c), t).alias(c) for c, t in _HISTORY_ARRAYS.items()))
 
 
-def user_activity(totals: DataFrame, items: DataFrame, sessions: DataFrame, universe: DataFrame) -> DataFrame:
+def user_activity(totals: DataFrame, items: DataFrame, sessions: DataFrame, universe: DataFrame,
+                  account: DataFrame) -> DataFrame:
     """``totals``/``items``: :func:`user_totals`/:func:`user_items` (the same change points);
-    ``sessions``: :func:`session_depth` (its own change points, carried on their own)."""
+    ``sessions``: :func:`session_depth` (its own change points, carried on their own); ``account``:
+    :func:`spark_jobs.account_features.account_activity` (per snapshot)."""
     recent_items = items.where(F.col(RANK) <= RECENT_LENGTH)
     recent = collect_ranked(recent_items, KEY, {"recent_item_ids": "item_id"})
     recent_categories = collect_ranked(
@@ -218,11 +225,12 @@ def user_activity(totals: DataFrame, items: DataFrame, sessions: DataFrame, univ
         .join(recent, KEY, "left")
         .join(recent_categories, KEY, "left")
     )
-    joined = carry_forward(universe, USER_ID, state, sessions)
-    return joined.select(
+    joined = carry_forward(universe, USER_ID, state, sessions).join(account, KEY, "left")
+    return with_activity_defaults(joined.select(
         *KEY,
         F.coalesce(F.col("session_depth"), F.lit(0)).alias("session_depth"),
         F.coalesce(F.col("last_action_ts"), F.lit(0)).alias("last_event_ts"),
         F.coalesce(F.col("last_conv_ts"), F.lit(0)).alias("last_purchase_ts"),
         *(empty_if_null(F.col(c), t).alias(c) for c, t in _ACTIVITY_ARRAYS.items()),
-    )
+        *(F.col(c) for c in ACCOUNT_ACTIVITY_FIELDS),
+    ))

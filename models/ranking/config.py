@@ -29,7 +29,7 @@ HEAVY_TAILED = frozenset({
     "applications_90d", "approvals_total", "declines_total", "session_depth", "price",
     "popularity_7d", "popularity_30d", "popularity_1d", "impressions_1d", "inventory",
     "x_item_views", "x_item_purchases", "x_item_hours_since", "x_cat_views", "x_cat_purchases",
-    "x_cat_hours_since", "card_spend_30d", "large_transfers_90d", "days_since_salary_change",
+    "x_cat_hours_since", "card_spend_30d", "large_transfers_90d", "days_since_salary_change", "salary_credit",
 })
 
 

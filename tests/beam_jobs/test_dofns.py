@@ -122,6 +122,7 @@ def test_user_activity_batch_folds_into_committed_state(catalog_paths, events, f
             "user_id": "r_u1", "event_timestamp": t0, "session_depth": 2, "last_event_ts": t0,
             "last_purchase_ts": 0, "recent_item_ids": ["r_i1", "r_i3"],
             "recent_category_keys": ["Shoes>Running>Trail", "Bags>City"], "recent_category_counts": [1, 1],
+            "salary_credit": 0.0, "salary_credit_ts": 0, "salary_change_ts": 0, "large_transfer_ts": [],
         }, arrival(events, 30.0), None)]))  # r_u2 saw impressions only: no row
 
 

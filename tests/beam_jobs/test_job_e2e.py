@@ -91,6 +91,7 @@ def test_a_new_user_starts_from_the_batch_initialised_row(feast_paths, events, w
         "user_id": "r_u9", "event_timestamp": t0 - 3_600, "session_depth": 4, "last_event_ts": t0 - 3_600,
         "last_purchase_ts": t0 - 7_200, "recent_item_ids": ["r_i3", "r_i2"],
         "recent_category_keys": ["Bags>City", ROAD], "recent_category_counts": [1, 1],
+        "salary_credit": 0.0, "salary_credit_ts": 0, "salary_change_ts": 0, "large_transfer_ts": [],
     }])
     write_lines(feast_paths.incoming("retail") / "seeded.jsonl",
                 [events.line(events.record(90, "view", user="r_u9", item="r_i1", session_id="today"))])

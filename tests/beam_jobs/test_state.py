@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 
+import orjson
 import pytest
 
 from beam_jobs.item_state import (
@@ -43,6 +44,7 @@ def test_user_row_is_hand_computed_and_order_insensitive(events) -> None:
         "user_id": "r_u1", "event_timestamp": t0 + 40, "session_depth": 2, "last_event_ts": t0 + 40,
         "last_purchase_ts": t0 + 40, "recent_item_ids": ["r_i1", "r_i4", "r_i2"],
         "recent_category_keys": [TRAIL, ROAD], "recent_category_counts": [2, 1],
+        "salary_credit": 0.0, "salary_credit_ts": 0, "salary_change_ts": 0, "large_transfer_ts": [],
     }
     for order in itertools.permutations(batch):
         state = UserActivityState("retail")
@@ -89,6 +91,55 @@ def test_seed_merges_the_batch_row_and_is_idempotent(events) -> None:
     assert once["recent_item_ids"] == ["r_i4", "r_i2", "r_i1"]
     assert once["session_depth"] == 1 and once["last_purchase_ts"] == t0 - 500
     assert once["recent_category_keys"] == [TRAIL, ROAD] and once["recent_category_counts"] == [2, 1]
+
+
+def _account(events, n: int, kind: str, day: float, value: float):
+    item = {"salary_credit": "b_acct_salary", "transfer": "b_xfer_out", "card_spend": "b_mcc_travel"}[kind]
+    return _event(events, n, kind, user="b_u1", item=item, seconds=day * 86_400, domain="banking", session_id=None,
+                  value=value)
+
+
+def test_account_events_keep_the_salary_and_transfer_state_in_any_order(events) -> None:
+    """Salary 4000 (day 0), 4000 (day 30), 4600 (day 60): the change is day 60; transfers of 12,000
+    (days 1 and 95) and 200 (small): the 90 days before the newest keep one. Card payments change nothing."""
+    t0 = int(events.t0.timestamp())
+    batch = [_account(events, 1, "salary_credit", 0, 4000.0), _account(events, 2, "salary_credit", 30, 4000.0),
+             _account(events, 3, "salary_credit", 60, 4600.0), _account(events, 4, "transfer", 1, 12_000.0),
+             _account(events, 5, "transfer", 95, 12_000.0), _account(events, 6, "transfer", 96, 200.0),
+             _account(events, 7, "card_spend", 97, 80.0)]
+    rows = set()
+    for order in itertools.permutations(batch):
+        state = UserActivityState("banking")
+        state.apply_all(order, {})
+        row = state.row("b_u1")
+        rows.add((row["salary_credit"], row["salary_credit_ts"], row["salary_change_ts"], tuple(row["large_transfer_ts"]),
+                  row["event_timestamp"], row["last_event_ts"], tuple(row["recent_item_ids"])))
+    day = 86_400
+    assert rows == {(4600.0, t0 + 60 * day, t0 + 60 * day, (t0 + 95 * day,), t0 + 95 * day, 0, ())}
+    assert UserActivityState.from_json(state.to_json()) == state
+    assert not state.apply(_account(events, 8, "card_spend", 98, 10.0), None)  # nightly features only
+
+
+def test_account_state_continues_the_batch_row(events) -> None:
+    """Seeded with the batch's last credit (4000) and change, a credit of 4600 is a change; one of 4010 is not."""
+    t0 = int(events.t0.timestamp())
+    online = {"last_event_ts": 0, "salary_credit": 4000.0, "salary_credit_ts": t0 - 86_400, "salary_change_ts": t0 - 900_000,
+              "large_transfer_ts": [t0 - 3_600]}
+    same = UserActivityState("banking")
+    same.seed(online, {})
+    same.apply(_account(events, 1, "salary_credit", 0, 4010.0), None)
+    assert same.row("b_u1")["salary_change_ts"] == t0 - 900_000
+    state = UserActivityState("banking")
+    state.seed(online, {})
+    state.seed(online, {})  # a replayed seed changes nothing
+    state.apply(_account(events, 1, "salary_credit", 0, 4600.0), None)
+    row = state.row("b_u1")
+    assert (row["salary_credit"], row["salary_change_ts"], row["large_transfer_ts"]) == (4600.0, t0, [t0 - 3_600])
+    assert row["event_timestamp"] == t0
+    old_state = orjson.loads(state.to_json())  # a state committed before the account fields
+    for key in ("salary_credits", "seeded_salary_change_ts", "large_transfers", "last_account_ts"):
+        del old_state[key]
+    assert UserActivityState.from_json(orjson.dumps(old_state)).row("b_u1")["salary_change_ts"] == 0
 
 
 def test_item_counts_follow_the_domain_config(events) -> None:

@@ -142,9 +142,14 @@ def test_unbounded_graph_reaches_the_online_store_and_the_lake(feast_paths, even
     records = [events.record(1, "view", user="r_u7", item="r_i1"),
                events.record(2, "purchase", user="r_u7", item="r_i2", seconds=5, quantity=2),
                events.record(2, "purchase", user="r_u7", item="r_i2", seconds=5, quantity=2),  # duplicate
-               # an account event (common/account_events.py): to the lake, not into user or item state
+               # account events (common/account_events.py): to the lake and the account state of
+               # user_activity, not into the user's items or any item's state
                events.record(3, "card_spend", user="b_u7", item="b_mcc_travel", seconds=7, domain="banking",
-                             session_id=None, value=120.0)]
+                             session_id=None, value=120.0),
+               *(events.record(n, kind, user="b_u7", item=item, seconds=n, domain="banking", session_id=None, value=value)
+                 for n, kind, item, value in ((4, "salary_credit", "b_acct_salary", 4000.0),
+                                              (5, "salary_credit", "b_acct_salary", 4600.0),
+                                              (6, "transfer", "b_xfer_out", 12_000.0)))]
     lines = [SourceLine("pubsub", -1, events.line(r), float(t0)) for r in records] + [
         SourceLine("pubsub", -1, b"{bad", float(t0))]
     stream = (
@@ -168,8 +173,10 @@ def test_unbounded_graph_reaches_the_online_store_and_the_lake(feast_paths, even
     assert list(items["popularity_1d"]) == [0, 0]  # pushed again when their hour left the window
     assert pytest.approx(items["ctr_1d"][1]) == 1 / 20
     assert sorted(read_events(feast_paths, "retail")["event_id"]) == ["e1", "e2"]
-    assert list(read_events(feast_paths, "banking")["event_id"]) == ["e3"]
-    assert not online.user_features("b_u7").values.get("recent_item_ids")
+    assert sorted(read_events(feast_paths, "banking")["event_id"]) == ["e3", "e4", "e5", "e6"]
+    account = online.user_features("b_u7").values
+    assert not account.get("recent_item_ids") and account["last_event_ts"] == 0
+    assert (account["salary_credit"], account["salary_change_ts"], account["large_transfer_ts"]) == (4600.0, t0 + 5, [t0 + 6])
     assert online.item_features(["b_mcc_travel"]).columns["popularity_1d"] in ([None], [0], [])
     codes = sorted(r["reason"]["code"] for r in read_dead_letters(feast_paths, "streaming"))
     assert codes == ["duplicate_event_id", "malformed_json"]

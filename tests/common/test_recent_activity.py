@@ -1,7 +1,9 @@
-"""Folding the streamed ``user_activity`` row into the nightly ``user_history`` row (hand-computed)."""
+"""Folding the streamed ``user_activity`` row into the nightly ``user_history`` row and account features
+(hand-computed; serving's use of both: tests/serving/test_pipeline.py)."""
 
 from __future__ import annotations
 
+from common.account_events import fresh_account_features
 from common.cross_features import (
     CAT_KEYS,
     CAT_LAST_TS,
@@ -11,6 +13,7 @@ from common.cross_features import (
     HIST_ITEM_VIEWS,
     with_recent_activity,
 )
+from common.features import NO_TIME_DAYS
 
 
 def test_activity_counts_are_lower_bounds_and_new_keys_are_appended() -> None:
@@ -33,3 +36,16 @@ def test_a_user_without_nightly_history_gets_one_from_the_stream() -> None:
     row = with_recent_activity(None, {"last_event_ts": 50, "recent_item_ids": ["x"],
                                       "recent_category_keys": ["Tents"], "recent_category_counts": [4]})
     assert (row[HIST_ITEM_IDS], row[CAT_KEYS], row[CAT_VIEWS]) == (["x"], ["Tents"], [4])
+
+
+DAY = 86_400
+
+
+def test_the_streamed_account_state_refreshes_the_nightly_account_features() -> None:
+    now = 1_000 * DAY
+    activity = {"salary_change_ts": now - DAY // 2, "large_transfer_ts": [now - 10 * DAY, now - 89 * DAY, now - 91 * DAY]}
+    assert fresh_account_features(activity, now) == {"days_since_salary_change": 0.5, "large_transfers_90d": 2}
+    assert fresh_account_features({"salary_change_ts": 0, "large_transfer_ts": []}, now) == {"large_transfers_90d": 0}
+    assert fresh_account_features({"salary_change_ts": now - 900 * DAY}, now) == {"days_since_salary_change": NO_TIME_DAYS}
+    assert fresh_account_features({}, now) == {}  # a row without account state: the nightly values stand
+

@@ -10,6 +10,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from common.features import NO_TIME_DAYS
 from common.online_features import ItemFeatures, OnlineFeatures, UserFeatures
 from common.paths import DataPaths
 from common.registry import ArtifactRegistry
@@ -23,6 +24,7 @@ from serving.pipeline import (
     Pipeline,
     Request,
     Result,
+    with_streamed_activity,
 )
 from serving.protocols import FeatureReader
 from serving.release_loader import Release, ReleaseLoader
@@ -269,3 +271,15 @@ def test_the_end_to_end_deadline_caps_the_stages(release, store, settings, regis
     assert seconds < settings.budgets_ms.total / 1000.0 + 0.05
     assert sum(counts("recsys_stage_failures_total", domain="retail", stage="ranking", kind=kind)
                for kind in ("timeout", "deadline")) == 1
+
+
+def test_the_ranker_sees_this_mornings_salary_change() -> None:
+    """serving.pipeline.with_streamed_activity folds the account state in; without a streamed row the user is as read."""
+    now = 1_000 * 86_400
+    values = {"days_since_salary_change": NO_TIME_DAYS, "large_transfers_90d": 0, "last_event_ts": 0,
+              "salary_change_ts": now - 3_600, "large_transfer_ts": [now - 60]}
+    user = UserFeatures("b_u1", values, {"user_activity": True, "user_profile": True})
+    ranked = with_streamed_activity(user, now)
+    assert ranked.values["days_since_salary_change"] == 3_600 / 86_400 and ranked.values["large_transfers_90d"] == 1
+    absent = UserFeatures("b_u1", values, {"user_activity": False, "user_profile": True})
+    assert with_streamed_activity(absent, now) is absent

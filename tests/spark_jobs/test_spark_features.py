@@ -137,6 +137,21 @@ def test_account_features_and_nothing_else_read_the_account_events(views):
     assert views["user_activity"][("b_u1", C10)]["recent_item_ids"] == ["b_p1"]
 
 
+def test_user_activity_carries_the_account_state_the_stream_continues(views):
+    """The batch initialisation of the streamed account state (beam_jobs/user_state.py): b_u1's salary
+    credits of 4000 (03-01 06:00) and 4600 (03-09 06:00), a 12,000 transfer (03-09 15:00)."""
+    bank = views["user_activity"][("b_u1", C10)]
+    assert (bank["salary_credit"], bank["salary_credit_ts"]) == (pytest.approx(4600.0), at(9, 6))
+    assert bank["salary_change_ts"] == at(9, 6)
+    assert bank["large_transfer_ts"] == [at(9, 15)]
+    assert bank["last_event_ts"] == at(10, 12)  # the approval: account events do not move it
+    before = views["user_activity"][("b_u1", C09)]
+    assert (before["salary_credit_ts"], before["salary_change_ts"]) == (at(9, 6), at(9, 6))
+    retail = views["user_activity"][("r_u1", C10)]
+    assert (retail["salary_credit"], retail["salary_credit_ts"], retail["salary_change_ts"]) == (0.0, 0, 0)
+    assert retail["large_transfer_ts"] == []
+
+
 def test_user_history(views):
     h = views["user_history"][("r_u1", C10)]
     assert h["hist_item_ids"] == ["r_i5", "r_i3", "r_i4", "r_i2", "r_i1"]

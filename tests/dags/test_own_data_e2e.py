@@ -94,13 +94,16 @@ def test_the_night_trains_and_publishes_the_declared_domain_and_skips_the_empty_
 
 
 def test_every_user_of_the_domain_gets_k_valid_recommendations_over_http(night: Night) -> None:
-    from loop.service import running_service
+    from loop.service import running_service, write_variant
     from serving.pipeline import DEGRADED_PATHS
 
     items = {row["item_id"] for row in _rows("catalog")}
     users = sorted({row["user_id"] for row in _rows("users")})
     version = night.registry.current(DOMAIN)
-    with running_service([DOMAIN], night.env, log_file=night.root / "service.log") as client:
+    # budgets wide enough that a path is degraded by a fault, not by the test worker beside this one
+    budgets = {"total": 20_000, "user_features": 4_000, "retrieval": 8_000, "item_features": 4_000, "ranking": 4_000}
+    serving_file = write_variant(night.root / "serving.yaml", {}, {"budgets_ms": budgets})
+    with running_service([DOMAIN], night.env, serving_file, log_file=night.root / "service.log") as client:
         client.wait_for_releases({DOMAIN: version}, timeout_s=120)
         for user in users:
             slate = client.recommend(user, DOMAIN, K, device="web", session_id=f"s-{user}")

@@ -68,6 +68,7 @@ class ABOptions:
     lookback_days: int = 28
     srm_threshold: float = 0.001
     source: Source = "compacted"
+    control: str | None = None  # compare the other arms against this one instead of the experiment's control
 
 
 def assigned_users(events: DataFrame) -> DataFrame:
@@ -209,8 +210,9 @@ def analyse(spark: SparkSession, paths: DataPaths, domain: str, start: date, end
         out.update(users=len(totals), impressions=int(totals["impressions"].sum()))
     with step(JOB, f"{domain} comparison") as out:
         observed = totals[ARM].value_counts().to_dict()
-        control = experiment.control if experiment else "control"
-        treatments = experiment.treatments if experiment else sorted(set(observed) - {control})
+        control = options.control or (experiment.control if experiment else "control")
+        arms = [experiment.control, *experiment.treatments] if experiment else sorted(observed)
+        treatments = [arm for arm in arms if arm != control]
         shares = experiment.shares if experiment else {a: 1.0 for a in observed}
         report = ABReport(
             domain=domain, experiment=experiment.name if experiment else None, control=control,
@@ -254,9 +256,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--alpha", type=float, default=0.05, help="significance level (two-sided)")
     parser.add_argument("--power", type=float, default=0.8, help="power for the minimum detectable effect")
     parser.add_argument("--lookback-days", type=int, default=28, help="popularity window of novelty/serendipity")
+    parser.add_argument("--control", default=None,
+                        help="compare the other arms against this arm (default: the experiment's control); e.g. "
+                             "the arm without business boosts, to measure the boosts alone")
     args = parser.parse_args(argv)
     options = ABOptions(ci=args.ci, alpha=args.alpha, power=args.power, n_boot=args.n_boot,
-                        lookback_days=args.lookback_days, source=args.source)
+                        lookback_days=args.lookback_days, source=args.source, control=args.control)
     with job_session("recsys-ab-metrics", args.master) as spark:
         run(spark, data_paths(args), args.domain or writable_domains(), args.start, args.end, options)
     return 0

@@ -46,6 +46,8 @@ def ab_metrics(
     alpha: float = typer.Option(0.05, min=0.0001, max=0.5, help="Two-sided significance level."),
     power: float = typer.Option(0.8, min=0.05, max=0.999, help="Power of the minimum detectable effect."),
     lookback_days: int = typer.Option(28, min=0, help="Popularity window for novelty and serendipity."),
+    control: str | None = typer.Option(None, help="Compare the other arms against this arm (default: the "
+                                       "experiment's control); e.g. the arm without boosts, to measure the boosts alone."),
     master: str | None = typer.Option(None, help="Spark master URL (default local[*])."),
 ) -> None:
     """Per arm and day: CTR, conversion, AOV, revenue per user, cross-sell, coverage, novelty, serendipity,
@@ -58,7 +60,7 @@ def ab_metrics(
     if source not in ("compacted", "raw") or ci not in ("delta", "bootstrap"):
         raise typer.BadParameter("--source is compacted|raw and --ci is delta|bootstrap")
     options = ABOptions(ci=cast(CiMethod, ci), alpha=alpha, power=power, n_boot=n_boot, lookback_days=lookback_days,
-                        source=cast(Source, source))
+                        source=cast(Source, source), control=control)
     started = time.perf_counter()
     typer.echo("starting Spark")
     with job_session("recsys-ab-metrics", master) as spark:

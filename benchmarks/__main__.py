@@ -18,7 +18,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 REPORTS = REPO_ROOT / "reports" / "bench"
 BENCHMARKS = ("ranker", "query_tower", "scann_index", "feature_store", "streaming", "serving_load", "overload",
-              "platform_load", "offline_eval", "own_data", "scale")
+              "platform_load", "offline_eval", "own_data", "scale", "materialize")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,7 +17,7 @@ from benchmarks.__main__ import BENCHMARKS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ENTRY_POINTS = ("ranker", "query_tower", "scann_index", "feature_store", "streaming", "closed_loop", "offline_eval", "serving_load",
-                "overload", "platform_load", "own_data", "scale")
+                "overload", "platform_load", "own_data", "scale", "materialize")
 HELP_TIMEOUT_S = 60  # seconds; importing TensorFlow / feast / Spark alone can take longer on a loaded machine
 
 

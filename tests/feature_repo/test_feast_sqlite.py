@@ -121,3 +121,19 @@ def test_point_in_time_join_reads_the_spark_style_directories(sqlite_store, offl
         offline.old["user_history"]["r_u1"]["hist_item_ids"],
         offline.new["user_history"]["r_u1"]["hist_item_ids"],
     ]
+
+
+def test_materialization_reads_in_entity_chunks_and_loads_the_same_rows(sqlite_store, offline) -> None:
+    """One entity per chunk gives the rows one chunk of every entity gives: the latest per entity."""
+    from feature_repo.store import latest_rows
+
+    start, end = offline.day1 - timedelta(days=1), offline.day2 + timedelta(days=1)
+    for view in sqlite_store.list_feature_views():
+        key = view.join_keys[0]
+        whole = list(latest_rows(view, start, end, chunk_entities=1_000_000))
+        single = list(latest_rows(view, start, end, chunk_entities=1))
+        assert len(whole) == 1 and len(single) == len(whole[0]) > 1, view.name
+        joined = pd.concat(single, ignore_index=True)
+        pd.testing.assert_frame_equal(joined.sort_values(key).reset_index(drop=True),
+                                      whole[0].sort_values(key).reset_index(drop=True))
+        assert joined[key].is_unique

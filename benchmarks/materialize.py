@@ -1,0 +1,100 @@
+"""Materialization as the user base grows: time, rows/s and peak memory, whole read vs entity chunks.
+
+For each size, synthetic ``user_profile`` and ``user_activity`` rows shaped like the Spark job's output
+(one snapshot, ``feature_repo.sample_data``) are written to a temporary data root; then each read
+mode materializes them into a fresh SQLite online store in its own process, so its peak RSS is its
+own: ``whole`` (every entity at once, the behaviour before chunking) and ``chunked``
+(``feature_repo.store.CHUNK_ENTITIES`` entities per read). The modes of one size run back to back.
+
+Run: ``.venv/bin/python -m benchmarks.materialize --users 100000 300000`` (writes
+``reports/bench/materialize.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks import report
+from common.features import USER_ACTIVITY, USER_PROFILE
+from common.paths import REPO_ROOT, DataPaths
+
+REPORT = REPO_ROOT / "reports" / "bench" / "materialize.json"
+SNAPSHOT = datetime(2025, 1, 15, tzinfo=UTC)
+VIEWS = (USER_PROFILE, USER_ACTIVITY)
+WHOLE = 10**12  # entities per read: all of them
+
+
+def write_users(root: Path, users: int) -> None:
+    from feature_repo.sample_data import synthetic_rows, write_source
+
+    rng = np.random.default_rng(0)
+    ids = [f"r_u{k:09d}" for k in range(users)]
+    for spec in VIEWS:
+        for start in range(0, users, 100_000):  # several part files, as Spark writes them
+            write_source(DataPaths(root), spec, synthetic_rows(spec, ids[start:start + 100_000], SNAPSHOT, rng))
+
+
+def materialize_once(root: Path, chunk_entities: int) -> dict[str, float]:
+    """In this process: a fresh SQLite store over ``root``, every user view materialized."""
+    from feature_repo.store import apply, get_store, materialize
+
+    store = get_store(DataPaths(root))
+    apply(store, DataPaths(root))
+    started = time.perf_counter()
+    rows = materialize(store, SNAPSHOT - timedelta(days=1), SNAPSHOT + timedelta(days=1), [v.name for v in VIEWS],
+                       chunk_entities)
+    seconds = time.perf_counter() - started
+    return {"rows": sum(rows.values()), "seconds": round(seconds, 2), "rows_per_s": round(sum(rows.values()) / seconds),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+
+
+def _child(root: Path, chunk_entities: int) -> dict[str, float]:
+    out = subprocess.run([sys.executable, "-m", "benchmarks.materialize", "--child", str(root), str(chunk_entities)],
+                         check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run(sizes: list[int], chunk_entities: int) -> dict[str, object]:
+    results = []
+    for users in sizes:
+        with tempfile.TemporaryDirectory(prefix="materialize-") as tmp:
+            source = Path(tmp) / "source"
+            write_users(source, users)
+            for mode, chunk in (("whole", WHOLE), ("chunked", chunk_entities)):
+                root = Path(tmp) / mode
+                root.mkdir()
+                (root / "features").symlink_to(source / "features")
+                row = {"users": users, "mode": mode, "chunk_entities": min(chunk, users), **_child(root, chunk)}
+                print(json.dumps(row), flush=True)
+                results.append(row)
+    return {"views": [v.name for v in VIEWS], "results": results}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = report.parser("materialize", __doc__, REPORT)
+    parser.add_argument("--users", type=int, nargs="+", default=[100_000, 300_000], help="sizes (users)")
+    parser.add_argument("--chunk", type=int, default=None, help="entities per chunked read (default: the store's)")
+    parser.add_argument("--child", nargs=2, metavar=("ROOT", "CHUNK"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(materialize_once(Path(args.child[0]), int(args.child[1]))))
+        return 0
+    from feature_repo.store import CHUNK_ENTITIES
+
+    payload = run(args.users, args.chunk or CHUNK_ENTITIES)
+    report.write(args.out, payload)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

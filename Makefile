@@ -21,9 +21,8 @@ setup:  ## create .venv from the lock file and install system packages (idempote
 run: setup  ## the main job: generate the demo world and bring the platform up on it
 	$(PY) -m cli run --profile $(PROFILE)
 
-test: setup  ## the full test suite (tiny data profile): two workers, then the wall-clock tests alone
-	$(PY) -m pytest -n 2 --dist loadgroup -m "not exclusive" tests
-	$(PY) -m pytest -m exclusive tests
+test: setup  ## the full test suite (tiny data profile)
+	$(PY) -m pytest tests
 
 bench: setup  ## benchmarks; writes reports/bench/*.json
 	$(PY) -m benchmarks

@@ -1,5 +1,4 @@
-"""Shared fixtures: an isolated data/artifact root per test, one SparkSession per test session; and how
-``make test`` spreads the suite over two pytest-xdist workers (:func:`pytest_collection_modifyitems`)."""
+"""Shared fixtures: an isolated data/artifact root per test, one SparkSession per test session."""
 
 from __future__ import annotations
 
@@ -15,21 +14,6 @@ from common.paths import DataPaths
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-
-
-TESTS = Path(__file__).resolve().parent
-# Directories whose tests share the session-scoped serving world (tests/serving/conftest.py): one worker.
-SHARED_WORLD = frozenset({"serving", "faults", "e2e"})
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """``make test`` runs ``-n 2 --dist loadgroup -m "not exclusive"``, then the ``exclusive`` tests (wall-clock
-    bounds) alone. A worker takes whole groups: one test file, whose module fixtures (an Airflow night, a
-    trained model) are built once, or a directory of :data:`SHARED_WORLD`. Without xdist the mark is inert."""
-    for item in items:
-        relative = item.path.relative_to(TESTS)
-        group = relative.parts[0] if relative.parts[0] in SHARED_WORLD else relative.as_posix()
-        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture

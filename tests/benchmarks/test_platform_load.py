@@ -96,7 +96,6 @@ def small_world(tmp_path_factory: pytest.TempPathFactory):
                        WorldSpec(items=300, users=150, interactions_per_user=8, ranking_users=150))
 
 
-@pytest.mark.exclusive  # a wall-clock bound: run alone (see tests/conftest.py)
 @pytest.mark.slow
 def test_a_short_run_loses_no_event_and_keeps_every_process(small_world, tmp_path: Path) -> None:
     options = Options(seconds=4.0, connections=32, warmup_seconds=1.0, event_batch=5, event_interval_s=0.2,

@@ -171,7 +171,6 @@ def small_world(tmp_path_factory: pytest.TempPathFactory):
                        WorldSpec(items=300, users=150, interactions_per_user=8, ranking_users=150))
 
 
-@pytest.mark.exclusive  # a wall-clock bound: run alone (see tests/conftest.py)
 @pytest.mark.slow
 def test_a_short_run_against_the_real_service_agrees_with_its_metrics(small_world, tmp_path: Path) -> None:
     options = Options(rates=(20.0,), seconds=2.0, warmup_seconds=1.0, warmup_rate=10.0, workers=1,

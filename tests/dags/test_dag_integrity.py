@@ -13,7 +13,6 @@ DAG_IDS = ["feature_materialization", "nightly_retrain"]
 HEAVY = {"tensorflow", "tensorflow_recommenders", "scann", "pyspark", "apache_beam", "feast", "pandas", "pyarrow"}
 
 
-@pytest.mark.exclusive  # a wall-clock bound: run alone (see tests/conftest.py)
 def test_the_dag_folder_loads_without_errors_in_a_few_seconds(dagbag: tuple) -> None:
     bag, seconds = dagbag
     assert bag.import_errors == {}

@@ -89,7 +89,6 @@ def test_salts_randomise_independently() -> None:
     assert abs(agree - 0.5) < 0.02  # independent 50/50 assignments agree half of the time
 
 
-@pytest.mark.exclusive  # a wall-clock bound: run alone (see tests/conftest.py)
 def test_assignment_takes_under_10_microseconds() -> None:
     experiment = experiment_for("retail")
     assert experiment is not None

@@ -32,8 +32,6 @@ from feature_repo.store import apply, get_store
 from serving.app import create_app
 from serving.settings import CircuitSettings, ServingSettings, load_settings
 
-pytestmark = pytest.mark.exclusive  # wall-clock bounds on a real service: run alone (tests/conftest.py)
-
 POLL_SECONDS = 0.5
 LOAD_ALLOWANCE_S = 15.0  # loading a release (TensorFlow retrievers, smoke batch) on a busy 2-core CI box
 ANSWER_WITHIN_S = 1.0  # end to end; the stage budgets add up to 100 ms

@@ -33,8 +33,6 @@ from serving.release_loader import ReleaseLoader
 from serving.releases import ReleaseManager
 from serving.settings import AdmissionSettings, Budgets, ServingSettings, load_settings
 
-pytestmark = pytest.mark.exclusive  # wall-clock bounds on a real service: run alone (tests/conftest.py)
-
 KEY = "test-key-0123456789"
 ROUTE = "/v1/recommendations"
 SLOW = Budgets(total=20_000, user_features=10_000, retrieval=5_000, item_features=2_000, ranking=3_000)

@@ -32,8 +32,6 @@ from common.registry import ArtifactRegistry
 from loop.service import free_port, write_variant
 from serving.front import find_nginx
 
-pytestmark = pytest.mark.exclusive  # wall-clock bounds on a real service: run alone (tests/conftest.py)
-
 KEY = "front-test-key-0123456789"
 ROUTE = "/v1/recommendations"
 BODY = {"user_id": "r_u03", "domain": "retail", "k": 5}

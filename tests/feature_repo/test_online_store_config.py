@@ -34,7 +34,6 @@ def test_the_sqlite_store_runs_in_wal_with_a_busy_timeout(tmp_path):
     assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == int(BUSY_TIMEOUT_SECONDS * 1000)
 
 
-@pytest.mark.exclusive  # a wall-clock bound: run alone (see tests/conftest.py)
 def test_a_read_of_a_stopped_redis_fails_within_the_socket_timeout(tmp_path):
     paths = DataPaths(tmp_path / "data")
     with local_redis() as url:

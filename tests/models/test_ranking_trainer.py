@@ -61,7 +61,6 @@ def test_two_workers_learn_what_one_learns(shards, tmp_path) -> None:
     assert np.corrcoef(scores[0], scores[1])[0, 1] > 0.9  # the same items ranked alike
 
 
-@pytest.mark.exclusive  # a wall-clock bound: run alone (see tests/conftest.py)
 def test_a_dead_worker_fails_the_training_at_once_instead_of_hanging_it(shards, tmp_path) -> None:
     """Worker 2 is killed mid-training: worker 1 would wait in its all-reduce forever; it is stopped."""
     import signal

@@ -252,7 +252,6 @@ def test_the_bounded_pool_refuses_past_workers_plus_queue_and_frees_places() -> 
         pool.shutdown()
 
 
-@pytest.mark.exclusive  # a wall-clock bound: run alone (see tests/conftest.py)
 def test_the_end_to_end_deadline_caps_the_stages(release, store, settings, registry, metric_delta) -> None:
     """A request that arrived most of its total budget ago: the stalled ranker gets only what is left
     (150 ms), not its own 300 ms budget."""

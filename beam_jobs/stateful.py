@@ -32,39 +32,78 @@ from beam_jobs.user_state import UserActivityState
 Clock = Callable[[], float]  # processing time in epoch seconds (a test clock under TestStream)
 
 
-class UserActivityFn(beam.DoFn):
-    """``(user_id, StreamEvent)`` -> ``FeatureUpdate`` at most once per ``flush_seconds`` per user."""
+# The state every keyed function here keeps: the folded state and the bag buffered since the last flush
+# with whether its flush timer is set. (Timer specs are per class: Beam attaches one callback to each.)
+STATE = ReadModifyWriteStateSpec("state", BytesCoder())
+BUFFER = BagStateSpec("buffer", PickleCoder())
+ARMED = ReadModifyWriteStateSpec("armed", BooleanCoder())
 
-    STATE = ReadModifyWriteStateSpec("state", BytesCoder())
-    BUFFER = BagStateSpec("buffer", PickleCoder())  # (event, category) since the last flush
-    ARMED = ReadModifyWriteStateSpec("armed", BooleanCoder())
-    FLUSH = TimerSpec("flush", TimeDomain.REAL_TIME)
 
-    def __init__(self, flush_seconds: float, seed_from: FeastTarget | None, clock: Clock = time.time) -> None:
+class BufferedFn(beam.DoFn):
+    """Per key: ``admit`` an element (it may start the key's state) into a bag; ``flush_seconds`` of
+    processing time after the first buffered one, the class's flush timer folds the bag
+    (:func:`take_buffered`) into the state. Flushing once per key and period batches the pushes.
+    A subclass sets ``process = buffering_process(its FLUSH timer spec)``."""
+
+    def __init__(self, flush_seconds: float, clock: Clock = time.time) -> None:
         self.flush_seconds = flush_seconds
-        self.seed_from = seed_from
         self.clock = clock
 
-    def setup(self) -> None:
-        self.online = None if self.seed_from is None else self.seed_from.open()
+    def admit(self, key: str, value: Any, catalog: StreamCatalog, state: Any) -> Any:
+        """What to buffer for ``value``; may write the key's state first."""
+        raise NotImplementedError
+
+
+def buffering_process(flush_spec: TimerSpec) -> Callable[..., None]:
+    """A :class:`BufferedFn`'s ``process`` for its flush timer (Beam reads the state and timer specs
+    from the parameters' defaults, so the method is made per timer)."""
 
     def process(
-        self,
-        element: tuple[str, StreamEvent],
+        self: BufferedFn,
+        element: tuple[str, Any],
         catalog: StreamCatalog,
         state=beam.DoFn.StateParam(STATE),
         buffer=beam.DoFn.StateParam(BUFFER),
         armed=beam.DoFn.StateParam(ARMED),
-        flush=beam.DoFn.TimerParam(FLUSH),
+        flush=beam.DoFn.TimerParam(flush_spec),
     ) -> None:
-        user_id, event = element
-        if state.read() is None:
-            online_row = None if self.online is None else read_activity_rows(self.online, [user_id]).get(user_id)
-            state.write(start_user_state(event.event.domain, online_row, catalog.categories).to_json())
-        buffer.add((event, catalog.category(event.event.item_id)))
+        key, value = element
+        buffer.add(self.admit(key, value, catalog, state))
         if not armed.read():
             armed.write(True)
             flush.set(Timestamp.of(self.clock() + self.flush_seconds))
+
+    return process
+
+
+def take_buffered(buffer: Any, armed: Any) -> list[Any]:
+    """What the key's bag holds since the last flush; the bag emptied and the timer marked unset."""
+    values = list(buffer.read())
+    buffer.clear()
+    armed.clear()
+    return values
+
+
+class UserActivityFn(BufferedFn):
+    """``(user_id, StreamEvent)`` -> ``FeatureUpdate`` at most once per ``flush_seconds`` per user; a
+    user's first event seeds the state from the online row (``seed_from``) when there is one."""
+
+    FLUSH = TimerSpec("flush", TimeDomain.REAL_TIME)
+
+    def __init__(self, flush_seconds: float, seed_from: FeastTarget | None, clock: Clock = time.time) -> None:
+        super().__init__(flush_seconds, clock)
+        self.seed_from = seed_from
+
+    def setup(self) -> None:
+        self.online = None if self.seed_from is None else self.seed_from.open()
+
+    def admit(self, key: str, value: StreamEvent, catalog: StreamCatalog, state: Any) -> tuple[StreamEvent, Any]:
+        if state.read() is None:
+            online_row = None if self.online is None else read_activity_rows(self.online, [key]).get(key)
+            state.write(start_user_state(value.event.domain, online_row, catalog.categories).to_json())
+        return value, catalog.category(value.event.item_id)
+
+    process = buffering_process(FLUSH)
 
     @on_timer(FLUSH)
     def on_flush(
@@ -74,9 +113,7 @@ class UserActivityFn(beam.DoFn):
         buffer=beam.DoFn.StateParam(BUFFER),
         armed=beam.DoFn.StateParam(ARMED),
     ) -> Iterator[FeatureUpdate]:
-        buffered = list(buffer.read())
-        buffer.clear()
-        armed.clear()
+        buffered = take_buffered(buffer, armed)
         current = UserActivityState.from_json(state.read())
         categories = {e.event.item_id: category for e, category in buffered}
         update = user_update(key, current, [e for e, _ in buffered], categories)
@@ -85,53 +122,34 @@ class UserActivityFn(beam.DoFn):
             yield update
 
 
-class ItemStatsFn(beam.DoFn):
+class ItemStatsFn(BufferedFn):
     """``(item_id, ItemInput)`` -> ``FeatureUpdate`` at most once per ``flush_seconds`` per item, and
     again whenever an hour leaves the item's 1-day window (event-time timer)."""
 
-    STATE = ReadModifyWriteStateSpec("state", BytesCoder())
     AS_OF = ReadModifyWriteStateSpec("as_of", FloatCoder())  # latest event time seen for the item
-    BUFFER = BagStateSpec("buffer", PickleCoder())
-    ARMED = ReadModifyWriteStateSpec("armed", BooleanCoder())
     FLUSH = TimerSpec("flush", TimeDomain.REAL_TIME)
     EXPIRY = TimerSpec("expiry", TimeDomain.WATERMARK)
 
-    def __init__(self, flush_seconds: float, clock: Clock = time.time) -> None:
-        self.flush_seconds = flush_seconds
-        self.clock = clock
-
-    def process(
-        self,
-        element: tuple[str, ItemInput],
-        catalog: StreamCatalog,
-        state=beam.DoFn.StateParam(STATE),
-        buffer=beam.DoFn.StateParam(BUFFER),
-        armed=beam.DoFn.StateParam(ARMED),
-        flush=beam.DoFn.TimerParam(FLUSH),
-    ) -> None:
-        item_id, item_input = element
+    def admit(self, key: str, value: ItemInput, catalog: StreamCatalog, state: Any) -> ItemInput:
         stored = state.read()
-        current = ItemState.from_json(stored) if stored is not None else ItemState(domain=domain_of_id(item_id))
-        current.rebase(catalog.inventory.get(item_id))
+        current = ItemState.from_json(stored) if stored is not None else ItemState(domain=domain_of_id(key))
+        current.rebase(catalog.inventory.get(key))
         state.write(current.to_json())
-        buffer.add(item_input)
-        if not armed.read():
-            armed.write(True)
-            flush.set(Timestamp.of(self.clock() + self.flush_seconds))
+        return value
+
+    process = buffering_process(FLUSH)
 
     @on_timer(FLUSH)
     def on_flush(
         self,
         key=beam.DoFn.KeyParam,
-        state=beam.DoFn.StateParam(STATE),
         as_of_state=beam.DoFn.StateParam(AS_OF),
+        state=beam.DoFn.StateParam(STATE),
         buffer=beam.DoFn.StateParam(BUFFER),
         armed=beam.DoFn.StateParam(ARMED),
         expiry=beam.DoFn.TimerParam(EXPIRY),
     ) -> Iterator[FeatureUpdate]:
-        inputs: list[Any] = list(buffer.read())
-        buffer.clear()
-        armed.clear()
+        inputs = take_buffered(buffer, armed)
         current = ItemState.from_json(state.read())
         arrived = current.apply(inputs)
         latest = [i.counts.latest for i in inputs if isinstance(i, HourDelta)]

@@ -52,17 +52,18 @@ from benchmarks.load_clients import (
 from benchmarks.open_loop import Outcome, open_loop_schedule, percentiles_ms, run_open_loop
 from benchmarks.process_steps import MB, TreeMonitor
 from benchmarks.prom_samples import metric_delta, parse_metrics, select
+from benchmarks.report import REPORTS, write
 from benchmarks.serving_requests import (
     CANDIDATES_PER_RETRIEVER,
-    known_users,
-    request_bodies,
     scrape_settled,
+    world_requests,
+    world_roots,
     write_settings,
 )
+from common.paths import REPO_ROOT
 from loop.service import ServiceProcess, free_port
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-OUT_FILE = REPO_ROOT / "reports" / "bench" / "overload.json"
+OUT_FILE = REPORTS / "overload.json"
 LEVELS = (1.0, 2.0, 3.0)
 TARGET_P99_MS, TARGET_SHED_P99_MS = 100.0, 5.0
 ROUTE = "/v1/recommendations"
@@ -154,7 +155,6 @@ class Options:
 
 def run(options: Options, data_root: Path, artifacts_root: Path, work: Path) -> dict[str, Any]:
     """Start the default service, measure its capacity, then one open-loop level per multiple; the report."""
-    from common.domains import domain as domain_config
     from common.lake import read_catalog
     from common.paths import DataPaths
 
@@ -165,9 +165,8 @@ def run(options: Options, data_root: Path, artifacts_root: Path, work: Path) -> 
 
         write_variant(serving_file, {}, {"admission": {"recommendations": options.admission}}, base=serving_file)
     env.update({"RECSYS_SERVING_FILE": str(serving_file), "RECSYS_API_KEY": API_KEY})
-    users = known_users(data_root, "retail")
+    users, bodies = world_requests(data_root, "retail", options.unknown_share, rng)
     items = read_catalog(DataPaths(data_root), "retail")["item_id"].astype(str).tolist()
-    bodies = request_bodies(users, 20_000, "retail", domain_config("retail").id_prefix, options.unknown_share, rng)
     levels, posters = [], []
     with ExitStack() as stack:
         service = DefaultServing("retail", env, work / "service.log", options.workers, options.front)
@@ -290,16 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", type=Path, default=OUT_FILE, help="JSON report")
     args = parser.parse_args(argv)
-    if (args.data_dir is None) != (args.artifacts_dir is None):
-        parser.error("--data-dir and --artifacts-dir go together")
-    if args.data_dir is None:
-        from benchmarks.serving_world import WorldSpec, ensure_world
-
-        print("preparing the scratch world (built once, then reused) ...", flush=True)
-        world = ensure_world(args.work_dir / "world", WorldSpec())
-        data_root, artifacts_root = world.data_root, world.artifacts_root
-    else:
-        data_root, artifacts_root = args.data_dir.resolve(), args.artifacts_dir.resolve()
+    data_root, artifacts_root = world_roots(parser, args)
     options = Options(levels=tuple(args.levels), seconds=args.seconds, capacity_seconds=args.capacity_seconds,
                       capacity=args.capacity, workers=args.workers, front=args.front,
                       generator_priority=args.generator_priority, admission=args.admission, event_batch=args.event_batch,
@@ -320,9 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps({"capacity_rps": report["capacity_rps"], "workers": report["workers"], "front": report["front"],
                       "generator_priority": report["generator_priority"],
                       "meets_target": report["meets_target"]}))
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=1) + "\n")
-    print(f"report: {args.output}")
+    write(args.output, report)
     return 0
 
 

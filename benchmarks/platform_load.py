@@ -61,7 +61,8 @@ from benchmarks.load_clients import (
 from benchmarks.open_loop import Outcome, percentiles_ms
 from benchmarks.overload import ROUTE
 from benchmarks.process_steps import TreeMonitor
-from benchmarks.serving_requests import known_users, request_bodies
+from benchmarks.report import write
+from benchmarks.serving_requests import world_requests
 from benchmarks.stream_restarts import incoming_backlog, lake_check, wait_drained, wrong_item_counters
 from common.paths import REPO_ROOT, DataPaths
 from common.supervisor import ChildSpec, Supervisor
@@ -252,7 +253,6 @@ def meets_target(report: Mapping[str, Any]) -> dict[str, bool]:
 def run(options: Options, world_data: Path, artifacts_root: Path, work: Path) -> dict[str, Any]:
     """Copy the world, start the platform as ``recsys run`` does, load it, drain, check; the report."""
     from cli.run import _register_features, platform_children, supervising
-    from common.domains import domain as domain_config
     from common.lake import read_catalog
     from loop.service import free_port
 
@@ -260,9 +260,8 @@ def run(options: Options, world_data: Path, artifacts_root: Path, work: Path) ->
     paths = copy_world(world_data, work / "data")
     _register_features(paths, "sqlite")  # as recsys run does before starting the children
     rng = np.random.default_rng(options.seed)
-    users = known_users(paths.root, DOMAIN)
+    users, bodies = world_requests(paths.root, DOMAIN, options.unknown_share, rng)
     items = read_catalog(paths, DOMAIN)["item_id"].astype(str).tolist()
-    bodies = request_bodies(users, 20_000, DOMAIN, domain_config(DOMAIN).id_prefix, options.unknown_share, rng)
     env = {k: v for k, v in os.environ.items() if k != "RECSYS_READ_API_KEY"}  # the clients send no read key
     env.update({"RECSYS_ARTIFACTS_DIR": str(artifacts_root), "RECSYS_API_KEY": API_KEY,
                 "RECSYS_ONLINE_STORE": "sqlite", "TF_CPP_MIN_LOG_LEVEL": env.get("TF_CPP_MIN_LOG_LEVEL", "2")})
@@ -398,9 +397,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(work, ignore_errors=True)
     for line in summary_lines(report):
         print(line)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=1) + "\n")
-    print(f"report: {args.output}")
+    write(args.output, report)
     return 0 if all(report["meets_target"].values()) else 1
 
 

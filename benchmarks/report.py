@@ -11,6 +11,10 @@ from typing import Any
 
 import numpy as np
 
+from common.paths import REPO_ROOT
+
+REPORTS = REPO_ROOT / "reports" / "bench"  # where every benchmark writes its JSON report by default
+
 
 def parser(module: str, doc: str | None, out: Path) -> argparse.ArgumentParser:
     """``python -m benchmarks.<module>``'s parser, described by ``doc``, with ``--out`` (default ``out``)."""

@@ -55,18 +55,18 @@ from benchmarks.prom_samples import (
     metric_delta,
     select,
 )
+from benchmarks.report import REPORTS, write
 from benchmarks.serving_requests import (
     CANDIDATES_PER_RETRIEVER,
     K,
-    known_users,
-    request_bodies,
     scrape,
     scrape_settled,
+    world_requests,
+    world_roots,
     write_settings,
 )
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-OUT_FILE = REPO_ROOT / "reports" / "bench" / "serving_load.json"
+OUT_FILE = REPORTS / "serving_load.json"
 RATES = (50, 100, 150, 200)
 SECONDS = 20.0
 TARGET_RATE, TARGET_P99_MS, TARGET_CANDIDATES = 150, 50.0, 500
@@ -243,13 +243,9 @@ class Options:
 
 def run(options: Options, data_root: Path, artifacts_root: Path, work: Path) -> dict[str, Any]:
     """Start the service on the data root, warm it up, then one bounded run per rate; the report."""
-    from common.domains import domain as domain_config
-
     rng = np.random.default_rng(options.seed)
     serving_file, env = write_settings(work, options.candidates_per_retriever, data_root, artifacts_root)
-    users = known_users(data_root, options.domain)
-    bodies = request_bodies(users, 20_000, options.domain, domain_config(options.domain).id_prefix,
-                            options.unknown_share, rng)
+    _, bodies = world_requests(data_root, options.domain, options.unknown_share, rng)
     started = time.time()
     load_at_start = os.getloadavg()
     results = []
@@ -347,19 +343,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=OUT_FILE, help="JSON report")
     args = parser.parse_args(argv)
 
-    if (args.data_dir is None) != (args.artifacts_dir is None):
-        parser.error("--data-dir and --artifacts-dir go together")
-    if args.data_dir is None:
-        if args.domain != "retail":
-            parser.error("the scratch world is retail only: pass --data-dir/--artifacts-dir to serve another domain")
-        from benchmarks.serving_world import WorldSpec, ensure_world
-
-        print("preparing the scratch world (built once, then reused) ...", flush=True)
-        world = ensure_world(args.work_dir / "world", WorldSpec(items=args.world_items, users=args.world_users),
-                             rebuild=args.rebuild_world)
-        data_root, artifacts_root = world.data_root, world.artifacts_root
-    else:
-        data_root, artifacts_root = args.data_dir.resolve(), args.artifacts_dir.resolve()
+    if args.data_dir is None and args.domain != "retail":
+        parser.error("the scratch world is retail only: pass --data-dir/--artifacts-dir to serve another domain")
+    data_root, artifacts_root = world_roots(parser, args, rebuild=args.rebuild_world, items=args.world_items,
+                                            users=args.world_users)
     options = Options(rates=tuple(args.rates), seconds=args.seconds, warmup_seconds=args.warmup_seconds,
                       domain=args.domain, workers=args.workers, arrivals=args.arrivals,
                       unknown_share=args.unknown_share, candidates_per_retriever=args.candidates_per_retriever,
@@ -377,9 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in report["rates"]:
         print(format_stages(r))
     print(json.dumps({"meets_target": report["meets_target"]}))
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=1) + "\n")
-    print(f"report: {args.output}")
+    write(args.output, report)
     return 0
 
 

@@ -5,6 +5,7 @@ Used by :mod:`benchmarks.serving_load`, :mod:`benchmarks.overload` and :mod:`ben
 
 from __future__ import annotations
 
+import argparse
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +20,22 @@ DEVICES, DEVICE_SHARE = ("web", "ios", "android"), (0.45, 0.30, 0.25)
 K = 10
 # 3 x 200 (the serving default) merge to ~480 distinct candidates on the scratch world, 3 x 250 to ~500
 CANDIDATES_PER_RETRIEVER = 250
+
+
+def world_roots(parser: argparse.ArgumentParser, args: argparse.Namespace, rebuild: bool = False,
+                **spec: int) -> tuple[Path, Path]:
+    """``(data root, artifacts root)``: ``--data-dir``/``--artifacts-dir`` when given (both or neither), else
+    the scratch world under ``--work-dir``/world built with ``spec`` (:class:`~benchmarks.serving_world.WorldSpec`
+    fields), built once and then reused."""
+    if (args.data_dir is None) != (args.artifacts_dir is None):
+        parser.error("--data-dir and --artifacts-dir go together")
+    if args.data_dir is not None:
+        return args.data_dir.resolve(), args.artifacts_dir.resolve()
+    from benchmarks.serving_world import WorldSpec, ensure_world
+
+    print("preparing the scratch world (built once, then reused) ...", flush=True)
+    world = ensure_world(args.work_dir / "world", WorldSpec(**spec), rebuild=rebuild)
+    return world.data_root, world.artifacts_root
 
 
 def known_users(data_root: Path, domain: str) -> list[str]:
@@ -44,6 +61,15 @@ def request_bodies(known_users: Sequence[str], n: int, domain: str, prefix: str,
         context = {"device": DEVICES[devices[i]], "session_id": f"s-{user}-{i // 20}"}
         bodies.append(orjson.dumps({"user_id": user, "domain": domain, "k": K, "context": context}))
     return bodies
+
+
+def world_requests(data_root: Path, domain: str, unknown_share: float, rng: np.random.Generator,
+                   n: int = 20_000) -> tuple[list[str], list[bytes]]:
+    """The domain's known users and ``n`` request bodies for them (see :func:`request_bodies`)."""
+    from common.domains import domain as domain_config
+
+    users = known_users(data_root, domain)
+    return users, request_bodies(users, n, domain, domain_config(domain).id_prefix, unknown_share, rng)
 
 
 def write_settings(work: Path, candidates_per_retriever: int, data_root: Path,

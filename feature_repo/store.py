@@ -6,19 +6,26 @@
 from __future__ import annotations
 
 import logging
+import math
+import os
 import time
 import warnings
 from collections import defaultdict
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from multiprocessing import get_context
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 from feast import FeatureStore, FeatureView
+from feast.repo_config import RepoConfig
 
 from common.paths import DataPaths
+from common.settings import env
 from feature_repo.config import OnlineStore, repo_config, store_dir
 from feature_repo.definitions import Definitions, build_definitions
 
@@ -50,13 +57,14 @@ def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def latest_rows(view: FeatureView, start: datetime, end: datetime,
-                chunk_entities: int = CHUNK_ENTITIES) -> Iterator[pd.DataFrame]:
+def latest_rows(view: FeatureView, start: datetime, end: datetime, chunk_entities: int = CHUNK_ENTITIES,
+                part: int = 0, parts: int = 1) -> Iterator[pd.DataFrame]:
     """The latest row per entity of ``view``'s Parquet offline source with ``start <= event_timestamp <=
     end`` (ties broken by the created timestamp): what Feast's materialization would load, in chunks of
     at most ``chunk_entities`` entities (contiguous key ranges), so memory is bounded whatever the number
     of users. Only the key column of the window is read whole, to cut the ranges; each chunk is one more
-    filtered scan of the source."""
+    filtered scan of the source. With ``parts`` > 1 the ranges are at most a ``parts``-th of the entities
+    and this yields every ``parts``-th of them from ``part`` on: the share of one of ``parts`` writers."""
     source = view.batch_source
     timestamp, created = source.timestamp_field, source.created_timestamp_column
     dataset = ds.dataset(source.path, format="parquet")
@@ -69,15 +77,71 @@ def latest_rows(view: FeatureView, start: datetime, end: datetime,
     else:
         key = ds.field(keys[0])
         entities = pc.unique(dataset.to_table(columns=keys, filter=window).column(0)).sort()
-        ranges = [(key >= entities[i]) & (key <= entities[min(i + chunk_entities, len(entities)) - 1])
-                  for i in range(0, len(entities), chunk_entities)]
-    for entity_range in ranges:
+        size = max(1, min(chunk_entities, math.ceil(len(entities) / parts)))
+        ranges = [(key >= entities[i]) & (key <= entities[min(i + size, len(entities)) - 1])
+                  for i in range(0, len(entities), size)]
+    for entity_range in ranges[part::parts]:
         frame = dataset.to_table(filter=window if entity_range is None else window & entity_range).to_pandas()
         yield frame.sort_values(order).drop_duplicates(keys, keep="last").reset_index(drop=True)
 
 
+@dataclass(frozen=True)
+class Written:
+    """What one writer loaded: rows, chunks, and its seconds reading the source and writing the store."""
+
+    rows: int = 0
+    chunks: int = 0
+    reading: float = 0.0
+    writing: float = 0.0
+
+    def __add__(self, other: Written) -> Written:
+        return Written(self.rows + other.rows, self.chunks + other.chunks, self.reading + other.reading,
+                       self.writing + other.writing)
+
+
+def write_part(store: FeatureStore, view: FeatureView, start: datetime, end: datetime, chunk_entities: int,
+               part: int = 0, parts: int = 1) -> Written:
+    """Write writer ``part`` of ``parts``'s chunks of ``view`` (:func:`latest_rows`) to the online store,
+    ``WRITE_BATCH`` rows per call."""
+    done = Written()
+    chunks = latest_rows(view, start, end, chunk_entities, part, parts)
+    while True:
+        clock = time.perf_counter()
+        chunk = next(chunks, None)
+        reading = time.perf_counter() - clock
+        if chunk is None:
+            return done + Written(reading=reading)
+        clock = time.perf_counter()
+        for offset in range(0, len(chunk), WRITE_BATCH):
+            store.write_to_online_store(view.name, chunk.iloc[offset:offset + WRITE_BATCH])
+        done += Written(len(chunk), 1, reading, time.perf_counter() - clock)
+
+
+def _write_part_in_child(config: RepoConfig, view_name: str, start: datetime, end: datetime, chunk_entities: int,
+                         part: int, parts: int) -> Written:
+    store = FeatureStore(config=config)
+    return write_part(store, store.get_feature_view(view_name), start, end, chunk_entities, part, parts)
+
+
+def takes_concurrent_writers(store: FeatureStore) -> bool:
+    """Whether the online store takes writes from several processes at once (Redis; SQLite locks the file)."""
+    return store.config.online_store.type == "redis"
+
+
+def writers_for(store: FeatureStore) -> int:
+    """Materialization's writer processes: ``RECSYS_MATERIALIZE_WRITERS``, by default one per CPU for a
+    store that takes concurrent writers and one otherwise. More than one on SQLite is refused."""
+    fixed = env().materialize_writers
+    if not takes_concurrent_writers(store):
+        if fixed is not None and fixed > 1:
+            raise ValueError(f"RECSYS_MATERIALIZE_WRITERS={fixed}, but the {store.config.online_store.type} online "
+                             "store takes one writer at a time: unset it or use 1 (or the Redis online store)")
+        return 1
+    return fixed or os.cpu_count() or 1
+
+
 def materialize(store: FeatureStore, start: datetime, end: datetime, views: list[str] | None = None,
-                chunk_entities: int = CHUNK_ENTITIES) -> dict[str, int]:
+                chunk_entities: int = CHUNK_ENTITIES, writers: int | None = None) -> dict[str, int]:
     """Load the latest row per entity with ``start <= event_timestamp <= end`` into the online store and
     record the interval in the registry, as ``FeatureStore.materialize`` does; returns rows per view.
 
@@ -88,31 +152,36 @@ def materialize(store: FeatureStore, start: datetime, end: datetime, views: list
     ``chunk_entities`` entities at a time (:func:`latest_rows`) and writes ``WRITE_BATCH`` rows per call,
     so memory does not grow with the number of users. The write is Feast's own
     (``write_to_online_store``, the path pushes take), so every online store works unchanged (Redis:
-    one pipeline per call). Naive datetimes are taken as UTC. ``views`` restricts the run to those view names.
+    one pipeline per call). ``writers`` processes (default :func:`writers_for`) write disjoint entity
+    ranges side by side; each holds one chunk at a time. Naive datetimes are taken as UTC. ``views``
+    restricts the run to those view names.
     """
     start, end = _utc(start), _utc(end)
+    writers = writers_for(store) if writers is None else writers
+    if writers > 1 and not takes_concurrent_writers(store):
+        raise ValueError(f"{writers} writers: the {store.config.online_store.type} online store takes one at a time")
     written: dict[str, int] = {}
-    for view in store.list_feature_views():
-        if views is not None and view.name not in views:
-            continue
-        reading = writing = 0.0
-        rows = count = 0
-        chunks = latest_rows(view, start, end, chunk_entities)
-        while True:
+    pool = ProcessPoolExecutor(writers, mp_context=get_context("spawn")) if writers > 1 else None
+    try:
+        for view in store.list_feature_views():
+            if views is not None and view.name not in views:
+                continue
             clock = time.perf_counter()
-            chunk = next(chunks, None)
-            reading += time.perf_counter() - clock
-            if chunk is None:
-                break
-            clock = time.perf_counter()
-            for offset in range(0, len(chunk), WRITE_BATCH):
-                store.write_to_online_store(view.name, chunk.iloc[offset:offset + WRITE_BATCH])
-            writing += time.perf_counter() - clock
-            rows, count = rows + len(chunk), count + 1
-        store.registry.apply_materialization(view, store.project, start, end)
-        written[view.name] = rows
-        log.info("materialized %s: %d rows in %d chunks (read in %.1f s, written in %.1f s: %.0f rows/s)", view.name,
-                 rows, count, reading, writing, rows / writing if writing > 0 else 0.0)
+            if pool is None:
+                done = write_part(store, view, start, end, chunk_entities)
+            else:
+                futures = [pool.submit(_write_part_in_child, store.config, view.name, start, end, chunk_entities,
+                                       part, writers) for part in range(writers)]
+                done = sum((f.result() for f in futures), Written())
+            seconds = time.perf_counter() - clock
+            store.registry.apply_materialization(view, store.project, start, end)
+            written[view.name] = done.rows
+            log.info("materialized %s: %d rows in %d chunks by %d writer(s) in %.1f s (%.0f rows/s; reading %.1f s, "
+                     "writing %.1f s summed over writers)", view.name, done.rows, done.chunks, writers, seconds,
+                     done.rows / seconds if seconds > 0 else 0.0, done.reading, done.writing)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
     return written
 
 

@@ -33,3 +33,26 @@ def test_redis_round_trip(offline, redis_url: str, tmp_path):
     stats["event_timestamp"] = offline.day2 + timedelta(hours=3)
     reader.push_item_stats([stats])
     assert reader.item_features(["b_i3"]).columns["impressions_1d"].tolist() == [123_456]
+
+
+def test_two_writer_processes_load_every_row(offline, tmp_path):
+    """Materialization with two writer processes (one chunk of one entity at a time each) into an empty
+    redis-server: every user's and item's latest row is served, and the rows counted are the entities."""
+    from feature_repo.redis_server import local_redis
+
+    with local_redis() as url:
+        store = get_store(DataPaths(tmp_path / "data"), online="redis", redis_url=url)
+        apply(store, offline.paths)
+        rows = materialize(store, offline.day1 - timedelta(days=1), offline.day2 + timedelta(days=1),
+                           chunk_entities=1, writers=2)
+        reader = OnlineFeatures(store)
+        for spec in offline.user_specs:
+            assert rows[spec.name] == len(offline.users)
+        for user_id in offline.users:
+            served = reader.user_features(user_id)
+            assert all(served.found.values()), user_id
+            for spec in offline.user_specs:
+                offline.assert_row_equal(served.values, offline.latest(spec.name, user_id), spec.names)
+        for spec in offline.item_specs:
+            assert rows[spec.name] == len(offline.items)
+            assert reader.item_features(list(offline.items)).found[spec.name].all()

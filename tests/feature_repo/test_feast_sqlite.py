@@ -137,3 +137,29 @@ def test_materialization_reads_in_entity_chunks_and_loads_the_same_rows(sqlite_s
         pd.testing.assert_frame_equal(joined.sort_values(key).reset_index(drop=True),
                                       whole[0].sort_values(key).reset_index(drop=True))
         assert joined[key].is_unique
+
+
+def test_writers_share_the_ranges_without_overlap(sqlite_store, offline) -> None:
+    """Two writers' parts of the chunks are disjoint and together the latest row of every entity."""
+    from feature_repo.store import latest_rows
+
+    start, end = offline.day1 - timedelta(days=1), offline.day2 + timedelta(days=1)
+    for view in sqlite_store.list_feature_views():
+        key = view.join_keys[0]
+        (whole,) = latest_rows(view, start, end)
+        parts = [pd.concat(latest_rows(view, start, end, part=k, parts=2), ignore_index=True) for k in range(2)]
+        assert all(len(p) for p in parts), view.name  # the entities are split, not all given to one writer
+        assert not set(parts[0][key]) & set(parts[1][key])
+        pd.testing.assert_frame_equal(pd.concat(parts).sort_values(key).reset_index(drop=True),
+                                      whole.sort_values(key).reset_index(drop=True))
+
+
+def test_sqlite_takes_one_writer_and_says_so(sqlite_store, offline, monkeypatch: pytest.MonkeyPatch) -> None:
+    from feature_repo.store import materialize, writers_for
+
+    assert writers_for(sqlite_store) == 1
+    with pytest.raises(ValueError, match="takes one"):
+        materialize(sqlite_store, offline.day1, offline.day2, writers=2)
+    monkeypatch.setenv("RECSYS_MATERIALIZE_WRITERS", "2")
+    with pytest.raises(ValueError, match="RECSYS_MATERIALIZE_WRITERS=2"):
+        writers_for(sqlite_store)

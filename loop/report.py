@@ -28,14 +28,16 @@ def _pct(value: float) -> str:
 
 
 def headline_table(results: Mapping[str, DomainAB]) -> str:
-    """Markdown: the headline lift per domain, overall and per day, with its 95% CI and the SRM check."""
-    lines = ["| domain | metric | day | control | treatment | lift | 95% CI of lift | p | SRM p | MDE (rel.) |",
-             "|---|---|---|---:|---:|---:|---|---:|---:|---:|"]
+    """Markdown: the headline lift of each arm against the control per domain, overall and per day, with
+    its 95% CI and the SRM check."""
+    lines = ["| domain | metric | day | arm | control | arm value | lift | 95% CI of lift | p | SRM p | MDE (rel.) |",
+             "|---|---|---|---|---:|---:|---:|---|---:|---:|---:|"]
     for domain, result in results.items():
         for row in result.headline_rows():
             low, high = row["lift_ci"]
             lines.append(
-                f"| {domain} | {row['label']} | {row['day']} | {row['control']:.4g} | {row['treatment']:.4g} | "
+                f"| {domain} | {row['label']} | {row['day']} | {row['arm']} | {row['control']:.4g} | "
+                f"{row['treatment']:.4g} | "
                 f"{_pct(row['lift'])} | [{_pct(low)}, {_pct(high)}] | {row['p_value']:.3g} | {row['srm_p']:.3g}"
                 f"{' MISMATCH' if row['srm_flagged'] else ''} | {_pct(row['mde_relative'])} |")
     return "\n".join(lines)

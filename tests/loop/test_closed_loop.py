@@ -68,4 +68,6 @@ def test_the_ab_table_has_both_arms_with_intervals(study: tuple[StudyResult, Stu
         assert len(result.ab[domain].days) == 2
     saved = orjson.loads((settings.report_dir / "ab.json").read_bytes())
     assert set(saved) == set(DOMAINS)
-    assert "control" in (Path(settings.report_dir) / "ab.md").read_text()
+    table = [line for line in (Path(settings.report_dir) / "ab.md").read_text().splitlines() if line.startswith("| ")]
+    assert table[0].startswith("| domain | metric | day | arm | control | arm value |")
+    assert len(table) > 1 and all(line.split(" | ")[3] == "treatment" for line in table[1:])  # which arm each row is

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from common.online_features import OnlineFeatures
@@ -244,6 +245,12 @@ def _settings(root: Path) -> ServingSettings:
         "data_root": root / "data", "artifacts_root": root / "artifacts", "budgets_ms": BUDGETS})
 
 
+def _published_app(settings: ServingSettings, publish: Callable[..., str], store: OnlineFeatures) -> FastAPI:
+    """The app over ``settings`` with release ``v1`` published under its artifact root."""
+    publish(ArtifactRegistry(settings.artifacts_root), "v1")
+    return create_app(settings, features=store)
+
+
 def _recommend(client: TestClient, user: str) -> dict:
     response = client.post("/v1/recommendations", json={"user_id": user, "domain": "retail", "k": 5})
     assert response.status_code == 200, response.text
@@ -254,8 +261,7 @@ def test_requests_do_not_wait_for_a_stalled_disk_and_a_clean_stop_loses_nothing(
     publish: Callable[..., str], store: OnlineFeatures, tmp_path: Path, metric_delta: type
 ) -> None:
     settings = _settings(tmp_path)
-    publish(ArtifactRegistry(settings.artifacts_root), "v1")
-    app = create_app(settings, features=store)
+    app = _published_app(settings, publish, store)
     services = app.state.services
     delta = metric_delta(services.metrics)
     client = TestClient(app).__enter__()  # exited by hand below, from another thread
@@ -285,8 +291,7 @@ def test_a_full_queue_drops_impressions_counted_but_never_the_request(
     publish: Callable[..., str], store: OnlineFeatures, tmp_path: Path, metric_delta: type
 ) -> None:
     settings = _settings(tmp_path)
-    publish(ArtifactRegistry(settings.artifacts_root), "v1")
-    app = create_app(settings, features=store)
+    app = _published_app(settings, publish, store)
     services = app.state.services
     delta = metric_delta(services.metrics)
     with TestClient(app) as client:
@@ -305,8 +310,7 @@ def test_events_posted_after_a_slate_reach_the_stream_after_its_impressions(
     publish: Callable[..., str], store: OnlineFeatures, tmp_path: Path
 ) -> None:
     settings = _settings(tmp_path).model_copy(update={"api_key": KEY})
-    publish(ArtifactRegistry(settings.artifacts_root), "v1")
-    app = create_app(settings, features=store)
+    app = _published_app(settings, publish, store)
     writer = app.state.services.impressions
     slow = threading.Event()
     with TestClient(app) as client:

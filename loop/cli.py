@@ -55,7 +55,7 @@ def run(
     profile: Annotated[str, typer.Option(help="world profile: tiny, demo or bench")] = "demo",
     days: Annotated[int, typer.Option(min=1, help="simulated days")] = 7,
     retrain: Annotated[str, typer.Option(help="between days: airflow (the nightly DAG), fast (release builder + "
-                                         "promote, no Airflow, no gate) or none")] = "airflow",
+                                         "the DAG's gate in this process, no Airflow) or none")] = "airflow",
     training_days: Annotated[int, typer.Option(min=2, help="training window of the nightly releases")] = 7,
     retrain_every: Annotated[int, typer.Option(min=1, help="retrain after every N-th day (the stream still "
                                                "lands every day's events each night)")] = 1,

@@ -8,7 +8,10 @@
     data quality, features, training sets, training, evaluation, the promotion gate, publish. A
     refused promotion or failed check is an outcome of the loop (the live release keeps serving);
   - ``fast``: the same Spark jobs and the release builder called directly in this process (one shared
-    SparkSession, no Airflow, no gate), then ``promote``: a new release every night.
+    SparkSession, no Airflow), then the DAG's own evaluation of the live release and promotion gate
+    (``orchestration.release_tasks``): a release the gate refuses is not published and the live one
+    keeps serving, as in the DAG. Only the loop's first night (:func:`loop.simulate.prepare_world`,
+    nothing live yet) publishes what it built without the gate, since the loop needs a release to start.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ class NightResult:
     changed: dict[str, bool]  # CURRENT moved this night
     failed_tasks: list[str] = field(default_factory=list)
     stream_events: int = 0
+    gate: dict[str, dict[str, object]] = field(default_factory=dict)  # fast mode: the gate's decision per domain
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -71,10 +75,27 @@ def _free_version(registry: ArtifactRegistry, domain: str, day: date) -> str:
     raise RuntimeError(f"{domain}: no free release version for {day}")
 
 
+def gate_release(domain: str, version: str, day: date) -> dict[str, object]:
+    """The DAG's ``evaluate`` (the live release re-evaluated on the candidate's held-out day) and
+    ``promotion_gate`` on a finalized release: the decision, with ``promote`` and the ``reasons`` of a
+    refusal."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from orchestration.release_tasks import evaluate, promotion_gate
+
+    try:
+        return promotion_gate(domain, evaluate(domain, version, day.isoformat(), []))
+    except AirflowFailException as err:  # how the gate (or the evaluation's data check) refuses
+        return {"version": version, "promote": False, "reasons": [str(err)]}
+
+
 def _fast_night(paths: DataPaths, day: date, domains: Sequence[str], training_days: int,
-                compact_lookback_days: int, master: str) -> list[str]:
-    """The nightly DAG's work without Airflow and without the gate (see the module docstring); returns
-    the domains whose release could not be built (their live release keeps serving)."""
+                compact_lookback_days: int, master: str, gate: bool,
+                decisions: dict[str, dict[str, object]]) -> list[str]:
+    """The nightly DAG's work without Airflow (see the module docstring): with ``gate``, each release is
+    published only if the promotion gate passes it (its decision goes into ``decisions``). Returns the
+    failed steps as the DAG's task ids (``<domain>.build_release`` / ``<domain>.promotion_gate``): those
+    domains' live releases keep serving."""
     from models.release import ReleaseCheckFailed
     from orchestration.build import build_release
     from orchestration.tasks import materialize_day, plan
@@ -100,19 +121,29 @@ def _fast_night(paths: DataPaths, day: date, domains: Sequence[str], training_da
                 log.warning("%s: no release for %s: %s", name, day, err)
                 failed.append(f"{name}.build_release")
                 continue
+            if gate:
+                decisions[name] = gate_release(name, built.version, day)
+                if not decisions[name]["promote"]:
+                    log.warning("%s: release %s refused by the promotion gate: %s", name, built.version,
+                                decisions[name]["reasons"])
+                    failed.append(f"{name}.promotion_gate")
+                    continue
             registry.promote(name, built.version)
         return failed
 
 
 def retrain(day: date, mode: RetrainMode, domains: Sequence[str], training_days: int = 7,
-            compact_lookback_days: int = 2, airflow_home: Path | None = None, master: str = "local[2]") -> NightResult:
-    """Drain the stream, then run the night of ``day`` in ``mode``; never raises for a refused release."""
+            compact_lookback_days: int = 2, airflow_home: Path | None = None, master: str = "local[2]",
+            gate: bool = True) -> NightResult:
+    """Drain the stream, then run the night of ``day`` in ``mode``; never raises for a refused release.
+    ``gate=False`` (fast mode only) publishes every release built (the loop's first night)."""
     paths = DataPaths.default()
     registry = ArtifactRegistry()
     before = {d: registry.current(d) for d in domains}
     started = time.perf_counter()
     streamed = drain_stream(paths)
     ok, failed = True, []
+    decisions: dict[str, dict[str, object]] = {}
     if mode == "airflow":
         from orchestration.runner import run_nightly
 
@@ -123,8 +154,8 @@ def retrain(day: date, mode: RetrainMode, domains: Sequence[str], training_days:
         if not ok:
             log.warning("nightly run of %s did not succeed: %s", day, failed)
     elif mode == "fast":
-        failed = _fast_night(paths, day, domains, training_days, compact_lookback_days, master)
+        failed = _fast_night(paths, day, domains, training_days, compact_lookback_days, master, gate, decisions)
         ok = not failed
     after = {d: registry.current(d) for d in domains}
     return NightResult(day.isoformat(), mode, ok, round(time.perf_counter() - started, 1), after,
-                       {d: after[d] != before[d] for d in domains}, failed, streamed)
+                       {d: after[d] != before[d] for d in domains}, failed, streamed, decisions)

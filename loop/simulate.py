@@ -222,10 +222,12 @@ def run_loop(settings: LoopSettings, client: ServiceClient, progress: bool = Tru
 def prepare_world(profile: str, seed: int, domains: Sequence[str], mode: RetrainMode, training_days: int = 7,
                   airflow_home: Path | None = None, progress: bool = True) -> NightResult:
     """Generate the world of ``profile`` into the data root and build its first releases (the night of
-    the world's last generated day)."""
+    the world's last generated day). Nothing is live yet, so a fast night publishes them without the
+    promotion gate (the loop needs a release to serve); later nights go through the gate."""
     from simulation.generate import generate
 
     spec = get_profile(profile)
     generate(profile, seed, DataPaths.default(), domains=tuple(domains), progress=progress)
     last = spec.start_date + timedelta(days=spec.days - 1)
-    return retrain(last, "fast" if mode == "none" else mode, domains, training_days, airflow_home=airflow_home)
+    return retrain(last, "fast" if mode == "none" else mode, domains, training_days, airflow_home=airflow_home,
+                   gate=False)

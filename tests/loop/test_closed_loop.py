@@ -4,27 +4,42 @@ the night between them (stream -> lake -> Spark -> release builder -> promote) h
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
 import pytest
+import yaml
 
 from common.lake import read_events
 from common.paths import DataPaths
 from common.schemas import validate_event
 from loop.simulate import LoopSettings, event_records
 from loop.study import StudyResult, StudySettings, run_study
+from orchestration.settings import DEFAULT_FILE
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 DOMAINS = ("retail", "banking")
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory: pytest.TempPathFactory) -> tuple[StudyResult, StudySettings]:
+def study(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[StudyResult, StudySettings]]:
     work = tmp_path_factory.mktemp("loop")
+    gate = yaml.safe_load(DEFAULT_FILE.read_text())
+    for policy in (gate["gate"], *gate["gate"]["domains"].values()):
+        # on the tiny world the ranked order does not beat popularity (NDCG@10 ~0.31 vs ~0.40) and a
+        # night's metrics swing by more than 5%: the gate's refusals are tested in
+        # tests/dags/test_nightly_e2e.py; here it must run and let the night's releases through
+        for rule in policy["metrics"].values():
+            rule["tolerance"] = 0.99  # any regression short of losing everything (1.0: the ranked check off)
+        policy["metrics"]["ranked_vs_best_retriever"]["tolerance"] = 1.0
+        policy["metrics"]["ranker_auc"].pop("minimum")
+    (work / "nightly.yaml").write_text(yaml.safe_dump(gate))
     settings = StudySettings(loop=LoopSettings(profile="tiny", days=2, retrain="fast", training_days=7),
                              work_dir=work, report_dir=work / "reports", variants=("on",), ope=False)
-    return run_study(settings, say=print), settings
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("RECSYS_ORCHESTRATION_FILE", str(work / "nightly.yaml"))
+        yield run_study(settings, say=print), settings
 
 
 def test_the_users_events_validate_and_reach_the_lake(study: tuple[StudyResult, StudySettings]) -> None:
@@ -51,6 +66,10 @@ def test_releases_change_between_days(study: tuple[StudyResult, StudySettings]) 
     run = study[0].runs["on"]
     (night,) = run.nights
     assert night.ok and all(night.changed.values())
+    for domain in DOMAINS:  # the fast night went through the DAG's gate, against the live release
+        decision = night.gate[domain]
+        assert decision["promote"] and decision["version"] == night.releases[domain]
+        assert {c["metric"] for c in decision["comparisons"]} >= {"ndcg@10", "ranked_ndcg@10"}
     for domain in DOMAINS:
         by_day = {d.day: d.releases for d in run.days if d.domain == domain}
         assert by_day["2024-03-15"] == [night.releases[domain]] != by_day["2024-03-14"]

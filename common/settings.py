@@ -59,8 +59,8 @@ class PlatformEnv(BaseSettings):
                                                  "per 64 MB of a job's input, 8-4000)")
     trainer_workers: int = Field(1, ge=1, description="ranker trainer processes "
                                  "(MultiWorkerMirroredStrategy when > 1)")
-    materialize_writers: int | None = Field(None, ge=1, description="materialization's writer processes "
-                                            "(default: one per CPU with Redis, 1 with SQLite, which takes no more)")
+    materialize_writers: int = Field(1, ge=1, description="materialization's writer processes (several need "
+                                     "the Redis online store; SQLite takes one)")
     # tools
     chromium: Path | None = Field(None, description="the Chromium the dashboard's browser test drives (default: "
                                   "`chromium` on PATH)")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 import warnings
 from collections import defaultdict
@@ -129,15 +128,14 @@ def takes_concurrent_writers(store: FeatureStore) -> bool:
 
 
 def writers_for(store: FeatureStore) -> int:
-    """Materialization's writer processes: ``RECSYS_MATERIALIZE_WRITERS``, by default one per CPU for a
-    store that takes concurrent writers and one otherwise. More than one on SQLite is refused."""
-    fixed = env().materialize_writers
-    if not takes_concurrent_writers(store):
-        if fixed is not None and fixed > 1:
-            raise ValueError(f"RECSYS_MATERIALIZE_WRITERS={fixed}, but the {store.config.online_store.type} online "
-                             "store takes one writer at a time: unset it or use 1 (or the Redis online store)")
-        return 1
-    return fixed or os.cpu_count() or 1
+    """Materialization's writer processes: ``RECSYS_MATERIALIZE_WRITERS`` (default 1: the writes are
+    CPU-bound, so more only pay on free cores, and the night may run other tasks beside). More than one
+    is refused for a store that takes one writer at a time (SQLite)."""
+    writers = env().materialize_writers
+    if writers > 1 and not takes_concurrent_writers(store):
+        raise ValueError(f"RECSYS_MATERIALIZE_WRITERS={writers}, but the {store.config.online_store.type} online "
+                         "store takes one writer at a time: unset it or use 1 (or the Redis online store)")
+    return writers
 
 
 def materialize(store: FeatureStore, start: datetime, end: datetime, views: list[str] | None = None,

@@ -40,23 +40,23 @@ ARMED = ReadModifyWriteStateSpec("armed", BooleanCoder())
 
 
 class BufferedFn(beam.DoFn):
-    """Per key: ``admit`` an element (it may start the key's state) into a bag; ``flush_seconds`` of
-    processing time after the first buffered one, the class's flush timer folds the bag
+    """Per key: an element is admitted (which may start the key's state) into a bag; ``flush_seconds``
+    of processing time after the first buffered one, the class's flush timer folds the bag
     (:func:`take_buffered`) into the state. Flushing once per key and period batches the pushes.
-    A subclass sets ``process = buffering_process(its FLUSH timer spec)``."""
+    A subclass sets ``process = buffering_process(its FLUSH timer spec, its admit function)``."""
 
     def __init__(self, flush_seconds: float, clock: Clock = time.time) -> None:
         self.flush_seconds = flush_seconds
         self.clock = clock
 
-    def admit(self, key: str, value: Any, catalog: StreamCatalog, state: Any) -> Any:
-        """What to buffer for ``value``; may write the key's state first."""
-        raise NotImplementedError
+
+# (the function, the key, the value, the catalog side input, the key's state) -> what to buffer
+Admit = Callable[[Any, str, Any, StreamCatalog, Any], Any]
 
 
-def buffering_process(flush_spec: TimerSpec) -> Callable[..., None]:
-    """A :class:`BufferedFn`'s ``process`` for its flush timer (Beam reads the state and timer specs
-    from the parameters' defaults, so the method is made per timer)."""
+def buffering_process(flush_spec: TimerSpec, admit: Admit) -> Callable[..., None]:
+    """A :class:`BufferedFn`'s ``process`` for its flush timer, buffering what ``admit`` returns (Beam
+    reads the state and timer specs from the parameters' defaults, so the method is made per timer)."""
 
     def process(
         self: BufferedFn,
@@ -68,7 +68,7 @@ def buffering_process(flush_spec: TimerSpec) -> Callable[..., None]:
         flush=beam.DoFn.TimerParam(flush_spec),
     ) -> None:
         key, value = element
-        buffer.add(self.admit(key, value, catalog, state))
+        buffer.add(admit(self, key, value, catalog, state))
         if not armed.read():
             armed.write(True)
             flush.set(Timestamp.of(self.clock() + self.flush_seconds))
@@ -103,7 +103,7 @@ class UserActivityFn(BufferedFn):
             state.write(start_user_state(value.event.domain, online_row, catalog.categories).to_json())
         return value, catalog.category(value.event.item_id)
 
-    process = buffering_process(FLUSH)
+    process = buffering_process(FLUSH, admit)
 
     @on_timer(FLUSH)
     def on_flush(
@@ -137,7 +137,7 @@ class ItemStatsFn(BufferedFn):
         state.write(current.to_json())
         return value
 
-    process = buffering_process(FLUSH)
+    process = buffering_process(FLUSH, admit)
 
     @on_timer(FLUSH)
     def on_flush(

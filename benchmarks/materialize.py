@@ -35,9 +35,9 @@ import numpy as np
 
 from benchmarks import report
 from common.features import USER_ACTIVITY, USER_PROFILE
-from common.paths import REPO_ROOT, DataPaths
+from common.paths import DataPaths
 
-REPORT = REPO_ROOT / "reports" / "bench" / "materialize.json"
+REPORT = report.REPORTS / "materialize.json"
 SNAPSHOT = datetime(2025, 1, 15, tzinfo=UTC)
 VIEWS = (USER_PROFILE, USER_ACTIVITY)
 WHOLE = 10**12  # entities per read: all of them

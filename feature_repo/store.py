@@ -116,10 +116,18 @@ def write_part(store: FeatureStore, view: FeatureView, start: datetime, end: dat
         done += Written(len(chunk), 1, reading, time.perf_counter() - clock)
 
 
-def _write_part_in_child(config: RepoConfig, view_name: str, start: datetime, end: datetime, chunk_entities: int,
-                         part: int, parts: int) -> Written:
-    store = FeatureStore(config=config)
-    return write_part(store, store.get_feature_view(view_name), start, end, chunk_entities, part, parts)
+_child_store: FeatureStore | None = None  # a writer process's store, opened once by its pool's initializer
+
+
+def _open_child_store(config: RepoConfig) -> None:
+    global _child_store
+    _child_store = FeatureStore(config=config)
+
+
+def _write_part_in_child(view_name: str, start: datetime, end: datetime, chunk_entities: int, part: int,
+                         parts: int) -> Written:
+    assert _child_store is not None, "a writer process starts with _open_child_store"
+    return write_part(_child_store, _child_store.get_feature_view(view_name), start, end, chunk_entities, part, parts)
 
 
 def takes_concurrent_writers(store: FeatureStore) -> bool:
@@ -127,14 +135,15 @@ def takes_concurrent_writers(store: FeatureStore) -> bool:
     return store.config.online_store.type == "redis"
 
 
-def writers_for(store: FeatureStore) -> int:
-    """Materialization's writer processes: ``RECSYS_MATERIALIZE_WRITERS`` (default 1: the writes are
-    CPU-bound, so more only pay on free cores, and the night may run other tasks beside). More than one
-    is refused for a store that takes one writer at a time (SQLite)."""
-    writers = env().materialize_writers
+def writers_for(store: FeatureStore, writers: int | None = None) -> int:
+    """Materialization's writer processes: ``writers``, else ``RECSYS_MATERIALIZE_WRITERS`` (default 1: the
+    writes are CPU-bound, so more only pay on free cores, and the night may run other tasks beside).
+    More than one is refused for a store that takes one writer at a time (SQLite)."""
+    named = "writers" if writers is not None else "RECSYS_MATERIALIZE_WRITERS"
+    writers = env().materialize_writers if writers is None else writers
     if writers > 1 and not takes_concurrent_writers(store):
-        raise ValueError(f"RECSYS_MATERIALIZE_WRITERS={writers}, but the {store.config.online_store.type} online "
-                         "store takes one writer at a time: unset it or use 1 (or the Redis online store)")
+        raise ValueError(f"{named}={writers}, but the {store.config.online_store.type} online store takes one "
+                         "writer at a time: use 1 (or the Redis online store)")
     return writers
 
 
@@ -155,11 +164,10 @@ def materialize(store: FeatureStore, start: datetime, end: datetime, views: list
     restricts the run to those view names.
     """
     start, end = _utc(start), _utc(end)
-    writers = writers_for(store) if writers is None else writers
-    if writers > 1 and not takes_concurrent_writers(store):
-        raise ValueError(f"{writers} writers: the {store.config.online_store.type} online store takes one at a time")
+    writers = writers_for(store, writers)
     written: dict[str, int] = {}
-    pool = ProcessPoolExecutor(writers, mp_context=get_context("spawn")) if writers > 1 else None
+    pool = None if writers == 1 else ProcessPoolExecutor(writers, mp_context=get_context("spawn"),
+                                                         initializer=_open_child_store, initargs=(store.config,))
     try:
         for view in store.list_feature_views():
             if views is not None and view.name not in views:
@@ -168,8 +176,8 @@ def materialize(store: FeatureStore, start: datetime, end: datetime, views: list
             if pool is None:
                 done = write_part(store, view, start, end, chunk_entities)
             else:
-                futures = [pool.submit(_write_part_in_child, store.config, view.name, start, end, chunk_entities,
-                                       part, writers) for part in range(writers)]
+                futures = [pool.submit(_write_part_in_child, view.name, start, end, chunk_entities, part, writers)
+                           for part in range(writers)]
                 done = sum((f.result() for f in futures), Written())
             seconds = time.perf_counter() - clock
             store.registry.apply_materialization(view, store.project, start, end)

@@ -55,6 +55,7 @@ CATALOG_FILE = "catalog.parquet"
 LOGS_DIR = "logs"
 SUMMARY_DIR = "summary"
 SHARDS_DIR = "ranker_shards"  # the ranking set's shards while the ranker trains (removed before finalize)
+EXAMPLES_DIR = "retrieval_examples"  # the retrieval examples' shards while the towers train (removed after)
 CURRENT = "CURRENT"
 HISTORY = "HISTORY"
 STAGING = ".staging"

@@ -113,23 +113,56 @@ def train_retrieval_into(
     settings: Any = None,
     verbose: int = 2,
 ) -> dict[str, Any]:
-    """Fit the two-tower and content towers on ``interactions`` (``user_id, item_id, timestamp,
-    event_type, weight``), build popularity and both ScaNN indexes into ``release/retrieval``."""
-    from models.retrieval.pipeline import RetrievalSettings, build_retrieval_bundle
+    """Fit the two-tower and content towers on an in-memory ``interactions`` frame (``user_id, item_id,
+    timestamp, event_type, weight``), build popularity and both ScaNN indexes into ``release/retrieval``."""
+    from models.retrieval.examples import RetrievalExamples
+    from models.retrieval.popularity import PopularityTable, segments_from
 
     if interactions.empty:
         raise DataError(f"no positive interaction in the training window {window[0]}..{window[1]}")
+    profiles, settings = retrieval_inputs(users, settings)
     interactions = interactions.assign(timestamp=pd.to_datetime(interactions["timestamp"], utc=True))
+    history_length = max(settings.two_tower.history_length, settings.content.history_length)
+    examples = RetrievalExamples.from_interactions(interactions, catalog["item_id"].astype(str), history_length,
+                                                   settings.two_tower.seed)
+    popularity = PopularityTable.build(interactions, retrieval_as_of(window), settings.popularity,
+                                       segments_from(profiles, settings.segment_column))
+    return train_retrieval_from_examples(release, examples, popularity, catalog, profiles, window, settings, verbose)
+
+
+def retrieval_inputs(users: pd.DataFrame | None, settings: Any = None) -> tuple[pd.DataFrame | None, Any]:
+    """The profile columns the query tower reads (``None`` without users) and the settings (default: popularity
+    segments by :func:`segment_column`)."""
+    from models.retrieval.pipeline import RetrievalSettings
+
     profiles = users[["user_id", *profile_columns(users)]] if users is not None and not users.empty else None
-    settings = settings or RetrievalSettings(segment_column=segment_column(profiles) if profiles is not None else None)
-    as_of = pd.Timestamp(window[1], tz="UTC") + pd.Timedelta(days=1)
-    print(f"[release] training retrieval on {len(interactions):,} interactions, {len(catalog):,} items "
+    return profiles, settings or RetrievalSettings(segment_column=segment_column(profiles)
+                                                   if profiles is not None else None)
+
+
+def retrieval_as_of(window: tuple[date, date]) -> pd.Timestamp:
+    """Popularity is scored as of the end of the window's last day."""
+    return pd.Timestamp(window[1], tz="UTC") + pd.Timedelta(days=1)
+
+
+def train_retrieval_from_examples(
+    release: Path, examples: Any, popularity: Any, catalog: pd.DataFrame, profiles: pd.DataFrame | None,
+    window: tuple[date, date], settings: Any, verbose: int = 2,
+) -> dict[str, Any]:
+    """Fit both towers on ``examples`` (:class:`models.retrieval.examples.RetrievalExamples`, streamed), export
+    them with ``popularity`` into ``release/retrieval`` and write ``summary/retrieval.json``."""
+    from models.retrieval.pipeline import train_retrieval_bundle
+
+    if examples.rows == 0:
+        raise DataError(f"no positive interaction on a catalog item in the training window {window[0]}..{window[1]}")
+    print(f"[release] training retrieval on {examples.rows:,} interactions, {len(catalog):,} items "
           f"({window[0]}..{window[1]})", flush=True)
-    result = build_retrieval_bundle(interactions, catalog, release / RETRIEVAL_DIR, profiles, as_of, settings,
-                                    release / LOGS_DIR / RETRIEVAL_DIR, verbose)
+    result = train_retrieval_bundle(examples, popularity, catalog, release / RETRIEVAL_DIR, profiles, settings,
+                                    release / LOGS_DIR / RETRIEVAL_DIR, verbose,
+                                    window=(str(window[0]), str(retrieval_as_of(window))))
     catalog.to_parquet(release / CATALOG_FILE, index=False)
-    summary = {"window": [str(window[0]), str(window[1])], "interactions": len(interactions),
-               "users": int(interactions["user_id"].nunique()), "items": len(catalog),
+    summary = {"window": [str(window[0]), str(window[1])], "interactions": examples.rows,
+               "users": result["training"]["users"], "items": len(catalog),
                "timings": result["timings"], "segment_column": settings.segment_column,
                "losses": {"two_tower": result["training"]["two_tower"]["losses"],
                           "content": result["training"]["content"]["losses"]}}

@@ -1,29 +1,31 @@
-"""Training launcher of the retrieval models: Spark prepares, TensorFlow fits on the driver.
+"""Training launcher of the retrieval models: Spark prepares the examples as shards, TensorFlow streams them.
 
     spark-submit spark_jobs/train_retrieval.py --domain retail --date 2024-03-12 --release 20240313-nightly
     python -m spark_jobs.train_retrieval --help
 
 Spark reads the point-in-time training set ``paths.training(domain, "retrieval")`` (written by
-``spark_jobs/training_sets.py``; when it does not exist, the compacted lake's positive events), keeps
-the ``--days`` days ending at ``--date`` (the logical date: nothing after it is read), and collects the
-``(user, item, time, event, weight)`` rows -- a few bytes each -- to the driver, where the two-tower
-and content towers are fitted with TensorFlow (Keras progress per epoch; TensorBoard logs in the
-release's ``logs/retrieval``) and the ScaNN indexes and popularity tables are built into the staged
-release ``--release`` (:func:`models.release.train_retrieval_into`).
+``spark_jobs/training_sets.py``; when it does not exist, the compacted lake's positive events) and keeps
+the ``--days`` days ending at ``--date`` (the logical date: nothing after it is read). Nothing is
+collected to the driver: Spark builds the training examples (each interaction on a catalog item with
+the user's previous distinct items, :mod:`spark_jobs.retrieval_examples`) and writes them as shuffled
+Parquet shards into the staged release, and aggregates the decayed popularity per segment and item
+(segments x items rows come back). Spark then stops and the two-tower and content towers stream the
+shards through ``tf.data`` (:class:`models.retrieval.examples.RetrievalExamples`: a few chunks in memory
+whatever the window's size; Keras progress per epoch; TensorBoard logs in the release's
+``logs/retrieval``); the ScaNN indexes and the popularity table are built into the staged release
+``--release`` (:func:`models.release.train_retrieval_from_examples`), and the shards are removed.
 
-Scaling out: the Spark half already runs on any cluster (``--master`` / spark-submit). The TensorFlow
-half still fits on the driver: give it a bigger driver (``--driver-memory``, a GPU node) first. The
-ranker's launcher shows the next step (``spark_jobs/train_ranker.py``): Spark writes the prepared rows
-as Parquet shards and a trainer process streams them under ``MultiWorkerMirroredStrategy``
-(:mod:`models.ranking.trainer`). Not done here yet: the retrieval towers also build each user's
-history in Python and their id embeddings train with Keras Adam, which decays the moments of every
-row at every step (O(users) per step); at millions of users they want Adagrad or lazy updates for the
-embedding tables first.
+What still grows with the data in this process: the catalog, the users' profiles (one row each) and
+the user-id embedding table, which Keras Adam updates densely (its moments decay for every row at every
+step: O(users) per step). Scaling out: the Spark half runs on any cluster (``--master`` /
+spark-submit); the towers run on one worker (the ranker's trainer shows the multi-worker form,
+:mod:`models.ranking.trainer`).
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from datetime import date
 
@@ -64,8 +66,9 @@ def to_pandas_utc(frame, time_column: str) -> pd.DataFrame:  # noqa: ANN001  (py
     return out
 
 
-def read_interactions(spark, paths: DataPaths, domain: str, first: date, last: date) -> pd.DataFrame:  # noqa: ANN001
-    """The domain's positive interactions of the window, from the training set or else the compacted lake."""
+def interaction_rows(spark, paths: DataPaths, domain: str, first: date, last: date):  # noqa: ANN001, ANN201
+    """The domain's positive interactions of the window (``INTERACTION_COLUMNS``, a Spark DataFrame), from
+    the training set or else the compacted lake."""
     from pyspark.sql import functions as F
 
     source = paths.training(domain, "retrieval")
@@ -77,7 +80,12 @@ def read_interactions(spark, paths: DataPaths, domain: str, first: date, last: d
 
         events = read_compacted_events(spark, paths, last, first).where(F.col("domain") == domain)
         rows = positive_interactions(events, first, last)
-    return to_pandas_utc(rows.where(F.col("domain") == domain).select(*INTERACTION_COLUMNS), "timestamp")
+    return rows.where(F.col("domain") == domain).select(*INTERACTION_COLUMNS)
+
+
+def read_interactions(spark, paths: DataPaths, domain: str, first: date, last: date) -> pd.DataFrame:  # noqa: ANN001
+    """:func:`interaction_rows` collected to the driver (for sets built there, e.g. the bootstrap ranking set)."""
+    return to_pandas_utc(interaction_rows(spark, paths, domain, first, last), "timestamp")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,21 +94,45 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from dataclasses import replace
 
-    from models.release import segment_column, staged_dir, train_retrieval_into, training_window
-    from models.retrieval.pipeline import RetrievalSettings
+    from pyspark.sql import functions as F
+
+    from common.registry import EXAMPLES_DIR
+    from models.release import (
+        retrieval_as_of,
+        retrieval_inputs,
+        staged_dir,
+        train_retrieval_from_examples,
+        training_window,
+    )
+    from models.retrieval.examples import RetrievalExamples
+    from models.retrieval.popularity import PopularityTable
+    from spark_jobs.retrieval_examples import popularity_scores, retrieval_examples, write_examples
 
     paths = data_paths(args)
-    first, last = training_window(args.date, args.days)
+    window = training_window(args.date, args.days)
     release = staged_dir(args.domain, args.release)
-    with job_session("recsys-train-retrieval", args.master) as spark:
-        interactions = read_interactions(spark, paths, args.domain, first, last)
     catalog, users = read_catalog(paths, args.domain), read_users(paths, args.domain)
-    settings = RetrievalSettings(segment_column=segment_column(users) if not users.empty else None)
+    profiles, settings = retrieval_inputs(users)
     if args.epochs is not None:
         settings = replace(settings, two_tower=replace(settings.two_tower, epochs=args.epochs),
                            content=replace(settings.content, epochs=args.epochs))
-    summary = train_retrieval_into(release, interactions, catalog, users, (first, last), settings,
-                                   verbose=0 if args.quiet else 2)
+    history_length = max(settings.two_tower.history_length, settings.content.history_length)
+    examples_dir, as_of = release / EXAMPLES_DIR, retrieval_as_of(window)
+    with job_session("recsys-train-retrieval", args.master, [paths.training(args.domain, "retrieval")]) as spark:
+        rows = interaction_rows(spark, paths, args.domain, *window)
+        catalog_items = spark.createDataFrame(pd.DataFrame({"item_id": catalog["item_id"].astype(str)}))
+        count = write_examples(retrieval_examples(rows, catalog_items, history_length), examples_dir,
+                               settings.two_tower.seed)
+        segments = None if settings.segment_column is None else spark.read.parquet(str(paths.users(args.domain))) \
+            .select("user_id", F.col(settings.segment_column).cast("string").alias("segment"))
+        scores = popularity_scores(rows, segments, as_of, settings.popularity)
+    print(f"[train-retrieval] {args.domain}: {count:,} examples written to {examples_dir}; popularity of "
+          f"{scores['item_id'].nunique():,} items", flush=True)
+    # Spark has stopped: the towers stream the examples
+    popularity = PopularityTable.from_scores(scores, as_of, settings.popularity)
+    summary = train_retrieval_from_examples(release, RetrievalExamples.from_shards(examples_dir), popularity, catalog,
+                                            profiles, window, settings, verbose=0 if args.quiet else 2)
+    shutil.rmtree(examples_dir, ignore_errors=True)
     print(f"[train-retrieval] {args.domain} -> {release}: {summary['interactions']} interactions, "
           f"timings {summary['timings']}", flush=True)
     return 0

@@ -16,7 +16,8 @@ tastes still gets a content query. The user side has no weights: serving compute
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import itertools
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -29,9 +30,8 @@ from models.retrieval.data import (
     ITEM_INPUTS,
     PAD,
     item_content_inputs,
-    sampling_probabilities,
-    with_histories,
 )
+from models.retrieval.examples import RetrievalExamples, logq
 from models.retrieval.layers import ItemContentEncoder, embed_in_batches, l2_normalize, masked_mean
 
 
@@ -110,48 +110,42 @@ class ContentTower:
         return {"config": asdict(self.config), "losses": self.losses}
 
 
-def content_features(interactions: pd.DataFrame, catalog: pd.DataFrame, history_length: int) -> dict[str, np.ndarray]:
-    """One row per interaction on a catalog item that has at least one earlier catalog item in its history."""
-    content = item_content_inputs(catalog)
-    row_of = {item: row for row, item in enumerate(content["item_id"])}
-    examples = with_histories(interactions, history_length)
-    target = np.array([row_of.get(str(i), -1) for i in examples["item_id"]], dtype="int32")
-    history = np.full((len(examples), history_length), -1, dtype="int32")
-    for i, items in enumerate(examples["history"]):
-        rows = [r for r in (row_of.get(str(x), -1) for x in items) if r >= 0]
-        history[i, : len(rows)] = rows
-    keep = (target >= 0) & (history[:, 0] >= 0)
-    return {
-        "history_rows": history[keep],
-        "item_row": target[keep],
-        "weight": examples["weight"].to_numpy(dtype="float32")[keep],
-        "candidate_prob": sampling_probabilities(examples["item_id"][keep]),
-    }
-
-
 def train_content_tower(
-    interactions: pd.DataFrame,
+    examples: RetrievalExamples | pd.DataFrame,
     catalog: pd.DataFrame,
     config: ContentConfig | None = None,
     log_dir: str | None = None,
     verbose: int = 2,
 ) -> ContentTower:
-    """Fit the content tower on history -> next-item pairs (Keras progress per epoch, TensorBoard logs)."""
+    """Fit the content tower on history -> next-item pairs: the examples with a non-empty history, streamed
+    (an interactions frame is turned into examples first). Keras progress per epoch, TensorBoard logs."""
     config = config or ContentConfig()
     tf.keras.utils.set_random_seed(config.seed)
-    features = content_features(interactions, catalog, config.history_length)
-    if len(features["item_row"]) == 0:
-        raise ValueError("no interaction has a catalog item before it: nothing to train the content tower on")
     content = item_content_inputs(catalog)
+    if isinstance(examples, pd.DataFrame):
+        examples = RetrievalExamples.from_interactions(examples, content["item_id"], config.history_length, config.seed)
+    counts = examples.item_counts(with_history_only=True)
+    total = int(counts.sum())
+    if total == 0:
+        raise ValueError("no interaction has a catalog item before it: nothing to train the content tower on")
     item_tower = ContentItemTower(content, config)
     model = ContentModel(item_tower, content, config.temperature)
     model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
-    dataset = (
-        tf.data.Dataset.from_tensor_slices(features)
-        .shuffle(len(features["item_row"]), seed=config.seed, reshuffle_each_iteration=True)
-        .batch(config.batch_size)
-        .prefetch(tf.data.AUTOTUNE)
-    )
+    catalog_row = pd.Index(content["item_id"])
+    epochs = itertools.count(config.seed)
+
+    def batches() -> Iterator[dict[str, np.ndarray]]:
+        for batch in examples.batches(config.batch_size, config.history_length, seed=next(epochs),
+                                      with_history_only=True):
+            history = catalog_row.get_indexer(batch["history"].ravel()).reshape(batch["history"].shape)
+            yield {"history_rows": history.astype("int32"),  # -1 pads
+                   "item_row": catalog_row.get_indexer(batch["item_id"]).astype("int32"),
+                   "weight": batch["weight"], "candidate_prob": logq(batch["item_id"], counts, total)}
+
+    signature = {"history_rows": tf.TensorSpec([None, config.history_length], tf.int32),
+                 "item_row": tf.TensorSpec([None], tf.int32), "weight": tf.TensorSpec([None], tf.float32),
+                 "candidate_prob": tf.TensorSpec([None], tf.float32)}
+    dataset = tf.data.Dataset.from_generator(batches, output_signature=signature).prefetch(tf.data.AUTOTUNE)
     callbacks = [tf.keras.callbacks.TensorBoard(log_dir, write_graph=False, profile_batch=0)] if log_dir else []
     fitted = model.fit(dataset, epochs=config.epochs, verbose=verbose, callbacks=callbacks)
     return ContentTower(item_tower, config, [float(v) for v in fitted.history["loss"]])

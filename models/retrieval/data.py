@@ -148,10 +148,3 @@ def _number(value: Any) -> float:
         return float(value) if value is not None else float("nan")
     except (TypeError, ValueError):
         return float("nan")
-
-
-def sampling_probabilities(item_ids: pd.Series) -> np.ndarray:
-    """Per row, the share of training rows that carry the row's item: the probability that the item
-    shows up as an in-batch candidate (the logQ correction term)."""
-    frequency = item_ids.map(item_ids.value_counts(normalize=True))
-    return frequency.to_numpy(dtype="float32")

@@ -1,4 +1,5 @@
-"""Train every retriever of one domain from DataFrames and export the bundle (what launchers call)."""
+"""Train every retriever of one domain and export the bundle (what launchers call): from training examples
+and a popularity table (the nightly path, both built by Spark), or from an in-memory interactions frame."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from models.retrieval.content import ContentConfig, train_content_tower
+from models.retrieval.examples import RetrievalExamples
 from models.retrieval.export import export_retrieval
 from models.retrieval.index import IndexConfig
 from models.retrieval.popularity import PopularityConfig, PopularityTable, segments_from
@@ -35,34 +37,53 @@ def build_retrieval_bundle(
     log_dir: Path | None = None,
     verbose: int = 2,
 ) -> dict:
-    """Fit the two-tower and content towers, build popularity as of ``as_of`` (default: the last
-    interaction), export everything to ``out_dir``; returns the bundle description with timings.
-
-    ``interactions``: ``user_id, item_id, timestamp, event_type, weight``; ``catalog``: the catalog
-    contract; ``user_features``: ``user_id`` + profile columns. TensorBoard logs go to
-    ``log_dir/two_tower`` and ``log_dir/content``.
-    """
+    """Everything from an in-memory interactions frame (``user_id, item_id, timestamp, event_type,
+    weight``): its examples and its popularity as of ``as_of`` (default: the last interaction), then
+    :func:`train_retrieval_bundle`. ``catalog``: the catalog contract; ``user_features``: ``user_id`` +
+    profile columns."""
     settings = settings or RetrievalSettings()
-    end = pd.Timestamp(as_of) if as_of is not None else pd.to_datetime(interactions["timestamp"], utc=True).max()
+    times = pd.to_datetime(interactions["timestamp"], utc=True)
+    end = pd.Timestamp(as_of) if as_of is not None else times.max()
+    history_length = max(settings.two_tower.history_length, settings.content.history_length)
+    examples = RetrievalExamples.from_interactions(interactions, catalog["item_id"].astype(str), history_length,
+                                                   settings.two_tower.seed)
+    segments = segments_from(user_features, settings.segment_column)
+    popularity = PopularityTable.build(interactions, end, settings.popularity, segments)
+    return train_retrieval_bundle(examples, popularity, catalog, out_dir, user_features, settings, log_dir, verbose,
+                                  window=(str(times.min()), str(end)))
+
+
+def train_retrieval_bundle(
+    examples: RetrievalExamples,
+    popularity: PopularityTable,
+    catalog: pd.DataFrame,
+    out_dir: Path,
+    user_features: pd.DataFrame | None,
+    settings: RetrievalSettings,
+    log_dir: Path | None = None,
+    verbose: int = 2,
+    window: tuple[str, str] = ("", ""),
+) -> dict:
+    """Fit the two-tower and content towers on ``examples`` (streamed), export them with ``popularity`` to
+    ``out_dir``; returns the bundle description with timings. TensorBoard logs go to
+    ``log_dir/two_tower`` and ``log_dir/content``."""
     timings: dict[str, float] = {}
 
     def logs(name: str) -> str | None:
         return str(log_dir / name) if log_dir else None
 
     start = time.perf_counter()
-    two_tower = train_two_tower(interactions, catalog, user_features, settings.two_tower, logs("two_tower"), verbose)
+    two_tower = train_two_tower(examples, catalog, user_features, settings.two_tower, logs("two_tower"), verbose)
     timings["two_tower_s"] = round(time.perf_counter() - start, 2)
     start = time.perf_counter()
-    content = train_content_tower(interactions, catalog, settings.content, logs("content"), verbose)
+    content = train_content_tower(examples, catalog, settings.content, logs("content"), verbose)
     timings["content_s"] = round(time.perf_counter() - start, 2)
-    segments = segments_from(user_features, settings.segment_column)
-    popularity = PopularityTable.build(interactions, end, settings.popularity, segments)
     start = time.perf_counter()
     training = {
-        "interactions": len(interactions),
-        "users": int(interactions["user_id"].nunique()),
-        "items": int(interactions["item_id"].nunique()),
-        "window": [str(pd.to_datetime(interactions["timestamp"], utc=True).min()), str(end)],
+        "interactions": examples.rows,
+        "users": len(two_tower.query_tower.user_lookup.get_vocabulary()) - 1,  # without the OOV token
+        "items": len(two_tower.candidate_tower.item_lookup.get_vocabulary()) - 1,
+        "window": list(window),
         "segment_column": settings.segment_column,
         "index": asdict(settings.index),
     }

@@ -85,7 +85,13 @@ class PopularityTable:
         user_segments: Mapping[str, str] | None = None,
     ) -> PopularityTable:
         config = config or PopularityConfig()
-        scores = decayed_scores(interactions, as_of, config, user_segments)
+        return cls.from_scores(decayed_scores(interactions, as_of, config, user_segments), as_of, config)
+
+    @classmethod
+    def from_scores(cls, scores: pd.DataFrame, as_of: datetime | pd.Timestamp | str,
+                    config: PopularityConfig) -> PopularityTable:
+        """The table of ``segment, item_id, score`` rows (:func:`decayed_scores`, or Spark's
+        :func:`spark_jobs.retrieval_examples.popularity_scores` for a lake too big for pandas)."""
         ranked_global = scores[scores["segment"] == GLOBAL].sort_values(["score", "item_id"], ascending=[False, True])
         parts = []
         for segment, group in scores.groupby("segment", sort=True):

@@ -22,22 +22,17 @@ embedding of their recent history; a new item gets its content.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import itertools
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from models.keras2 import tf, tfrs
-from models.retrieval.data import (
-    HISTORY_LENGTH,
-    PAD,
-    UserFeatureSpec,
-    item_content_inputs,
-    pad_histories,
-    sampling_probabilities,
-    with_histories,
-)
+from models.retrieval.data import HISTORY_LENGTH, PAD, UserFeatureSpec, item_content_inputs, pad_histories
+from models.retrieval.examples import RetrievalExamples, logq
 from models.retrieval.layers import (
     ItemContentEncoder,
     ItemTaxonomy,
@@ -161,23 +156,27 @@ QUERY_INPUTS = ("user_id", "history", "numeric", "categorical")
 
 
 class TwoTowerModel(tfrs.models.Model):
-    """Trains on preprocessed features: ``{"query": ids, "candidate": ids, "weight", "candidate_prob"}``."""
+    """Trains on ``{"query": preprocessed query ids, "item_row", "weight", "candidate_prob"}``: the candidate
+    side of a row is its catalog row's content, preprocessed once for the whole catalog (``catalog_ids``)."""
 
-    def __init__(self, query_tower: QueryTower, candidate_tower: CandidateTower, temperature: float) -> None:
+    def __init__(self, query_tower: QueryTower, candidate_tower: CandidateTower, temperature: float,
+                 catalog_ids: Mapping[str, np.ndarray]) -> None:
         super().__init__()
         self.query_tower = query_tower
         self.candidate_tower = candidate_tower
+        self.catalog_ids = {name: tf.constant(values) for name, values in catalog_ids.items()}
         self.task = tfrs.tasks.Retrieval(temperature=temperature, remove_accidental_hits=True)
 
     def compute_loss(self, features: Mapping[str, tf.Tensor], training: bool = False) -> tf.Tensor:
         queries = self.query_tower.encode(features["query"], training=training)
-        candidates = self.candidate_tower.encode(features["candidate"], training=training)
+        candidate = {name: tf.gather(ids, features["item_row"]) for name, ids in self.catalog_ids.items()}
+        candidates = self.candidate_tower.encode(candidate, training=training)
         return self.task(
             queries,
             candidates,
             sample_weight=features["weight"],
             candidate_sampling_probability=features["candidate_prob"],
-            candidate_ids=features["candidate"]["item"],
+            candidate_ids=candidate["item"],
             compute_metrics=False,
         )
 
@@ -233,71 +232,78 @@ def _numeric_stats(spec: UserFeatureSpec, user_features: pd.DataFrame | None) ->
     return mean.astype("float32"), np.where(variance > 0, variance, 1.0).astype("float32")
 
 
-def training_features(
-    interactions: pd.DataFrame, catalog: pd.DataFrame, spec: UserFeatureSpec, user_features: pd.DataFrame | None,
-    history_length: int,
-) -> dict[str, np.ndarray]:
-    """One row per interaction on a catalog item: raw query inputs, the item's catalog row, the event
-    weight and the logQ term."""
-    content = item_content_inputs(catalog)
-    examples = with_histories(interactions, history_length)
-    rows = pd.Index(content["item_id"]).get_indexer(examples["item_id"].astype(str))
-    examples, rows = examples[rows >= 0].reset_index(drop=True), rows[rows >= 0]
-    numeric, categorical = spec.encode(examples["user_id"].astype(str).tolist(), user_features)
-    return {
-        "user_id": examples["user_id"].astype(str).to_numpy(dtype=object),
-        "history": pad_histories(examples["history"], history_length),
-        "numeric": numeric,
-        "categorical": categorical,
-        "item_row": rows,
-        "weight": examples["weight"].to_numpy(dtype="float32"),
-        "candidate_prob": sampling_probabilities(examples["item_id"]),
-    }
+class ProfileTable:
+    """Every user's encoded profile, looked up per batch (users without a profile row: NaN / ``column=``)."""
+
+    def __init__(self, spec: UserFeatureSpec, user_features: pd.DataFrame | None) -> None:
+        users = (user_features["user_id"].astype(str).drop_duplicates(keep="last").tolist()
+                 if user_features is not None else [])
+        self.index = pd.Index(users)
+        numeric, categorical = spec.encode([*users, PAD], user_features)  # the last row: no profile
+        self.numeric, self.categorical = numeric, categorical
+
+    def encode(self, user_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        rows = self.index.get_indexer(user_ids)
+        rows = np.where(rows >= 0, rows, len(self.index))
+        return self.numeric[rows], self.categorical[rows]
 
 
 def train_two_tower(
-    interactions: pd.DataFrame,
+    examples: RetrievalExamples | pd.DataFrame,
     catalog: pd.DataFrame,
     user_features: pd.DataFrame | None = None,
     config: TwoTowerConfig | None = None,
     log_dir: str | None = None,
     verbose: int = 2,
 ) -> TwoTower:
-    """Fit the two-tower model. ``verbose`` is Keras' (2 = one progress line per epoch);
-    ``log_dir`` receives TensorBoard scalars (loss per epoch)."""
+    """Fit the two-tower model on ``examples`` (or on an interactions frame, turned into examples) by
+    streaming them (:meth:`RetrievalExamples.batches`). ``verbose`` is Keras' (2 = one progress line per
+    epoch); ``log_dir`` receives TensorBoard scalars (loss per epoch)."""
     config = config or TwoTowerConfig()
     tf.keras.utils.set_random_seed(config.seed)
-    spec = UserFeatureSpec.from_frame(user_features)
-    features = training_features(interactions, catalog, spec, user_features, config.history_length)
-    if len(features["item_row"]) == 0:
-        raise ValueError("no interaction refers to a catalog item: nothing to train on")
     content = item_content_inputs(catalog)
-    items = content["item_id"][np.unique(features["item_row"])]
+    if isinstance(examples, pd.DataFrame):
+        examples = RetrievalExamples.from_interactions(examples, content["item_id"], config.history_length, config.seed)
+    if examples.rows == 0:
+        raise ValueError("no interaction refers to a catalog item: nothing to train on")
+    spec = UserFeatureSpec.from_frame(user_features)
+    profiles = ProfileTable(spec, user_features)
+    counts = examples.item_counts()
+    catalog_row = pd.Index(content["item_id"])
     query = QueryTower(
-        users=features["user_id"],
-        items=items,
+        users=examples.distinct("user_id"),
+        items=np.asarray(counts.index, dtype=object),
         content=content,
         spec=spec,
-        profile_tokens=features["categorical"],
+        profile_tokens=profiles.categorical,
         numeric_stats=_numeric_stats(spec, user_features),
         config=config,
     )
-    candidate = CandidateTower(items, content, config)
-    model = TwoTowerModel(query, candidate, config.temperature)
+    candidate = CandidateTower(np.asarray(counts.index, dtype=object), content, config)
+    model = TwoTowerModel(query, candidate, config.temperature, preprocess_in_batches(candidate, content))
     model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
-    catalog_ids = preprocess_in_batches(candidate, content)
-    prepared = {
-        "query": preprocess_in_batches(query, {k: features[k] for k in QUERY_INPUTS}),
-        "candidate": {k: v[features["item_row"]] for k, v in catalog_ids.items()},
-        "weight": features["weight"],
-        "candidate_prob": features["candidate_prob"],
-    }
-    dataset = (
-        tf.data.Dataset.from_tensor_slices(prepared)
-        .shuffle(len(features["item_row"]), seed=config.seed, reshuffle_each_iteration=True)
-        .batch(config.batch_size)
-        .prefetch(tf.data.AUTOTUNE)
-    )
+    epochs = itertools.count(config.seed)
+
+    def batches() -> Iterator[dict[str, np.ndarray]]:
+        for batch in examples.batches(config.batch_size, config.history_length, seed=next(epochs)):
+            numeric, categorical = profiles.encode(batch["user_id"])
+            yield {"user_id": batch["user_id"], "history": batch["history"], "numeric": numeric,
+                   "categorical": categorical, "item_row": catalog_row.get_indexer(batch["item_id"]).astype("int32"),
+                   "weight": batch["weight"], "candidate_prob": logq(batch["item_id"], counts, examples.rows)}
+
+    signature = {"user_id": tf.TensorSpec([None], tf.string),
+                 "history": tf.TensorSpec([None, config.history_length], tf.string),
+                 "numeric": tf.TensorSpec([None, len(spec.numeric)], tf.float32),
+                 "categorical": tf.TensorSpec([None, len(spec.categorical)], tf.string),
+                 "item_row": tf.TensorSpec([None], tf.int32), "weight": tf.TensorSpec([None], tf.float32),
+                 "candidate_prob": tf.TensorSpec([None], tf.float32)}
+
+    def prepared(batch: dict[str, tf.Tensor]) -> dict[str, Any]:
+        return {"query": query.preprocess({k: batch[k] for k in QUERY_INPUTS}), "item_row": batch["item_row"],
+                "weight": batch["weight"], "candidate_prob": batch["candidate_prob"]}
+
+    dataset = (tf.data.Dataset.from_generator(batches, output_signature=signature)
+               .map(prepared, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE))
     callbacks = [tf.keras.callbacks.TensorBoard(log_dir, write_graph=False, profile_batch=0)] if log_dir else []
     fitted = model.fit(dataset, epochs=config.epochs, verbose=verbose, callbacks=callbacks)
     return TwoTower(model, config, spec, [float(v) for v in fitted.history["loss"]])

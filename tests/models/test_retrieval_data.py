@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
 
 from models.retrieval.data import (
     UserFeatureSpec,
@@ -12,9 +17,9 @@ from models.retrieval.data import (
     item_content_inputs,
     latest_histories,
     pad_histories,
-    sampling_probabilities,
     with_histories,
 )
+from models.retrieval.examples import RetrievalExamples, logq, padded, write_meta
 
 
 def _ts(hour: int) -> pd.Timestamp:
@@ -72,8 +77,47 @@ def test_implicit_interactions_weights_from_domain_config() -> None:
     assert out["weight"].tolist() == [1.0, 2.0, 4.0]
 
 
-def test_sampling_probabilities_are_row_shares() -> None:
-    assert sampling_probabilities(pd.Series(["a", "a", "b", "a"])).tolist() == [0.75, 0.75, 0.25, 0.75]
+def test_logq_is_the_items_share_of_rows() -> None:
+    counts = pd.Series({"a": 3, "b": 1})
+    assert logq(np.array(["a", "b", "a", "z"], dtype=object), counts, 4).tolist() == [0.75, 0.25, 0.75, 0.0]
+
+
+def _examples_world() -> pd.DataFrame:
+    return pd.DataFrame({"user_id": ["u1"] * 4 + ["u2"] * 2, "item_id": ["a", "b", "a", "gone", "b", "c"],
+                         "timestamp": [_ts(i) for i in (0, 1, 2, 3, 0, 1)], "weight": [1.0, 2.0, 1.0, 1.0, 4.0, 1.0]})
+
+
+def test_examples_keep_catalog_items_and_stream_padded_batches_in_every_order() -> None:
+    examples = RetrievalExamples.from_interactions(_examples_world(), ["a", "b", "c"], history_length=2)
+    assert examples.rows == 5  # "gone" is not in the catalog
+    rows = {(u, i, tuple(h)) for batch in examples.batches(2, 2, seed=3)
+            for u, i, h in zip(batch["user_id"], batch["item_id"], batch["history"].tolist(), strict=True)}
+    assert rows == {("u1", "a", ("", "")), ("u1", "b", ("a", "")), ("u1", "a", ("b", "")),
+                    ("u2", "b", ("", "")), ("u2", "c", ("b", ""))}
+    first = [b["item_id"].tolist() for b in examples.batches(5, 2, seed=1)]
+    assert first != [b["item_id"].tolist() for b in examples.batches(5, 2, seed=2)]  # reshuffled per epoch
+    assert examples.item_counts().to_dict() == {"a": 2, "b": 2, "c": 1}
+    assert examples.item_counts(with_history_only=True).to_dict() == {"a": 1, "b": 1, "c": 1}
+    assert examples.distinct("user_id").tolist() == ["u1", "u2"]
+    with_history = [h for b in examples.batches(8, 2, with_history_only=True) for h in b["history"].tolist()]
+    assert sorted(with_history) == [["a", ""], ["b", ""], ["b", ""]]
+
+
+def test_padding_reads_sliced_and_null_lists() -> None:
+    lists = pa.array([["a", "b", "c"], None, [], ["d"]], pa.list_(pa.string())).slice(1)
+    assert padded(lists, 2).tolist() == [["", ""], ["", ""], ["d", ""]]
+    assert padded(pa.array([["x", "y", "z"]], pa.list_(pa.string())).slice(0), 2).tolist() == [["x", "y"]]
+
+
+def test_examples_from_shards_refuse_a_partial_write(tmp_path: Path) -> None:
+    table = RetrievalExamples.from_interactions(_examples_world(), ["a", "b", "c"], 2).source
+    pq.write_table(table.slice(0, 3), tmp_path / "part-0.parquet")
+    pq.write_table(table.slice(3), tmp_path / "part-1.parquet")
+    write_meta(tmp_path, 5)
+    assert RetrievalExamples.from_shards(tmp_path).rows == 5
+    write_meta(tmp_path, 6)
+    with pytest.raises(ValueError, match="partial"):
+        RetrievalExamples.from_shards(tmp_path)
 
 
 def test_user_feature_spec_encodes_frames_and_requests_alike() -> None:

@@ -16,8 +16,8 @@ whatever the window's size; Keras progress per epoch; TensorBoard logs in the re
 ``--release`` (:func:`models.release.train_retrieval_from_examples`), and the shards are removed.
 
 What still grows with the data in this process: the catalog, the users' profiles (one row each) and
-the user-id embedding table, which Keras Adam updates densely (its moments decay for every row at every
-step: O(users) per step). Scaling out: the Spark half runs on any cluster (``--master`` /
+the user-id embedding table (trained by Adagrad, which updates only the rows of a step's ids:
+:func:`models.retrieval.two_tower.id_tables_apart`). Scaling out: the Spark half runs on any cluster (``--master`` /
 spark-submit); the towers run on one worker (the ranker's trainer shows the multi-worker form,
 :mod:`models.ranking.trainer`).
 """

@@ -56,7 +56,8 @@ class TwoTowerConfig:
     id_dropout: float = 0.3
     batch_size: int = 1024
     epochs: int = 5
-    learning_rate: float = 0.005
+    learning_rate: float = 0.005  # Adam, for every weight but the id embedding tables
+    embedding_learning_rate: float = 0.1  # Adagrad, for the user and item id tables (sparse updates)
     seed: int = 0
 
 
@@ -248,6 +249,25 @@ class ProfileTable:
         return self.numeric[rows], self.categorical[rows]
 
 
+def id_tables_apart(model: TwoTowerModel, config: TwoTowerConfig) -> Any:
+    """Adagrad for the id embedding tables (user ids, history and candidate item ids), Adam for the rest.
+
+    Adam decays its moments for every row of a table at every step, so a step would cost O(users); Adagrad
+    updates only the rows of the batch's ids (a sparse apply), so a step's cost follows the batch."""
+    def tables() -> list[tf.Variable]:
+        return [model.query_tower.user_embedding.embeddings, model.query_tower.history_embedding.embeddings,
+                model.candidate_tower.item_embedding.embeddings]
+
+    def rest() -> list[tf.Variable]:
+        sparse = {v.ref() for v in tables()}
+        return [v for v in model.trainable_variables if v.ref() not in sparse]
+
+    return tfrs.experimental.optimizers.CompositeOptimizer([
+        (tf.keras.optimizers.legacy.Adagrad(config.embedding_learning_rate), tables),
+        (tf.keras.optimizers.legacy.Adam(config.learning_rate), rest),
+    ])
+
+
 def train_two_tower(
     examples: RetrievalExamples | pd.DataFrame,
     catalog: pd.DataFrame,
@@ -281,7 +301,7 @@ def train_two_tower(
     )
     candidate = CandidateTower(np.asarray(counts.index, dtype=object), content, config)
     model = TwoTowerModel(query, candidate, config.temperature, preprocess_in_batches(candidate, content))
-    model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
+    model.compile(optimizer=id_tables_apart(model, config))
     epochs = itertools.count(config.seed)
 
     def batches() -> Iterator[dict[str, np.ndarray]]:

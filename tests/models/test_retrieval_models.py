@@ -128,7 +128,9 @@ def test_two_tower_beats_random_for_seen_and_unseen_users(world: World, two_towe
     users, truth = _held_out(world, seen=False)  # unseen users without profile: only the history can help
     without_history = two_tower.query_embeddings(users, [[] for _ in users])
     with_history = two_tower.query_embeddings(users, [world.histories[u] for u in users])
-    assert _recall(ids, vectors, with_history, truth) > 2 * _recall(ids, vectors, without_history, truth)
+    # 80 users, two held-out items each: a hit is 1/160 of recall. Across training seeds the history's gain
+    # was 2.0-4.0x here (Adagrad id tables) and 2.6-3.1x (Adam everywhere)
+    assert _recall(ids, vectors, with_history, truth) > 1.5 * _recall(ids, vectors, without_history, truth)
 
 
 def test_training_reduces_loss_and_writes_tensorboard_logs(two_tower: TwoTower, logs: Path) -> None:
@@ -272,3 +274,33 @@ def test_cli_train_needs_weights_or_a_domain(world: World, tmp_path: Path) -> No
             "--out", str(tmp_path / "bundle")]
     result = CliRunner().invoke(app, args)
     assert result.exit_code != 0 and "--domain" in result.output
+
+
+def test_a_step_moves_only_the_id_rows_of_its_own_batch(world: World) -> None:
+    """The id tables train with sparse updates: a user absent from a step keeps their row (Adam's moments
+    would move every row that ever had a gradient, at every step: O(users) per step)."""
+    from models.keras2 import tf
+    from models.retrieval.data import pad_histories
+
+    config = TwoTowerConfig(embedding_dim=8, id_dim=8, hidden=8, epochs=1, batch_size=64, id_dropout=0.0)
+    trained = train_two_tower(world.train.head(400), world.catalog, None, config, verbose=0)
+    first, second = world.train["user_id"].head(400).unique()[:2]
+    catalog_row = pd.Index(world.catalog["item_id"])
+
+    def step(user: str) -> None:
+        rows = world.train[world.train["user_id"] == user].head(8)
+        inputs = {"user_id": rows["user_id"].to_numpy(object), "history": pad_histories([[]] * len(rows), config.history_length),
+                  "numeric": np.zeros((len(rows), 0), "float32"), "categorical": np.zeros((len(rows), 0), object)}
+        batch = {"query": trained.query_tower.preprocess(inputs), "weight": np.ones(len(rows), "float32"),
+                 "item_row": catalog_row.get_indexer(rows["item_id"]).astype("int32"),
+                 "candidate_prob": np.full(len(rows), 0.01, "float32")}
+        trained.model.fit(tf.data.Dataset.from_tensors(batch), epochs=1, verbose=0)
+
+    table = trained.query_tower.user_embedding.embeddings
+    row = {user: int(trained.query_tower.user_lookup(tf.constant([user]))[0]) for user in (first, second)}
+    step(first)
+    before = table.numpy().copy()
+    step(second)
+    after = table.numpy()
+    assert not np.allclose(before[row[second]], after[row[second]])  # the batch's user moved
+    np.testing.assert_array_equal(before[row[first]], after[row[first]])  # the absent user did not

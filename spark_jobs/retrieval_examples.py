@@ -9,11 +9,10 @@ items, the only thing that comes back to the driver).
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from models.retrieval.examples import EXAMPLE_COLUMNS, write_meta
+from models.retrieval.examples import EXAMPLE_COLUMNS, RetrievalExamples, write_meta
 from models.retrieval.popularity import GLOBAL, PopularityConfig
 
 if TYPE_CHECKING:
@@ -43,17 +42,16 @@ def retrieval_examples(interactions: DataFrame, catalog_items: DataFrame, histor
                        F.col("weight").cast("float"), history.alias("history"))
 
 
-def write_examples(examples: DataFrame, directory: Path, seed: int = 0,
-                   rows_per_shard: int = ROWS_PER_SHARD, min_shards: int = 1) -> int:
-    """Write ``examples`` as ``part-*.parquet`` shards in random order (rows spread over the shards at
-    random, then shuffled inside each), then ``examples.json``; returns the row count."""
+def write_examples(examples: DataFrame, directory: Path, seed: int = 0, rows_per_shard: int = ROWS_PER_SHARD) -> int:
+    """Write ``examples`` as ``part-*.parquet`` shards of at most ``rows_per_shard`` rows in random order (rows
+    spread over the session's shuffle partitions at random, then shuffled inside each), then
+    ``examples.json``; returns the row count (from the shards' metadata: no extra pass over the data)."""
     from pyspark.sql import functions as F
 
-    rows = examples.count()
-    shards = max(min_shards, math.ceil(rows / rows_per_shard))
-    shuffled = (examples.withColumn("_r", F.rand(seed)).repartition(shards, "_r").sortWithinPartitions("_r")
+    shuffled = (examples.withColumn("_r", F.rand(seed)).repartition("_r").sortWithinPartitions("_r")
                 .select(*EXAMPLE_COLUMNS))
-    shuffled.write.mode("overwrite").parquet(str(directory))
+    shuffled.write.mode("overwrite").option("maxRecordsPerFile", rows_per_shard).parquet(str(directory))
+    rows = RetrievalExamples.from_shards(directory).rows
     write_meta(directory, rows)
     return rows
 

@@ -33,9 +33,10 @@ import pandas as pd
 
 from common.lake import read_catalog, read_users
 from common.paths import DataPaths
-from spark_jobs.jobs import data_paths, day_end, day_start, job_parser, parse_date, run_main
+from spark_jobs.jobs import data_paths, day_end, day_start, job_parser, parse_date, run_main, step
 from spark_jobs.session import job_session
 
+JOB = "train-retrieval"
 INTERACTION_COLUMNS = ["user_id", "item_id", "timestamp", "event_type", "weight"]
 
 
@@ -120,14 +121,16 @@ def main(argv: list[str] | None = None) -> int:
     examples_dir, as_of = release / EXAMPLES_DIR, retrieval_as_of(window)
     with job_session("recsys-train-retrieval", args.master, [paths.training(args.domain, "retrieval")]) as spark:
         rows = interaction_rows(spark, paths, args.domain, *window)
-        catalog_items = spark.createDataFrame(pd.DataFrame({"item_id": catalog["item_id"].astype(str)}))
-        count = write_examples(retrieval_examples(rows, catalog_items, history_length), examples_dir,
-                               settings.two_tower.seed)
-        segments = None if settings.segment_column is None else spark.read.parquet(str(paths.users(args.domain))) \
-            .select("user_id", F.col(settings.segment_column).cast("string").alias("segment"))
-        scores = popularity_scores(rows, segments, as_of, settings.popularity)
-    print(f"[train-retrieval] {args.domain}: {count:,} examples written to {examples_dir}; popularity of "
-          f"{scores['item_id'].nunique():,} items", flush=True)
+        catalog_items = spark.read.parquet(str(paths.catalog(args.domain))).select("item_id")
+        with step(JOB, "examples") as counts:
+            counts["rows"] = write_examples(retrieval_examples(rows, catalog_items, history_length), examples_dir,
+                                            settings.two_tower.seed)
+            counts["shards"] = len(RetrievalExamples.from_shards(examples_dir).source)
+        with step(JOB, "popularity") as counts:
+            segments = None if settings.segment_column is None else spark.read.parquet(str(paths.users(args.domain))) \
+                .select("user_id", F.col(settings.segment_column).cast("string").alias("segment"))
+            scores = popularity_scores(rows, segments, as_of, settings.popularity)
+            counts["items"], counts["segments"] = scores["item_id"].nunique(), scores["segment"].nunique()
     # Spark has stopped: the towers stream the examples
     popularity = PopularityTable.from_scores(scores, as_of, settings.popularity)
     summary = train_retrieval_from_examples(release, RetrievalExamples.from_shards(examples_dir), popularity, catalog,
@@ -139,4 +142,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_main(main, "train-retrieval"))
+    sys.exit(run_main(main, JOB))

@@ -115,18 +115,13 @@ def train_retrieval_into(
 ) -> dict[str, Any]:
     """Fit the two-tower and content towers on an in-memory ``interactions`` frame (``user_id, item_id,
     timestamp, event_type, weight``), build popularity and both ScaNN indexes into ``release/retrieval``."""
-    from models.retrieval.examples import RetrievalExamples
-    from models.retrieval.popularity import PopularityTable, segments_from
+    from models.retrieval.pipeline import frame_inputs
 
     if interactions.empty:
         raise DataError(f"no positive interaction in the training window {window[0]}..{window[1]}")
     profiles, settings = retrieval_inputs(users, settings)
     interactions = interactions.assign(timestamp=pd.to_datetime(interactions["timestamp"], utc=True))
-    history_length = max(settings.two_tower.history_length, settings.content.history_length)
-    examples = RetrievalExamples.from_interactions(interactions, catalog["item_id"].astype(str), history_length,
-                                                   settings.two_tower.seed)
-    popularity = PopularityTable.build(interactions, retrieval_as_of(window), settings.popularity,
-                                       segments_from(profiles, settings.segment_column))
+    examples, popularity = frame_inputs(interactions, catalog, profiles, retrieval_as_of(window), settings)
     return train_retrieval_from_examples(release, examples, popularity, catalog, profiles, window, settings, verbose)
 
 

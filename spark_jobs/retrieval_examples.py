@@ -42,18 +42,19 @@ def retrieval_examples(interactions: DataFrame, catalog_items: DataFrame, histor
                        F.col("weight").cast("float"), history.alias("history"))
 
 
-def write_examples(examples: DataFrame, directory: Path, seed: int = 0, rows_per_shard: int = ROWS_PER_SHARD) -> int:
+def write_examples(examples: DataFrame, directory: Path, seed: int = 0,
+                   rows_per_shard: int = ROWS_PER_SHARD) -> RetrievalExamples:
     """Write ``examples`` as ``part-*.parquet`` shards of at most ``rows_per_shard`` rows in random order (rows
     spread over the session's shuffle partitions at random, then shuffled inside each), then
-    ``examples.json``; returns the row count (from the shards' metadata: no extra pass over the data)."""
+    ``examples.json``; returns the shards (rows counted from their metadata: no extra pass over the data)."""
     from pyspark.sql import functions as F
 
     shuffled = (examples.withColumn("_r", F.rand(seed)).repartition("_r").sortWithinPartitions("_r")
                 .select(*EXAMPLE_COLUMNS))
     shuffled.write.mode("overwrite").option("maxRecordsPerFile", rows_per_shard).parquet(str(directory))
-    rows = RetrievalExamples.from_shards(directory).rows
-    write_meta(directory, rows)
-    return rows
+    written = RetrievalExamples.from_shards(directory)
+    write_meta(directory, written.rows)
+    return written
 
 
 def popularity_scores(interactions: DataFrame, segments: DataFrame | None, as_of: pd.Timestamp,

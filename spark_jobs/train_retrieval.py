@@ -105,7 +105,6 @@ def main(argv: list[str] | None = None) -> int:
         train_retrieval_from_examples,
         training_window,
     )
-    from models.retrieval.examples import RetrievalExamples
     from models.retrieval.popularity import PopularityTable
     from spark_jobs.retrieval_examples import popularity_scores, retrieval_examples, write_examples
 
@@ -117,15 +116,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.epochs is not None:
         settings = replace(settings, two_tower=replace(settings.two_tower, epochs=args.epochs),
                            content=replace(settings.content, epochs=args.epochs))
-    history_length = max(settings.two_tower.history_length, settings.content.history_length)
     examples_dir, as_of = release / EXAMPLES_DIR, retrieval_as_of(window)
     with job_session("recsys-train-retrieval", args.master, [paths.training(args.domain, "retrieval")]) as spark:
         rows = interaction_rows(spark, paths, args.domain, *window)
         catalog_items = spark.read.parquet(str(paths.catalog(args.domain))).select("item_id")
         with step(JOB, "examples") as counts:
-            counts["rows"] = write_examples(retrieval_examples(rows, catalog_items, history_length), examples_dir,
-                                            settings.two_tower.seed)
-            counts["shards"] = len(RetrievalExamples.from_shards(examples_dir).source)
+            examples = write_examples(retrieval_examples(rows, catalog_items, settings.history_length), examples_dir,
+                                      settings.two_tower.seed)
+            counts["rows"], counts["shards"] = examples.rows, len(examples.source)
         with step(JOB, "popularity") as counts:
             segments = None if settings.segment_column is None else spark.read.parquet(str(paths.users(args.domain))) \
                 .select("user_id", F.col(settings.segment_column).cast("string").alias("segment"))
@@ -133,8 +131,8 @@ def main(argv: list[str] | None = None) -> int:
             counts["items"], counts["segments"] = scores["item_id"].nunique(), scores["segment"].nunique()
     # Spark has stopped: the towers stream the examples
     popularity = PopularityTable.from_scores(scores, as_of, settings.popularity)
-    summary = train_retrieval_from_examples(release, RetrievalExamples.from_shards(examples_dir), popularity, catalog,
-                                            profiles, window, settings, verbose=0 if args.quiet else 2)
+    summary = train_retrieval_from_examples(release, examples, popularity, catalog, profiles, window, settings,
+                                            verbose=0 if args.quiet else 2)
     shutil.rmtree(examples_dir, ignore_errors=True)
     print(f"[train-retrieval] {args.domain} -> {release}: {summary['interactions']} interactions, "
           f"timings {summary['timings']}", flush=True)

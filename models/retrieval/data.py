@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from common.domains import domain
 from common.features import RECENT_LENGTH
@@ -85,8 +86,21 @@ def latest_histories(interactions: pd.DataFrame, length: int = HISTORY_LENGTH) -
 
 def pad_histories(histories: Iterable[Sequence[str]], length: int = HISTORY_LENGTH) -> np.ndarray:
     """A ``[n, length]`` object array of item ids, padded with ``""`` (longer lists are cut)."""
-    rows = [list(h)[:length] + [PAD] * (length - min(len(h), length)) for h in histories]
-    return np.array(rows, dtype=object).reshape(len(rows), length)
+    return padded(pa.array([list(h) for h in histories], pa.list_(pa.string())), length)
+
+
+def padded(lists: pa.ListArray, length: int) -> np.ndarray:
+    """A ``[n, length]`` object array of a list column's first ``length`` values, ``""`` padded (vectorised)."""
+    lists = lists.fill_null(pa.scalar([], lists.type)) if lists.null_count else lists
+    offsets = lists.offsets.to_numpy()
+    starts = offsets[:-1] - offsets[0]
+    values = lists.values.slice(offsets[0], offsets[-1] - offsets[0]).to_numpy(zero_copy_only=False)
+    sizes = np.minimum(np.diff(offsets), length)
+    out = np.full((len(lists), length), PAD, dtype=object)
+    for position in range(length):
+        rows = np.flatnonzero(sizes > position)
+        out[rows, position] = values[starts[rows] + position]
+    return out
 
 
 @dataclass(frozen=True)

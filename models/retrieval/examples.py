@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from models.retrieval.data import PAD, with_histories
+from models.retrieval.data import padded, with_histories
 
 EXAMPLE_COLUMNS = ("user_id", "item_id", "weight", "history")
 EXAMPLES_META = "examples.json"
@@ -118,20 +118,6 @@ class RetrievalExamples:
             }
             for first in range(0, chunk.num_rows, batch_size):
                 yield {name: values[first:first + batch_size] for name, values in arrays.items()}
-
-
-def padded(lists: pa.ListArray, length: int) -> np.ndarray:
-    """A ``[n, length]`` object array of a list column's first ``length`` values, ``""`` padded (vectorised)."""
-    lists = lists.fill_null(pa.scalar([], lists.type)) if lists.null_count else lists
-    offsets = lists.offsets.to_numpy()
-    starts = offsets[:-1] - offsets[0]
-    values = lists.values.slice(offsets[0], offsets[-1] - offsets[0]).to_numpy(zero_copy_only=False)
-    sizes = np.minimum(np.diff(offsets), length)
-    out = np.full((len(lists), length), PAD, dtype=object)
-    for position in range(length):
-        rows = np.flatnonzero(sizes > position)
-        out[rows, position] = values[starts[rows] + position]
-    return out
 
 
 def logq(item_ids: np.ndarray, counts: pd.Series, total: int) -> np.ndarray:

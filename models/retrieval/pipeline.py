@@ -26,6 +26,21 @@ class RetrievalSettings:
     index: IndexConfig = field(default_factory=IndexConfig)
     segment_column: str | None = None  # profile column that defines popularity segments
 
+    @property
+    def history_length(self) -> int:
+        """The examples' history length: the longer of the two towers'."""
+        return max(self.two_tower.history_length, self.content.history_length)
+
+
+def frame_inputs(interactions: pd.DataFrame, catalog: pd.DataFrame, user_features: pd.DataFrame | None,
+                 as_of: datetime | pd.Timestamp, settings: RetrievalSettings) -> tuple[RetrievalExamples, PopularityTable]:
+    """The towers' examples and the popularity table of an in-memory interactions frame (``user_id, item_id,
+    timestamp, event_type, weight``); the nightly launcher has Spark build both instead."""
+    examples = RetrievalExamples.from_interactions(interactions, catalog["item_id"].astype(str), settings.history_length,
+                                                   settings.two_tower.seed)
+    segments = segments_from(user_features, settings.segment_column)
+    return examples, PopularityTable.build(interactions, as_of, settings.popularity, segments)
+
 
 def build_retrieval_bundle(
     interactions: pd.DataFrame,
@@ -44,11 +59,7 @@ def build_retrieval_bundle(
     settings = settings or RetrievalSettings()
     times = pd.to_datetime(interactions["timestamp"], utc=True)
     end = pd.Timestamp(as_of) if as_of is not None else times.max()
-    history_length = max(settings.two_tower.history_length, settings.content.history_length)
-    examples = RetrievalExamples.from_interactions(interactions, catalog["item_id"].astype(str), history_length,
-                                                   settings.two_tower.seed)
-    segments = segments_from(user_features, settings.segment_column)
-    popularity = PopularityTable.build(interactions, end, settings.popularity, segments)
+    examples, popularity = frame_inputs(interactions, catalog, user_features, end, settings)
     return train_retrieval_bundle(examples, popularity, catalog, out_dir, user_features, settings, log_dir, verbose,
                                   window=(str(times.min()), str(end)))
 
@@ -81,8 +92,8 @@ def train_retrieval_bundle(
     start = time.perf_counter()
     training = {
         "interactions": examples.rows,
-        "users": len(two_tower.query_tower.user_lookup.get_vocabulary()) - 1,  # without the OOV token
-        "items": len(two_tower.candidate_tower.item_lookup.get_vocabulary()) - 1,
+        "users": two_tower.query_tower.user_lookup.vocabulary_size() - 1,  # without the OOV token
+        "items": two_tower.candidate_tower.item_lookup.vocabulary_size() - 1,
         "window": list(window),
         "segment_column": settings.segment_column,
         "index": asdict(settings.index),

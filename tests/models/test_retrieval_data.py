@@ -17,9 +17,10 @@ from models.retrieval.data import (
     item_content_inputs,
     latest_histories,
     pad_histories,
+    padded,
     with_histories,
 )
-from models.retrieval.examples import RetrievalExamples, logq, padded, write_meta
+from models.retrieval.examples import RetrievalExamples, logq, write_meta
 
 
 def _ts(hour: int) -> pd.Timestamp:

@@ -40,10 +40,10 @@ def test_spark_examples_equal_the_pandas_ones(spark, interactions: pd.DataFrame,
     catalog = spark.createDataFrame(pd.DataFrame({"item_id": CATALOG}))
     frame = retrieval_examples(spark.createDataFrame(interactions), catalog, history_length=5, lookback=1_000)
     assert tuple(frame.columns) == EXAMPLE_COLUMNS
-    rows = write_examples(frame, tmp_path / "examples", seed=1, rows_per_shard=200)
+    written = write_examples(frame, tmp_path / "examples", seed=1, rows_per_shard=200)
     from_spark = RetrievalExamples.from_shards(tmp_path / "examples")
     expected = RetrievalExamples.from_interactions(interactions, CATALOG, history_length=5)
-    assert rows == from_spark.rows == expected.rows == int(interactions["item_id"].isin(CATALOG).sum())
+    assert written.rows == from_spark.rows == expected.rows == int(interactions["item_id"].isin(CATALOG).sum())
     assert len(from_spark.source) >= 3  # about one shard per 200 rows
     assert _rows(from_spark.batches(64, 5, seed=0)) == _rows(expected.batches(64, 5))
     users = [b["user_id"][:20].tolist() for b in from_spark.batches(600, 5)]

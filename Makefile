@@ -3,6 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 PROFILE ?= demo
+TEST_WORKERS ?= 2  # pytest-xdist workers for make test (one per core of the CI machine)
 
 export SPARK_LOCAL_IP := 127.0.0.1
 export PYSPARK_PYTHON := $(abspath $(PY))
@@ -22,7 +23,7 @@ run: setup  ## the main job: generate the demo world and bring the platform up o
 	$(PY) -m cli run --profile $(PROFILE)
 
 test: setup  ## the full test suite (tiny data profile)
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 bench: setup  ## benchmarks; writes reports/bench/*.json
 	$(PY) -m benchmarks

@@ -33,3 +33,11 @@ def spark():
     session = build_session("recsys-tests", master="local[2]", shuffle_partitions=2)
     yield session
     session.stop()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Files holding ``slow`` tests first: ``make test`` runs two pytest-xdist workers, each taking a whole
+    file at a time (``--dist loadfile``, so no module fixture is built twice), and the longest runs should
+    start at once while the short files fill in beside them."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)

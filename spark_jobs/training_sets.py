@@ -9,8 +9,10 @@
   from the user_history row as of the impression. Array fields are not copied (the history arrays are
   consumed by the cross features).
 - ``retrieval``: one row per positive interaction (``positive_events`` of the domain config) --
-  ``event_id``, ``domain``, ``user_id``, ``item_id``, ``event_type``, ``weight``, ``timestamp`` -- with
-  every field of the ``retrieval_v1`` views (user_profile, user_activity) as of the interaction.
+  ``event_id``, ``domain``, ``user_id``, ``item_id``, ``event_type``, ``weight``, ``timestamp``. No view is
+  joined: the towers build each example's history from the interactions themselves
+  (:mod:`spark_jobs.retrieval_examples`, the shape of the real-time ``recent_item_ids``) and read nothing
+  else, so an as-of join per interaction would be paid every night for columns nobody reads.
 
 Feature values are joined as Feast would (see :mod:`spark_jobs.point_in_time`): never a value that
 became true after the example. Labels need the CONVERSION_WINDOW after ``--end`` to have happened:
@@ -39,8 +41,6 @@ from spark_jobs.session import job_session
 JOB = "training-sets"
 CONVERSION_WINDOW = timedelta(hours=24)
 RANKING_VIEWS = tuple(s for s in FEATURE_SERVICES["ranking_v1"] if s is not REQUEST_CONTEXT)
-RETRIEVAL_VIEWS = FEATURE_SERVICES["retrieval_v1"]
-VIEWS = tuple(dict.fromkeys((*RANKING_VIEWS, *RETRIEVAL_VIEWS)))
 
 
 def labelled_impressions(events: DataFrame, first: date, last: date) -> DataFrame:
@@ -87,10 +87,6 @@ def ranking_set(examples: DataFrame, views: Mapping[FeatureViewSpec, DataFrame])
     return add_ranking_features(joined, EVENT_TIMESTAMP).drop(*arrays)
 
 
-def retrieval_set(examples: DataFrame, views: Mapping[FeatureViewSpec, DataFrame]) -> DataFrame:
-    return join_views(examples, {s: views[s] for s in RETRIEVAL_VIEWS}, "timestamp")
-
-
 def domain_views(
     views: Mapping[FeatureViewSpec, DataFrame], name: str, first: date, last: date
 ) -> dict[FeatureViewSpec, DataFrame]:
@@ -112,14 +108,13 @@ def run_training_sets(
     """Build and write both sets for each domain; returns rows written by (domain, set name)."""
     events = read_compacted_events(spark, paths, last + timedelta(days=1), first)
     names = domains or [r["domain"] for r in events.select("domain").distinct().orderBy("domain").collect()]
-    views = {spec: read_view(spark, paths, spec) for spec in VIEWS}
+    views = {spec: read_view(spark, paths, spec) for spec in RANKING_VIEWS}
     written: dict[tuple[str, str], int] = {}
     for name in names:
         in_domain = events.where(F.col("domain") == name)
-        in_views = domain_views(views, name, first, last)
-        sets = {"retrieval": retrieval_set(positive_interactions(in_domain, first, last), in_views)}
+        sets = {"retrieval": positive_interactions(in_domain, first, last)}
         if domain_config(name).logs_impressions:
-            sets["ranking"] = ranking_set(labelled_impressions(in_domain, first, last), in_views)
+            sets["ranking"] = ranking_set(labelled_impressions(in_domain, first, last), domain_views(views, name, first, last))
         else:  # its ranker bootstraps from the retrievers (spark_jobs/bootstrap_ranking.py), after they train
             print(f"[{JOB}] {name} logs no impressions: no impression ranking set", flush=True)
         for set_name, frame in sets.items():

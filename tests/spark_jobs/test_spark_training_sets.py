@@ -121,8 +121,7 @@ def test_retrieval_sets(pipeline):
         "e6": ("click", 1.0), "e7": ("add_to_cart", 2.0), "e8": ("view", 1.0), "e9": ("view", 1.0),
         "e10": ("purchase", 4.0),
     }
-    assert retail["e6"]["lifetime_events"] is None and retail["e6"]["recent_item_ids"] is None
-    assert retail["e8"]["lifetime_events"] == 5 and retail["e8"]["recent_item_ids"] == ["r_i2", "r_i1"]
+    # the interactions alone: the towers build their histories from them and read no view's columns
+    assert set(retail["e8"]) == {"event_id", "domain", "user_id", "item_id", "event_type", "weight", "timestamp"}
     banking = _rows(pipeline.training("banking", "retrieval"))
     assert {k: r["weight"] for k, r in banking.items()} == {"e13": 3.0, "e14": 4.0}
-    assert banking["e14"]["products_held"] == ["b_p0"] and banking["e14"]["applications_90d"] == 1

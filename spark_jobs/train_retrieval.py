@@ -3,7 +3,7 @@
     spark-submit spark_jobs/train_retrieval.py --domain retail --date 2024-03-12 --release 20240313-nightly
     python -m spark_jobs.train_retrieval --help
 
-Spark reads the point-in-time training set ``paths.training(domain, "retrieval")`` (written by
+Spark reads the retrieval training set (the positive interactions) ``paths.training(domain, "retrieval")`` (written by
 ``spark_jobs/training_sets.py``; when it does not exist, the compacted lake's positive events) and keeps
 the ``--days`` days ending at ``--date`` (the logical date: nothing after it is read). Nothing is
 collected to the driver: Spark builds the training examples (each interaction on a catalog item with

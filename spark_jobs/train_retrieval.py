@@ -3,8 +3,8 @@
     spark-submit spark_jobs/train_retrieval.py --domain retail --date 2024-03-12 --release 20240313-nightly
     python -m spark_jobs.train_retrieval --help
 
-Spark reads the retrieval training set (the positive interactions) ``paths.training(domain, "retrieval")`` (written by
-``spark_jobs/training_sets.py``; when it does not exist, the compacted lake's positive events) and keeps
+Spark reads the retrieval training set ``paths.training(domain, "retrieval")`` (the positive interactions,
+written by ``spark_jobs/training_sets.py``; when it does not exist, the compacted lake's positive events) and keeps
 the ``--days`` days ending at ``--date`` (the logical date: nothing after it is read). Nothing is
 collected to the driver: Spark builds the training examples (each interaction on a catalog item with
 the user's previous distinct items, :mod:`spark_jobs.retrieval_examples`) and writes them as shuffled

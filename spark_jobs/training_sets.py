@@ -108,13 +108,15 @@ def run_training_sets(
     """Build and write both sets for each domain; returns rows written by (domain, set name)."""
     events = read_compacted_events(spark, paths, last + timedelta(days=1), first)
     names = domains or [r["domain"] for r in events.select("domain").distinct().orderBy("domain").collect()]
-    views = {spec: read_view(spark, paths, spec) for spec in RANKING_VIEWS}
+    ranked = [name for name in names if domain_config(name).logs_impressions]
+    views = {spec: read_view(spark, paths, spec) for spec in RANKING_VIEWS} if ranked else {}  # only a ranking set joins views
     written: dict[tuple[str, str], int] = {}
     for name in names:
         in_domain = events.where(F.col("domain") == name)
         sets = {"retrieval": positive_interactions(in_domain, first, last)}
-        if domain_config(name).logs_impressions:
-            sets["ranking"] = ranking_set(labelled_impressions(in_domain, first, last), domain_views(views, name, first, last))
+        if name in ranked:
+            impressions = labelled_impressions(in_domain, first, last)
+            sets["ranking"] = ranking_set(impressions, domain_views(views, name, first, last))
         else:  # its ranker bootstraps from the retrievers (spark_jobs/bootstrap_ranking.py), after they train
             print(f"[{JOB}] {name} logs no impressions: no impression ranking set", flush=True)
         for set_name, frame in sets.items():

@@ -10,6 +10,9 @@ export PYSPARK_PYTHON := $(abspath $(PY))
 export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
 export TF_CPP_MIN_LOG_LEVEL := 2
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
+# Let Python cache the project's compiled modules (site-packages is compiled by make setup): with
+# PYTHONDONTWRITEBYTECODE=1, every process of a night or of the tests recompiles them from source
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: setup run test bench demo lint lock clean help
 

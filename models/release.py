@@ -287,12 +287,9 @@ def train_ranker_from_shards(
     ranking_data: str | Mapping[str, Any] = "impressions", workers: int = 1,
 ) -> dict[str, Any]:
     """Train the ranker on a shard directory (:class:`models.ranking.shards.ShardSet`) in its own process(es)
-    (:func:`models.ranking.trainer.launch_local`, ``workers`` of them), check the SavedModel against the
-    fast export on validation rows, write ``summary/ranker.json`` and remove the shards."""
-    from models.ranking.data import feature_arrays
-    from models.ranking.export import load_scorer
-    from models.ranking.scoring import compare_scores
-    from models.ranking.shards import VALID, probe_frame
+    (:func:`models.ranking.trainer.launch_local`, ``workers`` of them), refuse it if its two exports
+    disagree (the trainer compared them on validation rows), write ``summary/ranker.json`` and remove the
+    shards. TensorFlow is imported by the trainer only."""
     from models.ranking.trainer import launch_local
 
     figures = shards.as_figures()
@@ -301,9 +298,7 @@ def train_ranker_from_shards(
           flush=True)
     trained = launch_local(shards.directory, asdict(config), release / RANKER_DIR, workers,
                            tensorboard=release / LOGS_DIR / RANKER_DIR, verbose=verbose)
-    scorer = load_scorer(release / RANKER_DIR, "fast")
-    probe = feature_arrays(probe_frame(shards.files(VALID)), scorer.config)
-    parity = compare_scores(load_scorer(release / RANKER_DIR, "saved_model").score(probe), scorer.score(probe))
+    parity = trained["parity"]
     if not parity["agree"]:
         raise ReleaseCheckFailed(f"ranker exports disagree: {parity}")
     recorded = ranking_data if isinstance(ranking_data, str) else dict(ranking_data)

@@ -14,6 +14,8 @@ from common.paths import DataPaths
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+# Spark settings for short, tiny jobs (see the file), read by every session and spark-submit the tests start
+os.environ.setdefault("SPARK_CONF_DIR", str(Path(__file__).parent / "spark-conf"))
 
 
 @pytest.fixture

@@ -5,7 +5,9 @@
 It reads the shards written by Spark (:mod:`models.ranking.shards`) through ``tf.data``, so its memory
 does not grow with the training set, fits the preprocessing on every training shard, trains the DCN
 ranker (:func:`models.ranking.train.train_ranker`) and exports it (SavedModel + fast export) into
-``--out``, with ``trained.json`` (metrics, structure comparison, best epoch).
+``--out``, with ``trained.json`` (metrics, structure comparison, best epoch, and the two exports'
+``parity``: both loaded back and scored on validation rows, here where TensorFlow is already loaded, so
+the launcher that reads the result need not import it).
 
 Several workers: when ``TF_CONFIG`` names more than one worker, the trainer runs under
 ``tf.distribute.MultiWorkerMirroredStrategy``: each worker reads its own shards (every N-th one), the
@@ -105,8 +107,22 @@ def train_from_shards(shards_dir: Path, config_json: dict[str, Any], out: Path, 
               "best_epoch": trained.best_epoch, "workers": workers, "steps_per_epoch": steps,
               "history": trained.history}
     if chief:
+        result["parity"] = export_parity(out, valid_files)
         (out / TRAINED_FILE).write_text(json.dumps(result, indent=1, default=str))
     return result
+
+
+def export_parity(out: Path, valid_files: Sequence[Path]) -> dict[str, Any]:
+    """Both exports in ``out``, loaded back from disk, scoring the first validation rows:
+    :func:`models.ranking.scoring.compare_scores` (``agree`` False: the fast export is not the model)."""
+    from models.ranking.data import feature_arrays
+    from models.ranking.export import load_scorer
+    from models.ranking.scoring import compare_scores
+    from models.ranking.shards import probe_frame
+
+    fast = load_scorer(out, "fast")
+    probe = feature_arrays(probe_frame(valid_files), fast.config)
+    return compare_scores(load_scorer(out, "saved_model").score(probe), fast.score(probe))
 
 
 def validation_metrics(model: Any, data: Any, config: Any) -> dict[str, float]:

@@ -52,6 +52,7 @@ def test_two_workers_learn_what_one_learns(shards, tmp_path) -> None:
     one = launch_local(made.directory, asdict(config), tmp_path / "one", workers=1, verbose=False)
     two = launch_local(made.directory, asdict(config), tmp_path / "two", workers=2, verbose=False)
     assert (one["workers"], two["workers"]) == (1, 2)
+    assert one["parity"]["agree"] and two["parity"]["agree"]  # the chief checked its two exports
     assert one["steps_per_epoch"] == 12_000 // 256 and two["steps_per_epoch"] == 4_800 // 128  # the smaller share
     assert one["metrics"]["auc"] > 0.8 and two["metrics"]["auc"] > 0.8  # a constant predictor has 0.5
     assert abs(one["metrics"]["auc"] - two["metrics"]["auc"]) < 0.02

@@ -81,9 +81,16 @@ def data_root(root: Path, api_key: str) -> Iterator[dict[str, str]]:
                 os.environ[key] = value
 
 
+def base_marker(settings: StudySettings) -> Path:
+    """The file that says ``work_dir/base`` holds the world of these settings with its first releases (a
+    base made another way -- e.g. by the nightly DAG -- is used as it is once this file is there)."""
+    return settings.work_dir / "base" / (
+        f".prepared-{settings.loop.profile}-{settings.world_seed}-{'-'.join(settings.loop.domains)}")
+
+
 def prepare_base(settings: StudySettings, api_key: str, say: Callable[[str], None]) -> Path:
     base = settings.work_dir / "base"
-    marker = base / f".prepared-{settings.loop.profile}-{settings.world_seed}-{'-'.join(settings.loop.domains)}"
+    marker = base_marker(settings)
     if marker.exists():
         say(f"world and first releases already prepared in {base}")
         return base

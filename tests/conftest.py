@@ -1,9 +1,12 @@
-"""Shared fixtures: an isolated data/artifact root per test, one SparkSession per test session."""
+"""Shared fixtures: an isolated data/artifact root per test, one SparkSession per test session, and the
+tiny world after its first night, built once per run for the tests that need a world with live releases."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -37,9 +40,69 @@ def spark():
     session.stop()
 
 
+class SharedNight:
+    """The ``tiny`` world (seed 7) after the nightly DAG's first night, built once per test run by
+    ``tests/dags/test_nightly_e2e.py`` and copied by the tests that need such a world
+    (``tests/loop/test_closed_loop.py``), in a directory every pytest-xdist worker sees. The builder's file
+    is ordered before its readers' (:func:`pytest_collection_modifyitems`), so a reader on another worker
+    waits for ``DONE`` (or ``FAILED``); when the builder is not in the run (a file run alone) or failed,
+    :meth:`wait` returns None and the reader makes its own world."""
+
+    def __init__(self, directory: Path, built_in_this_run: bool) -> None:
+        self.directory = directory / "tiny-night"
+        self.built_in_this_run = built_in_this_run
+
+    def build(self, make: Callable[[Path], None]) -> Path:
+        """``make(directory)``, then ``DONE``; the built directory."""
+        shutil.rmtree(self.directory, ignore_errors=True)
+        self.directory.mkdir(parents=True)
+        try:
+            make(self.directory)
+        except BaseException:
+            (self.directory / "FAILED").touch()
+            raise
+        (self.directory / "DONE").touch()
+        return self.directory
+
+    def wait(self, timeout_s: float = 1800.0) -> Path | None:
+        """The built directory once it is built, or None if nothing builds it in this run."""
+        from common.polling import wait_until
+
+        if not self.built_in_this_run:
+            return None
+        wait_until(lambda: any((self.directory / name).exists() for name in ("DONE", "FAILED")), timeout_s,
+                   "the shared tiny night", poll=1.0)
+        return self.directory if (self.directory / "DONE").exists() else None
+
+
+_BUILDS_SHARED_NIGHT: list[bool] = []  # set at collection: a test of this run builds it
+
+
+@pytest.fixture(scope="session")
+def shared_night(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> SharedNight:
+    base = tmp_path_factory.getbasetemp()
+    directory = base.parent if worker_id != "master" else base  # the workers' common parent under xdist
+    return SharedNight(directory, any(_BUILDS_SHARED_NIGHT))
+
+
+@pytest.hookimpl(trylast=True)  # after -k / -m deselection: only the tests that will run count
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Files holding ``slow`` tests first: ``make test`` runs two pytest-xdist workers, each taking a whole
     file at a time (``--dist loadfile``, so no module fixture is built twice), and the longest runs should
-    start at once while the short files fill in beside them."""
-    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.path not in slow_files)
+    start at once while the short files fill in beside them. A file that copies the shared night (and does
+    not build it) goes a fifth of the way into the rest, so that the night is built by the time it starts
+    instead of holding a worker idle."""
+    def uses(item: pytest.Item) -> bool:
+        return "shared_night" in getattr(item, "fixturenames", ())
+
+    def readers(item: pytest.Item) -> bool:
+        return uses(item) and "airflow_db" not in item.fixturenames
+
+    _BUILDS_SHARED_NIGHT.append(any(uses(item) and not readers(item) for item in items))
+
+    slow_files = {item.path for item in items if item.get_closest_marker("slow") and not readers(item)}
+    reading = [item for item in items if readers(item)]
+    rest = sorted((item for item in items if not readers(item)), key=lambda item: item.path not in slow_files)
+    first_fast = next((i for i, item in enumerate(rest) if item.path not in slow_files), len(rest))
+    at = first_fast + (len(rest) - first_fast) // 5
+    items[:] = rest[:at] + reading + rest[at:]

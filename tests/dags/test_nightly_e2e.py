@@ -15,6 +15,7 @@ its retrievers (it does not, in 4 days); everything else is the shipped ``orches
 
 from __future__ import annotations
 
+import pickle
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -52,11 +53,11 @@ class Night:
     report: RunReport
 
 
-@pytest.fixture(scope="module")
-def night(airflow_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Night]:
+def _first_night(root: Path) -> None:
+    """The tiny world and its first night under ``root`` (``data/``, ``artifacts/``, ``nightly.yaml``, and
+    the run's report in ``report.pickle``)."""
     from simulation.generate import generate
 
-    root = tmp_path_factory.mktemp("nightly")
     settings = yaml.safe_load(DEFAULT_FILE.read_text())
     for policy in (settings["gate"], *settings["gate"]["domains"].values()):
         policy["metrics"]["ranker_auc"].pop("minimum")
@@ -68,11 +69,25 @@ def night(airflow_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         env.setenv("RECSYS_DATA_DIR", str(root / "data"))
         env.setenv("RECSYS_ARTIFACTS_DIR", str(root / "artifacts"))
         env.setenv("RECSYS_ORCHESTRATION_FILE", str(root / "nightly.yaml"))
-        paths = DataPaths(root / "data")
-        generate("tiny", 7, paths)
+        generate("tiny", 7, DataPaths(root / "data"))
         report = run_dag("nightly_retrain", _at(DAY), conf=CONF)
-        print(report.table())
-        yield Night(paths, ArtifactRegistry(root / "artifacts"), report)
+    (root / "report.pickle").write_bytes(pickle.dumps(report))
+
+
+@pytest.fixture(scope="module")
+def night(airflow_db: Path, shared_night, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Night]:  # noqa: ANN001
+    """The first night (built once per test run: the closed-loop test starts from a copy of it), copied
+    here, where the tests below change it."""
+    built = shared_night.build(_first_night)
+    root = tmp_path_factory.mktemp("nightly")
+    shutil.copytree(built, root, dirs_exist_ok=True)
+    report = pickle.loads((root / "report.pickle").read_bytes())
+    print(report.table())
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("RECSYS_DATA_DIR", str(root / "data"))
+        env.setenv("RECSYS_ARTIFACTS_DIR", str(root / "artifacts"))
+        env.setenv("RECSYS_ORCHESTRATION_FILE", str(root / "nightly.yaml"))
+        yield Night(DataPaths(root / "data"), ArtifactRegistry(root / "artifacts"), report)
 
 
 def test_a_clean_night_promotes_releases_that_serving_loads(night: Night) -> None:

@@ -89,7 +89,8 @@ def shared_night(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Sh
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Files holding ``slow`` tests first: ``make test`` runs two pytest-xdist workers, each taking a whole
     file at a time (``--dist loadfile``, so no module fixture is built twice), and the longest runs should
-    start at once while the short files fill in beside them. A file that copies the shared night (and does
+    start at once while the short files fill in beside them; the file that builds the shared night goes
+    first. A file that copies the shared night (and does
     not build it) goes a fifth of the way into the rest, so that the night is built by the time it starts
     instead of holding a worker idle."""
     def uses(item: pytest.Item) -> bool:
@@ -102,7 +103,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
     slow_files = {item.path for item in items if item.get_closest_marker("slow") and not readers(item)}
     reading = [item for item in items if readers(item)]
-    rest = sorted((item for item in items if not readers(item)), key=lambda item: item.path not in slow_files)
+    building = {item.path for item in items if uses(item) and not readers(item)}
+    rest = sorted((item for item in items if not readers(item)),  # the night's builder, other slow files, the rest
+                  key=lambda item: (item.path not in building, item.path not in slow_files))
     first_fast = next((i for i, item in enumerate(rest) if item.path not in slow_files), len(rest))
     at = first_fast + (len(rest) - first_fast) // 5
     items[:] = rest[:at] + reading + rest[at:]

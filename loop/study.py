@@ -89,8 +89,8 @@ def base_marker(settings: StudySettings) -> Path:
 
 
 def prepare_base(settings: StudySettings, api_key: str, say: Callable[[str], None]) -> Path:
-    base = settings.work_dir / "base"
     marker = base_marker(settings)
+    base = marker.parent
     if marker.exists():
         say(f"world and first releases already prepared in {base}")
         return base

@@ -18,6 +18,7 @@ from __future__ import annotations
 import pickle
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -53,6 +54,16 @@ class Night:
     report: RunReport
 
 
+@contextmanager
+def _pointed_at(root: Path) -> Iterator[None]:
+    """The platform's data, artifacts and nightly settings under ``root`` while the block runs."""
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("RECSYS_DATA_DIR", str(root / "data"))
+        env.setenv("RECSYS_ARTIFACTS_DIR", str(root / "artifacts"))
+        env.setenv("RECSYS_ORCHESTRATION_FILE", str(root / "nightly.yaml"))
+        yield
+
+
 def _first_night(root: Path) -> None:
     """The tiny world and its first night under ``root`` (``data/``, ``artifacts/``, ``nightly.yaml``, and
     the run's report in ``report.pickle``)."""
@@ -65,10 +76,7 @@ def _first_night(root: Path) -> None:
         # the ranked-vs-retrievers check is tested on its own (test_gate.py), not on this world
         policy["metrics"]["ranked_vs_best_retriever"] = {"tolerance": 1.0}
     (root / "nightly.yaml").write_text(yaml.safe_dump(settings))
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("RECSYS_DATA_DIR", str(root / "data"))
-        env.setenv("RECSYS_ARTIFACTS_DIR", str(root / "artifacts"))
-        env.setenv("RECSYS_ORCHESTRATION_FILE", str(root / "nightly.yaml"))
+    with _pointed_at(root):
         generate("tiny", 7, DataPaths(root / "data"))
         report = run_dag("nightly_retrain", _at(DAY), conf=CONF)
     (root / "report.pickle").write_bytes(pickle.dumps(report))
@@ -83,10 +91,7 @@ def night(airflow_db: Path, shared_night, tmp_path_factory: pytest.TempPathFacto
     shutil.copytree(built, root, dirs_exist_ok=True)
     report = pickle.loads((root / "report.pickle").read_bytes())
     print(report.table())
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("RECSYS_DATA_DIR", str(root / "data"))
-        env.setenv("RECSYS_ARTIFACTS_DIR", str(root / "artifacts"))
-        env.setenv("RECSYS_ORCHESTRATION_FILE", str(root / "nightly.yaml"))
+    with _pointed_at(root):
         yield Night(DataPaths(root / "data"), ArtifactRegistry(root / "artifacts"), report)
 
 

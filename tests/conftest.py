@@ -1,8 +1,10 @@
-"""Shared fixtures: an isolated data/artifact root per test, one SparkSession per test session, and the
-tiny world after its first night, built once per run for the tests that need a world with live releases."""
+"""Shared fixtures: an isolated data/artifact root per test, one SparkSession per test session, read-only
+worlds built once per run for every pytest-xdist worker (:class:`BuiltOnce`), and the tiny world after its
+first night, built once per run for the tests that need a world with live releases."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import sys
@@ -38,6 +40,42 @@ def spark():
     session = build_session("recsys-tests", master="local[2]", shuffle_partitions=2)
     yield session
     session.stop()
+
+
+class BuiltOnce:
+    """Read-only worlds built once per test run, whichever pytest-xdist worker asks first, in a directory
+    every worker sees: ``make test`` runs the files on two workers, and a session fixture would otherwise
+    be built once per worker that runs a file using it (the Spark pipeline world, for one, costs ~30 s of
+    CPU). A worker asking while another builds waits on the build's lock; a build that failed (or whose
+    worker died) is built again by the next one asking, so its error is reported where it happens."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory / "built-once"
+
+    def get(self, name: str, make: Callable[[Path], None]) -> Path:
+        """The directory ``name``, filled by ``make(directory)`` unless a worker did it in this run; the
+        tests must not change it."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        built = self.directory / name
+        with (self.directory / f"{name}.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or when a dying worker exits
+            if not (built / "BUILT").exists():
+                shutil.rmtree(built, ignore_errors=True)
+                built.mkdir()
+                make(built)
+                (built / "BUILT").touch()
+        return built
+
+
+def _workers_directory(factory: pytest.TempPathFactory, worker_id: str) -> Path:
+    """The directory every pytest-xdist worker of this run sees (the base temp without xdist)."""
+    base = factory.getbasetemp()
+    return base.parent if worker_id != "master" else base
+
+
+@pytest.fixture(scope="session")
+def built_once(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> BuiltOnce:
+    return BuiltOnce(_workers_directory(tmp_path_factory, worker_id))
 
 
 class SharedNight:
@@ -80,9 +118,7 @@ _BUILDS_SHARED_NIGHT: list[bool] = []  # set at collection: a test of this run b
 
 @pytest.fixture(scope="session")
 def shared_night(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> SharedNight:
-    base = tmp_path_factory.getbasetemp()
-    directory = base.parent if worker_id != "master" else base  # the workers' common parent under xdist
-    return SharedNight(directory, any(_BUILDS_SHARED_NIGHT))
+    return SharedNight(_workers_directory(tmp_path_factory, worker_id), any(_BUILDS_SHARED_NIGHT))
 
 
 @pytest.hookimpl(trylast=True)  # after -k / -m deselection: only the tests that will run count

@@ -1,4 +1,4 @@
-"""A tiny hand-built A/B lake (retail), analysed once per test session by the real Spark job.
+"""A tiny hand-built A/B lake (retail), analysed once per test run by the real Spark job.
 
 Dates 2025-03-10 (day 1) and 2025-03-11 (day 2); slates of 3 items; arms logged on impressions.
 
@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import contextlib
 import io
+import pickle
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -97,15 +99,24 @@ class AnalysedLake:
     stdout: str
 
 
-@pytest.fixture(scope="session")
-def analysed_lake(spark, tmp_path_factory: pytest.TempPathFactory) -> AnalysedLake:
-    """The hand-built lake after one run of the A/B metrics job (outputs under its data root)."""
-    from experiments.ab_metrics import ABOptions, run  # imports pyspark
+def _analyse(spark) -> Callable[[Path], None]:  # noqa: ANN001
+    def make(directory: Path) -> None:
+        from experiments.ab_metrics import ABOptions, run  # imports pyspark
 
-    paths = DataPaths(Path(tmp_path_factory.mktemp("ab")) / "data")
-    write_events(ab_events(), paths)
-    write_catalog(ab_catalog(), paths, "retail")
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        reports = run(spark, paths, ["retail"], DAY1, DAY2, ABOptions(source="raw"))
-    return AnalysedLake(paths, reports, out.getvalue())
+        paths = DataPaths(directory / "data")
+        write_events(ab_events(), paths)
+        write_catalog(ab_catalog(), paths, "retail")
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            reports = run(spark, paths, ["retail"], DAY1, DAY2, ABOptions(source="raw"))
+        (directory / "run.pickle").write_bytes(pickle.dumps((reports, out.getvalue())))
+    return make
+
+
+@pytest.fixture(scope="session")
+def analysed_lake(spark, built_once) -> AnalysedLake:  # noqa: ANN001
+    """The hand-built lake after one run of the A/B metrics job (outputs under its data root; once per test
+    run, read-only)."""
+    directory = built_once.get("ab-lake", _analyse(spark))
+    reports, stdout = pickle.loads((directory / "run.pickle").read_bytes())
+    return AnalysedLake(DataPaths(directory / "data"), reports, stdout)

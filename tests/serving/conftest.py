@@ -200,20 +200,23 @@ def _fill_store(paths: DataPaths, catalog: pd.DataFrame, users: pd.DataFrame, in
         store.write_to_online_store(spec.name, frame.assign(event_timestamp=stamp, created=stamp))
 
 
-@pytest.fixture(scope="session")
-def world(tmp_path_factory: pytest.TempPathFactory) -> World:
-    """Built once: ~48 items, 24 users, real trained retrievers and ranker, a filled online store."""
-
-    root = tmp_path_factory.mktemp("serving_world")
+def _build_world(root: Path) -> None:
     rng = np.random.default_rng(7)
     catalog, users, interactions = _world_frames(rng)
     template = root / "release"
     _train_retrieval(interactions, catalog, users, template / "retrieval")
     _train_ranker(rng, template / "ranker")
     catalog.to_parquet(template / "catalog.parquet")
-    store_paths = DataPaths(root / "store")
-    _fill_store(store_paths, catalog, users, interactions)
-    return World(root, catalog, template, store_paths)
+    _fill_store(DataPaths(root / "store"), catalog, users, interactions)
+
+
+@pytest.fixture(scope="session")
+def world(built_once) -> World:  # noqa: ANN001
+    """Built once per test run (read-only: copy what a test changes): ~48 items, 24 users, real trained
+    retrievers and ranker, a filled online store."""
+    root = built_once.get("serving-world", _build_world)
+    catalog = _world_frames(np.random.default_rng(7))[0]  # the frame the world was built from
+    return World(root, catalog, root / "release", DataPaths(root / "store"))
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,7 @@
 """Fixtures of the Spark job tests: a tiny hand-built world (catalog, users, events) written to a lake.
 
 The feature and training-set tests compute their expected values by hand from it; the ``pipeline``
-fixture runs it through compaction, features and training sets once per test session. Logical date
+fixture runs it through compaction, features and training sets once per test run. Logical date
 2025-03-10, snapshot days 03-09 and 03-10. Positive weights (config/domains.yaml): retail view 1,
 click 1, add_to_cart 2, purchase 4; banking application_start 3, application_approved 4.
 """
@@ -9,6 +9,7 @@ click 1, add_to_cart 2, purchase 4; banking application_start 3, application_app
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -106,14 +107,17 @@ def tiny_spark(spark):
     return spark
 
 
-@pytest.fixture(scope="session")
-def pipeline(tiny_spark, tmp_path_factory) -> DataPaths:
-    """The world run through the three jobs' ``main``: compaction of 03-01..03-11, features for the
-    snapshot days 03-09 and 03-10, training sets for the window 03-09..03-10."""
-    paths = DataPaths(tmp_path_factory.mktemp("pipeline") / "data")
+def _run_pipeline(directory: Path) -> None:
+    paths = DataPaths(directory / "data")
     write_world(paths)
     root = ["--data-dir", str(paths.root)]
     assert compact.main(["--date", "2025-03-01", "--end", "2025-03-11", *root]) == 0
     assert features.main(["--date", LOGICAL_DATE.isoformat(), "--days", "2", *root]) == 0
     assert training_sets.main(["--start", "2025-03-09", "--end", LOGICAL_DATE.isoformat(), *root]) == 0
-    return paths
+
+
+@pytest.fixture(scope="session")
+def pipeline(tiny_spark, built_once) -> DataPaths:
+    """The world run through the three jobs' ``main`` (once per test run; read-only): compaction of
+    03-01..03-11, features for the snapshot days 03-09 and 03-10, training sets for the window 03-09..03-10."""
+    return DataPaths(built_once.get("spark-pipeline", _run_pipeline) / "data")

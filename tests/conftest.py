@@ -45,8 +45,8 @@ def spark():
 class BuiltOnce:
     """Read-only worlds built once per test run, whichever pytest-xdist worker asks first, in a directory
     every worker sees: ``make test`` runs the files on two workers, and a session fixture would otherwise
-    be built once per worker that runs a file using it (the Spark pipeline world, for one, costs ~30 s of
-    CPU). A worker asking while another builds waits on the build's lock; a build that failed (or whose
+    be built once per worker that runs a file using it (the Spark pipeline world, for one, takes ~30 s
+    standing alone). A worker asking while another builds waits on the build's lock; a build that failed (or whose
     worker died) is built again by the next one asking, so its error is reported where it happens."""
 
     def __init__(self, directory: Path) -> None:
@@ -126,9 +126,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Files holding ``slow`` tests first: ``make test`` runs two pytest-xdist workers, each taking a whole
     file at a time (``--dist loadfile``, so no module fixture is built twice), and the longest runs should
     start at once while the short files fill in beside them; the file that builds the shared night goes
-    first. A file that copies the shared night (and does
-    not build it) goes a fifth of the way into the rest, so that the night is built by the time it starts
-    instead of holding a worker idle."""
+    first. A file that copies the shared night (and does not build it) goes a fifth of the way into the
+    rest, so that the night is built by the time it starts instead of holding a worker idle."""
     def uses(item: pytest.Item) -> bool:
         return "shared_night" in getattr(item, "fixturenames", ())
 

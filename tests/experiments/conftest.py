@@ -23,9 +23,9 @@ from __future__ import annotations
 import contextlib
 import io
 import pickle
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -99,24 +99,22 @@ class AnalysedLake:
     stdout: str
 
 
-def _analyse(spark) -> Callable[[Path], None]:  # noqa: ANN001
-    def make(directory: Path) -> None:
-        from experiments.ab_metrics import ABOptions, run  # imports pyspark
+def _analyse(spark, directory: Path) -> None:  # noqa: ANN001
+    from experiments.ab_metrics import ABOptions, run  # imports pyspark
 
-        paths = DataPaths(directory / "data")
-        write_events(ab_events(), paths)
-        write_catalog(ab_catalog(), paths, "retail")
-        out = io.StringIO()
-        with contextlib.redirect_stdout(out):
-            reports = run(spark, paths, ["retail"], DAY1, DAY2, ABOptions(source="raw"))
-        (directory / "run.pickle").write_bytes(pickle.dumps((reports, out.getvalue())))
-    return make
+    paths = DataPaths(directory / "data")
+    write_events(ab_events(), paths)
+    write_catalog(ab_catalog(), paths, "retail")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        reports = run(spark, paths, ["retail"], DAY1, DAY2, ABOptions(source="raw"))
+    (directory / "run.pickle").write_bytes(pickle.dumps((reports, out.getvalue())))
 
 
 @pytest.fixture(scope="session")
 def analysed_lake(spark, built_once) -> AnalysedLake:  # noqa: ANN001
     """The hand-built lake after one run of the A/B metrics job (outputs under its data root; once per test
     run, read-only)."""
-    directory = built_once.get("ab-lake", _analyse(spark))
+    directory = built_once.get("ab-lake", partial(_analyse, spark))
     reports, stdout = pickle.loads((directory / "run.pickle").read_bytes())
     return AnalysedLake(DataPaths(directory / "data"), reports, stdout)

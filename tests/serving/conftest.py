@@ -215,8 +215,8 @@ def world(built_once) -> World:  # noqa: ANN001
     """Built once per test run (read-only: copy what a test changes): ~48 items, 24 users, real trained
     retrievers and ranker, a filled online store."""
     root = built_once.get("serving-world", _build_world)
-    catalog = _world_frames(np.random.default_rng(7))[0]  # the frame the world was built from
-    return World(root, catalog, root / "release", DataPaths(root / "store"))
+    template = root / "release"
+    return World(root, pd.read_parquet(template / "catalog.parquet"), template, DataPaths(root / "store"))
 
 
 @pytest.fixture(scope="session")
